@@ -1,0 +1,375 @@
+"""The pixel oracle of the built-in world: measures every attribute from ANY image.
+
+It never sees the renderer's parameters, only pixels, so it can judge generated images as well as
+rendered ones (that is what lets the simulated crowd label created pairs honestly). The steps:
+
+1. background: a plane per colour channel fitted to the image border (background colour,
+   gradient and lighting fall-off are all close to planar);
+2. pose: the ground line is the longest edge of the lower convex hull of the object (a shoe
+   stands on its heel and its forefoot), which gives the rotation; the back and the toe tip give
+   the position and scale;
+3. the image is resampled into the shoe's canonical frame at 2x, where each attribute is a
+   height (or a colour) measured at the columns that show it, with sub-pixel edge crossings
+   between the three colours present: background, upper and sole;
+4. each raw measurement is mapped to attribute units by quantile matching against renders with
+   known values (calibrated once per process, from a fixed seed);
+5. legibility: the shoe model is re-drawn from the measured attributes and compared with what
+   is there (soft IoU), with gates for a clean background and a single object. Noise, blanks,
+   smeared blobs and two shoes are not explained by one shoe and score low.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.ndimage as ndi
+import torch
+import torch.nn.functional as F
+
+from outpool.synth import shoe
+from outpool.synth.render import Nuisance, render
+
+SUPERSAMPLE = 2  # canonical frame sampled at 2 samples per canonical pixel
+GROUND_ROW = 52.0  # ground line of the oracle's canonical frame
+OBJECT_CONTRAST = 0.09  # RGB distance from the background that counts as object
+LEGIBLE = 0.5  # legibility at or above this: a recognisable shoe
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the oracle sees in a batch: raw measurements and the canonical maps behind them."""
+
+    raw: np.ndarray  # (B, 6) canonical pixels (heights), area fraction (toe), saturation
+    obj: np.ndarray  # (B, H, W) canonical object fraction
+    ok: np.ndarray  # (B,) a pose and the material colours could be found
+    gate: np.ndarray  # (B,) 1.0 when background, object size and object count are plausible
+
+
+def _border_mask(size: int = shoe.CANVAS, width: int = 2) -> np.ndarray:
+    m = np.zeros((size, size), bool)
+    m[:width], m[-width:], m[:, :width], m[:, -width:] = True, True, True, True
+    return m
+
+
+@functools.cache
+def _plane_basis() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares projector from border pixels to plane coefficients, and the full basis."""
+    c = (np.arange(shoe.CANVAS) + 0.5) / shoe.CANVAS * 2 - 1
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    basis = np.stack([np.ones_like(xx), xx, yy, xx * yy], -1).reshape(-1, 4)  # (HW, 4)
+    border = _border_mask().reshape(-1)
+    return np.linalg.pinv(basis[border]).astype(np.float32), basis.astype(np.float32), border
+
+
+def _background(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel background model (B, 64, 64, 3) and the border's fit residual (B,)."""
+    pinv, basis, border = _plane_basis()
+    flat = img.reshape(len(img), -1, 3)
+    coef = np.einsum("kp,bpc->bkc", pinv, flat[:, border])  # (B, 4, 3)
+    bg = np.einsum("pk,bkc->bpc", basis, coef)
+    resid = np.abs(flat[:, border] - bg[:, border]).mean(axis=(1, 2))
+    return bg.reshape(img.shape), resid
+
+
+def _lower_hull_angle(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Angle (radians) of the longest edge of the lower convex hull of points (y down)."""
+    pts = sorted(zip(xs.tolist(), ys.tolist(), strict=True))
+    hull: list[tuple[float, float]] = []
+    for p in pts:  # monotone chain, keeping the hull that is lowest on screen (max y)
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (p[1] - y1) - (y2 - y1) * (p[0] - x1) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    if len(hull) < 2:
+        return 0.0
+    h = np.asarray(hull)
+    d = np.diff(h, axis=0)
+    k = int(np.argmax(d[:, 0]))
+    return float(np.arctan2(d[k, 1], d[k, 0]))
+
+
+def _edge_bottoms(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel bottom edge of the object in each column: (x, y) of columns that have one."""
+    h = obj.shape[0]
+    solid = obj >= 0.5
+    has = solid.any(axis=0)
+    cols = np.nonzero(has)[0]
+    last = h - 1 - np.argmax(solid[::-1, cols], axis=0)  # last solid row per column
+    below = np.where(last + 1 < h, obj[np.minimum(last + 1, h - 1), cols], 0.0)
+    y = last + np.clip(obj[last, cols], 0, 1) + np.clip(below, 0, 1)
+    return cols + 0.5, y
+
+
+def _pose(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: (angle, back_x, tip_x, ground_y) in the de-rotated frame, and a valid flag."""
+    out = np.zeros((len(obj), 4), np.float32)
+    ok = np.zeros(len(obj), bool)
+    centre = shoe.CANVAS / 2
+    for i, o in enumerate(obj):
+        xs, ys = _edge_bottoms(o)
+        if len(xs) < 8:
+            continue
+        angle = _lower_hull_angle(xs, ys)
+        rows, cols = np.nonzero(o >= 0.5)
+        px, py = cols + 0.5 - centre, rows + 0.5 - centre
+        c, s = np.cos(angle), np.sin(angle)
+        xr, yr = c * px + s * py, -s * px + c * py  # de-rotated coordinates about the centre
+        bx, by = xs - centre, ys - centre
+        ground = float(np.max(-s * bx + c * by))
+        out[i] = (angle, xr.min() - 0.5, xr.max() + 0.5, ground)
+        ok[i] = True
+    return out, ok
+
+
+def _canonical_points(pose: np.ndarray) -> np.ndarray:
+    """Image coordinates (B, H, W, 2) of the oracle's canonical samples, in pixel units."""
+    n = shoe.CANVAS * SUPERSAMPLE
+    c = (np.arange(n, dtype=np.float32) + 0.5) / SUPERSAMPLE
+    v, u = np.meshgrid(c, c, indexing="ij")  # canonical (row, column) in canonical pixels
+    angle, back, tip, ground = (pose[:, k, None, None] for k in range(4))
+    k = (tip - back) / shoe.LENGTH  # image pixels per canonical pixel
+    xr = back + (u - shoe.BACK) * k  # de-rotated image frame, relative to the centre
+    yr = ground - (GROUND_ROW - v) * k
+    cos, sin = np.cos(angle), np.sin(angle)
+    centre = shoe.CANVAS / 2
+    return np.stack([cos * xr - sin * yr + centre, sin * xr + cos * yr + centre], -1)
+
+
+def _sample(img: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Bilinear samples of img (B, 64, 64, C) at pixel coordinates points (B, H, W, 2)."""
+    grid = torch.from_numpy(points.astype(np.float32) / (shoe.CANVAS / 2) - 1)
+    src = torch.from_numpy(np.ascontiguousarray(img.transpose(0, 3, 1, 2)))
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.permute(0, 2, 3, 1).numpy()
+
+
+def _fraction(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Where each pixel lies on the segment from colour lo (0) to colour hi (1): (B, H, W)."""
+    d = hi - lo
+    return np.clip(((p - lo) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-6), -0.5, 1.5)
+
+
+def _crossing(f: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Sub-pixel index of the first sample where f (..., S) reaches ``threshold``.
+
+    Returns NaN where it never does.
+    """
+    above = f >= threshold
+    k = np.argmax(above, axis=-1)
+    found = above.any(axis=-1)
+    prev = np.take_along_axis(f, np.maximum(k - 1, 0)[..., None], -1)[..., 0]
+    cur = np.take_along_axis(f, k[..., None], -1)[..., 0]
+    frac = np.clip((threshold - prev) / np.where(cur - prev > 1e-6, cur - prev, 1.0), 0, 1)
+    pos = np.where(k > 0, k - 1 + frac, 0.0)
+    return np.where(found, pos, np.nan)
+
+
+def _columns(window: tuple[float, float]) -> np.ndarray:
+    t = shoe.column_positions(scale=SUPERSAMPLE)
+    return np.nonzero((t >= window[0]) & (t <= window[1]))[0]
+
+
+def _heights_from_top(f: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Height above ground of the first crossing scanning DOWN columns ``cols``: (B, C)."""
+    pos = _crossing(f[:, :, cols].transpose(0, 2, 1))  # samples from the top
+    return GROUND_ROW - pos / SUPERSAMPLE
+
+
+def _heights_from_ground(f: np.ndarray, cols: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Height of the first crossing scanning UP from height ``start`` (B, C) in columns ``cols``."""
+    n = f.shape[1]
+    row0 = np.clip(np.round((GROUND_ROW - start) * SUPERSAMPLE).astype(int), 0, n - 1)  # (B, C)
+    steps = np.arange(n)
+    rows = np.clip(row0[..., None] - steps, 0, n - 1)  # (B, C, S) scanning upwards
+    b = np.arange(len(f))[:, None, None]
+    prof = f[b, rows, cols[None, :, None]]
+    pos = _crossing(prof)
+    return GROUND_ROW - (row0 + 0.5) / SUPERSAMPLE + pos / SUPERSAMPLE
+
+
+def _nanmedian(x: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        bad = np.isnan(x).all(axis=1)
+        out = np.nanmedian(np.where(np.isnan(x).all(axis=1, keepdims=True), 0.0, x), axis=1)
+    return np.where(bad, np.nan, out)
+
+
+def analyse(images: np.ndarray) -> Analysis:
+    """Raw measurements of uint8 images (B, 64, 64, 3); see the module docstring."""
+    img = np.asarray(images, np.float32) / 255.0
+    bg, resid = _background(img)
+    dist = np.sqrt(((img - bg) ** 2).sum(-1))  # (B, 64, 64)
+    smooth = ndi.uniform_filter(dist, size=(1, 3, 3))
+    obj = np.clip(smooth / OBJECT_CONTRAST - 0.5, 0, 1)  # soft object mask for the pose
+    pose, ok = _pose(np.where(smooth > OBJECT_CONTRAST, obj, 0.0))
+
+    pts = _canonical_points(pose)
+    p = _sample(img, pts)  # (B, H, W, 3) canonical colours
+    q = _sample(bg, pts)  # background model at the same places
+    d = np.sqrt(((p - q) ** 2).sum(-1))
+    value = p.max(-1)  # the sole is dark in every channel; a saturated upper is not
+    is_obj = d > 2 * OBJECT_CONTRAST
+    # Material colours: the sole is the darkest part of the object, the upper the brightest.
+    b = len(img)
+    c_sole = np.zeros((b, 3), np.float32)
+    c_upper = np.zeros((b, 3), np.float32)
+    for i in range(b):
+        if is_obj[i].sum() < 20:
+            ok[i] = False
+            continue
+        v, cols = value[i][is_obj[i]], p[i][is_obj[i]]
+        lo, hi = np.quantile(v, [0.02, 0.9])
+        c_sole[i] = np.median(cols[v <= lo], axis=0)
+        c_upper[i] = np.median(cols[v >= 0.5 * (lo + hi)], axis=0)
+    cs, cu = c_sole[:, None, None], c_upper[:, None, None]
+    f_sole = _fraction(p, q, cs)  # background 0 -> sole 1
+    f_upper = _fraction(p, q, cu)  # background 0 -> upper 1
+    f_su = _fraction(p, cu, cs)  # upper 0 -> sole 1
+
+    heel_cols, sole_cols = _columns(shoe.HEEL_WINDOW), _columns(shoe.SOLE_WINDOW)
+    collar_cols, throat_cols = _columns(shoe.COLLAR_WINDOW), _columns(shoe.THROAT_WINDOW)
+    below = np.full((b, 1), -3.0)
+    lift = _heights_from_ground(f_sole, heel_cols, np.broadcast_to(below, (b, len(heel_cols))))
+    bottom = _heights_from_ground(f_sole, sole_cols, np.broadcast_to(below, (b, len(sole_cols))))
+    sole_top = _heights_from_top(f_su, sole_cols)
+    obj_frac = np.maximum(f_upper, f_sole)
+    collar = _heights_from_top(obj_frac, collar_cols) - _heights_from_top(f_su, collar_cols)
+    throat = _heights_from_top(obj_frac, throat_cols) - _heights_from_top(f_su, throat_cols)
+    toe_cols = _columns((shoe.TOE_START, 1.0))
+    toe = _heights_from_top(obj_frac, toe_cols) - _heights_from_top(f_su, toe_cols)
+    toe_area = np.nanmean(np.clip(toe, 0, None), axis=1) / (shoe.TOE_BOX * shoe.LENGTH)
+    mx, mn = c_upper.max(-1), c_upper.min(-1)
+    saturation = (mx - mn) / np.maximum(mx, 1e-3)
+
+    raw = np.stack(
+        [
+            _nanmedian(throat),  # open (larger throat = less open; calibration flips it)
+            toe_area,  # pointy (smaller area = more pointed)
+            _nanmedian(lift),  # heel
+            _nanmedian(collar),  # tall
+            saturation,  # colorful
+            _nanmedian(sole_top - bottom),  # chunky
+        ],
+        axis=1,
+    ).astype(np.float32)
+    gate = _gates(smooth > OBJECT_CONTRAST, resid, ok)
+    return Analysis(raw=raw, obj=obj_frac, ok=ok, gate=gate)
+
+
+def _gates(mask: np.ndarray, resid: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """1.0 where the picture could hold exactly one shoe on a clean background, else 0.0."""
+    area = mask.mean(axis=(1, 2))
+    single = np.ones(len(mask), bool)
+    for i, m in enumerate(mask):
+        labels, n = ndi.label(m)
+        if n > 1:
+            sizes = np.sort(np.bincount(labels.ravel())[1:])[::-1]
+            single[i] = sizes[1] < 0.03 * sizes[0]
+    good = ok & single & (resid < 0.05) & (area > 0.05) & (area < 0.6)
+    return good.astype(np.float32)
+
+
+def redraw_iou(a: Analysis, attrs: np.ndarray) -> np.ndarray:
+    """Soft IoU of the observed canonical object with a shoe re-drawn from its measurements."""
+    raw, obj, ok = a.raw, a.obj, a.ok
+    attrs = np.nan_to_num(attrs, nan=0.5)
+    p = shoe.profiles(attrs, shoe.column_positions(scale=SUPERSAMPLE))
+    rows = (np.arange(obj.shape[1], dtype=np.float32) + 0.5) / SUPERSAMPLE
+    height = GROUND_ROW - rows[None, :, None]  # (1, H, 1)
+
+    def band(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.clip(
+            (np.minimum(hi[:, None], height + 0.25) - np.maximum(lo[:, None], height - 0.25)) * 2,
+            0,
+            1,
+        )
+
+    shape = np.clip(
+        (band(p.sole_bottom, p.upper_top) + band(np.zeros_like(p.sole_bottom), p.sole_bottom)
+         * p.heel_block[:, None]) * p.inside[:, None], 0, 1,
+    )  # fmt: skip
+    seen = np.clip(obj, 0, 1)
+    inter = np.minimum(seen, shape).sum(axis=(1, 2))
+    union = np.maximum(seen, shape).sum(axis=(1, 2))
+    iou = inter / np.maximum(union, 1e-6)
+    return np.where(ok & np.isfinite(raw).all(axis=1), iou, 0.0).astype(np.float32)
+
+
+@functools.cache
+def _calibration(seed: int = 12345, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """Quantiles (Q, 6) of raw measurements and of true values on renders with known values.
+
+    Quantile matching keeps the oracle monotone in each raw measurement and puts its output in
+    attribute units, so the simulated crowd's noise and "equal" band mean the same everywhere.
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(0, 1, (n, len(shoe.ATTRIBUTE_NAMES))).astype(np.float32)
+    images = render(truth, Nuisance.sample(rng, n), seed=seed)
+    raw = np.concatenate([analyse(images[i : i + 500]).raw for i in range(0, n, 500)])
+    qs = np.linspace(0, 1, 201)
+    raw_q = np.stack([np.nanquantile(raw[:, k], qs) for k in range(raw.shape[1])], 1)
+    true_q = np.stack([np.quantile(truth[:, k], qs) for k in range(raw.shape[1])], 1)
+    for k in range(raw.shape[1]):
+        ok = np.isfinite(raw[:, k])
+        if np.corrcoef(raw[ok, k], truth[ok, k])[0, 1] < 0:  # measures that fall as it rises
+            true_q[:, k] = true_q[::-1, k]
+    return raw_q.astype(np.float32), true_q.astype(np.float32)
+
+
+def calibrated(raw: np.ndarray) -> np.ndarray:
+    """Map raw measurements (B, 6) to attribute units in [0, 1] by quantile matching."""
+    raw_q, true_q = _calibration()
+    out = np.empty_like(raw)
+    for k in range(raw.shape[1]):
+        order = np.arange(len(raw_q)) * 1e-6  # strictly increasing knots for np.interp
+        out[:, k] = np.interp(raw[:, k], raw_q[:, k] + order, true_q[:, k])
+    return out
+
+
+class PixelOracle:
+    """The world's judge: attribute values and legibility measured from pixels alone.
+
+    Implements the annotators' ``Judge`` protocol. ``measure`` returns (N, 6) values in attribute
+    units (columns in ``attributes`` order); ``legibility`` returns (N,) in [0, 1], >= 0.5 means
+    a recognisable shoe.
+    """
+
+    attributes: tuple[str, ...] = shoe.ATTRIBUTE_NAMES
+
+    def __init__(self, *, chunk: int = 256) -> None:
+        self.chunk = chunk
+
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values (N, 6), legibility (N,)) of uint8 images (N, 64, 64, 3)."""
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (shoe.CANVAS, shoe.CANVAS, 3):
+            raise ValueError(f"images must be (N, 64, 64, 3) uint8, got {images.shape}")
+        values, legibility = [], []
+        for start in range(0, len(images), self.chunk):
+            a = analyse(images[start : start + self.chunk])
+            v = calibrated(a.raw)
+            values.append(v)
+            legibility.append(legibility_score(redraw_iou(a, v), a.gate))
+        if not values:
+            return np.zeros((0, len(self.attributes)), np.float32), np.zeros(0, np.float32)
+        return np.concatenate(values), np.concatenate(legibility)
+
+    def measure(self, images: np.ndarray) -> np.ndarray:
+        return self.assess(images)[0]
+
+    def legibility(self, images: np.ndarray) -> np.ndarray:
+        return self.assess(images)[1]
+
+
+IOU_LEGIBLE = 0.80  # the re-drawn shoe must explain this much of what is there
+
+
+def legibility_score(iou: np.ndarray, gate: np.ndarray) -> np.ndarray:
+    """Map the re-draw IoU to [0, 1] with ``LEGIBLE`` (0.5) exactly at ``IOU_LEGIBLE``."""
+    score = np.clip(0.5 + (iou - IOU_LEGIBLE) / 0.2, 0.0, 1.0)
+    return (score * gate).astype(np.float32)
