@@ -16,11 +16,10 @@ class ChannelJudge:
 
     attributes = ("red", "green")
 
-    def measure(self, images: np.ndarray) -> np.ndarray:
-        return images[..., :2].reshape(len(images), -1, 2).mean(axis=1) / 255.0
-
-    def legibility(self, images: np.ndarray) -> np.ndarray:
-        return (images.reshape(len(images), -1).max(axis=1) > 0).astype(np.float64)
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = images[..., :2].reshape(len(images), -1, 2).mean(axis=1) / 255.0
+        legible = (images.reshape(len(images), -1).max(axis=1) > 0).astype(np.float64)
+        return values, legible
 
 
 def solid(red: np.ndarray, green: int = 128) -> np.ndarray:

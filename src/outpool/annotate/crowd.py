@@ -111,12 +111,13 @@ class SimulatedCrowd:
         # One judge call per side for the whole batch; the per-pair work below is only drawing.
         rows = np.arange(p)
         if p:
-            delta = (
-                np.asarray(self.judge.measure(request.images_a), dtype=np.float64)[rows, cols]
-                - np.asarray(self.judge.measure(request.images_b), dtype=np.float64)[rows, cols]
+            values_a, leg_a = (
+                np.asarray(x, np.float64) for x in self.judge.assess(request.images_a)
             )
-            leg_a = np.asarray(self.judge.legibility(request.images_a), dtype=np.float64)
-            leg_b = np.asarray(self.judge.legibility(request.images_b), dtype=np.float64)
+            values_b, leg_b = (
+                np.asarray(x, np.float64) for x in self.judge.assess(request.images_b)
+            )
+            delta = values_a[rows, cols] - values_b[rows, cols]
         else:
             delta = leg_a = leg_b = np.zeros(0)
 

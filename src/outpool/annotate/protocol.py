@@ -27,12 +27,10 @@ class Judge(Protocol):
         """Attribute names, in the column order of ``measure``."""
         ...
 
-    def measure(self, images: np.ndarray) -> np.ndarray:
-        """(N, 64, 64, 3) uint8 -> (N, K) float attribute strengths, roughly in [0, 1]."""
-        ...
-
-    def legibility(self, images: np.ndarray) -> np.ndarray:
-        """(N, 64, 64, 3) uint8 -> (N,) float in [0, 1]; >= 0.5 means a recognisable object."""
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 64, 64, 3) uint8 -> (values (N, K) in attribute units, roughly [0, 1];
+        legibility (N,) in [0, 1], >= 0.5 meaning a recognisable object). One call for both,
+        because both come from one look at the pixels."""
         ...
 
 

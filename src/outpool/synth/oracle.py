@@ -27,6 +27,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from outpool.synth import shoe
 from outpool.synth.render import Nuisance, render
@@ -199,26 +200,13 @@ def _nanmedian(x: np.ndarray) -> np.ndarray:
     return np.where(bad, np.nan, out)
 
 
-def analyse(images: np.ndarray) -> Analysis:
-    """Raw measurements of uint8 images (B, 64, 64, 3); see the module docstring."""
-    img = np.asarray(images, np.float32) / 255.0
-    bg, resid = _background(img)
-    dist = np.sqrt(((img - bg) ** 2).sum(-1))  # (B, 64, 64)
-    smooth = ndi.uniform_filter(dist, size=(1, 3, 3))
-    obj = np.clip(smooth / OBJECT_CONTRAST - 0.5, 0, 1)  # soft object mask for the pose
-    pose, ok = _pose(np.where(smooth > OBJECT_CONTRAST, obj, 0.0))
-
-    pts = _canonical_points(pose)
-    p = _sample(img, pts)  # (B, H, W, 3) canonical colours
-    q = _sample(bg, pts)  # background model at the same places
-    d = np.sqrt(((p - q) ** 2).sum(-1))
+def _materials(p: np.ndarray, q: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colours (B, 3) of the sole (the darkest part of the object) and of the upper."""
     value = p.max(-1)  # the sole is dark in every channel; a saturated upper is not
-    is_obj = d > 2 * OBJECT_CONTRAST
-    # Material colours: the sole is the darkest part of the object, the upper the brightest.
-    b = len(img)
-    c_sole = np.zeros((b, 3), np.float32)
-    c_upper = np.zeros((b, 3), np.float32)
-    for i in range(b):
+    is_obj = np.sqrt(((p - q) ** 2).sum(-1)) > 2 * OBJECT_CONTRAST
+    c_sole = np.zeros((len(p), 3), np.float32)
+    c_upper = np.zeros((len(p), 3), np.float32)
+    for i in range(len(p)):
         if is_obj[i].sum() < 20:
             ok[i] = False
             continue
@@ -226,10 +214,56 @@ def analyse(images: np.ndarray) -> Analysis:
         lo, hi = np.quantile(v, [0.02, 0.9])
         c_sole[i] = np.median(cols[v <= lo], axis=0)
         c_upper[i] = np.median(cols[v >= 0.5 * (lo + hi)], axis=0)
+    return c_sole, c_upper
+
+
+def _canonical_maps(
+    img: np.ndarray, bg: np.ndarray, pose: np.ndarray, c_sole: np.ndarray, c_upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canonical fractions (B, H, W): object vs background, sole vs background, sole vs upper."""
+    pts = _canonical_points(pose)
+    p, q = _sample(img, pts), _sample(bg, pts)
     cs, cu = c_sole[:, None, None], c_upper[:, None, None]
     f_sole = _fraction(p, q, cs)  # background 0 -> sole 1
-    f_upper = _fraction(p, q, cu)  # background 0 -> upper 1
+    f_obj = np.maximum(_fraction(p, q, cu), f_sole)  # background 0 -> any material 1
     f_su = _fraction(p, cu, cs)  # upper 0 -> sole 1
+    return f_obj, f_sole, f_su
+
+
+def _refine(pose: np.ndarray, f_obj: np.ndarray, f_sole: np.ndarray) -> np.ndarray:
+    """Move the back, tip and ground of ``pose`` onto the edges seen in the canonical frame."""
+    cover = f_obj.max(axis=1)  # (B, W) how much of each column is object
+    w = cover.shape[1]
+    back = (_crossing(cover) + 0.5) / SUPERSAMPLE
+    tip = (w - 1 - _crossing(cover[:, ::-1]) + 0.5) / SUPERSAMPLE
+    cols = _columns((0.66, 0.9))
+    start = np.full((len(pose), len(cols)), -3.0)
+    ground = _nanmedian(_heights_from_ground(f_sole, cols, start))  # should be 0
+    k = (pose[:, 2] - pose[:, 1]) / shoe.LENGTH
+    out = pose.copy()
+    out[:, 1] = pose[:, 1] + (back - shoe.BACK) * k
+    out[:, 2] = pose[:, 1] + (tip - shoe.BACK) * k
+    out[:, 3] = pose[:, 3] - ground * k
+    bad = ~np.isfinite(out).all(axis=1)
+    out[bad] = pose[bad]
+    return out
+
+
+def analyse(images: np.ndarray) -> Analysis:
+    """Raw measurements of uint8 images (B, 64, 64, 3); see the module docstring."""
+    img = np.asarray(images, np.float32) / 255.0
+    b = len(img)
+    bg, resid = _background(img)
+    dist = np.sqrt(((img - bg) ** 2).sum(-1))  # (B, 64, 64)
+    smooth = ndi.uniform_filter(dist, size=(1, 3, 3))
+    obj = np.clip(smooth / OBJECT_CONTRAST - 0.5, 0, 1)  # soft object mask for the pose
+    pose, ok = _pose(np.where(smooth > OBJECT_CONTRAST, obj, 0.0))
+
+    pts = _canonical_points(pose)
+    c_sole, c_upper = _materials(_sample(img, pts), _sample(bg, pts), ok)
+    f_obj, f_sole, f_su = _canonical_maps(img, bg, pose, c_sole, c_upper)
+    pose = _refine(pose, f_obj, f_sole)  # the first pose is only good to about a pixel
+    f_obj, f_sole, f_su = _canonical_maps(img, bg, pose, c_sole, c_upper)
 
     heel_cols, sole_cols = _columns(shoe.HEEL_WINDOW), _columns(shoe.SOLE_WINDOW)
     collar_cols, throat_cols = _columns(shoe.COLLAR_WINDOW), _columns(shoe.THROAT_WINDOW)
@@ -237,12 +271,15 @@ def analyse(images: np.ndarray) -> Analysis:
     lift = _heights_from_ground(f_sole, heel_cols, np.broadcast_to(below, (b, len(heel_cols))))
     bottom = _heights_from_ground(f_sole, sole_cols, np.broadcast_to(below, (b, len(sole_cols))))
     sole_top = _heights_from_top(f_su, sole_cols)
-    obj_frac = np.maximum(f_upper, f_sole)
-    collar = _heights_from_top(obj_frac, collar_cols) - _heights_from_top(f_su, collar_cols)
-    throat = _heights_from_top(obj_frac, throat_cols) - _heights_from_top(f_su, throat_cols)
-    toe_cols = _columns((shoe.TOE_START, 1.0))
-    toe = _heights_from_top(obj_frac, toe_cols) - _heights_from_top(f_su, toe_cols)
-    toe_area = np.nanmean(np.clip(toe, 0, None), axis=1) / (shoe.TOE_BOX * shoe.LENGTH)
+    sole_top = np.where(np.isnan(sole_top), bottom, sole_top)  # no sole seen: thickness 0
+
+    def upper_height(cols: np.ndarray) -> np.ndarray:
+        top, sole = _heights_from_top(f_obj, cols), _heights_from_top(f_su, cols)
+        return top - np.where(np.isnan(sole), 0.0, sole)
+
+    collar, throat = upper_height(collar_cols), upper_height(throat_cols)
+    toe = np.nan_to_num(upper_height(_columns((shoe.TOE_START, 1.0))), nan=0.0)
+    toe_area = np.clip(toe, 0, None).mean(axis=1) / (shoe.TOE_BOX * shoe.LENGTH)
     mx, mn = c_upper.max(-1), c_upper.min(-1)
     saturation = (mx - mn) / np.maximum(mx, 1e-3)
 
@@ -258,7 +295,7 @@ def analyse(images: np.ndarray) -> Analysis:
         axis=1,
     ).astype(np.float32)
     gate = _gates(smooth > OBJECT_CONTRAST, resid, ok)
-    return Analysis(raw=raw, obj=obj_frac, ok=ok, gate=gate)
+    return Analysis(raw=raw, obj=f_obj, ok=ok, gate=gate)
 
 
 def _gates(mask: np.ndarray, resid: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -275,7 +312,7 @@ def _gates(mask: np.ndarray, resid: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 
 def redraw_iou(a: Analysis, attrs: np.ndarray) -> np.ndarray:
-    """Soft IoU of the observed canonical object with a shoe re-drawn from its measurements."""
+    """IoU of the observed canonical object with a shoe re-drawn from its measurements."""
     raw, obj, ok = a.raw, a.obj, a.ok
     attrs = np.nan_to_num(attrs, nan=0.5)
     p = shoe.profiles(attrs, shoe.column_positions(scale=SUPERSAMPLE))
@@ -293,9 +330,10 @@ def redraw_iou(a: Analysis, attrs: np.ndarray) -> np.ndarray:
         (band(p.sole_bottom, p.upper_top) + band(np.zeros_like(p.sole_bottom), p.sole_bottom)
          * p.heel_block[:, None]) * p.inside[:, None], 0, 1,
     )  # fmt: skip
-    seen = np.clip(obj, 0, 1)
-    inter = np.minimum(seen, shape).sum(axis=(1, 2))
-    union = np.maximum(seen, shape).sum(axis=(1, 2))
+    # Hard masks at the half-way level: edges blurred by the camera (or a decoder) stay put.
+    seen, drawn = obj >= 0.5, shape >= 0.5
+    inter = (seen & drawn).sum(axis=(1, 2))
+    union = (seen | drawn).sum(axis=(1, 2))
     iou = inter / np.maximum(union, 1e-6)
     return np.where(ok & np.isfinite(raw).all(axis=1), iou, 0.0).astype(np.float32)
 
@@ -341,8 +379,9 @@ class PixelOracle:
 
     attributes: tuple[str, ...] = shoe.ATTRIBUTE_NAMES
 
-    def __init__(self, *, chunk: int = 256) -> None:
+    def __init__(self, *, chunk: int = 256, progress: bool = False) -> None:
         self.chunk = chunk
+        self.progress = progress
 
     def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(values (N, 6), legibility (N,)) of uint8 images (N, 64, 64, 3)."""
@@ -350,7 +389,9 @@ class PixelOracle:
         if images.ndim != 4 or images.shape[1:] != (shoe.CANVAS, shoe.CANVAS, 3):
             raise ValueError(f"images must be (N, 64, 64, 3) uint8, got {images.shape}")
         values, legibility = [], []
-        for start in range(0, len(images), self.chunk):
+        starts = range(0, len(images), self.chunk)
+        bar = tqdm(starts, desc="oracle", unit="chunk", disable=not self.progress, leave=False)
+        for start in bar:
             a = analyse(images[start : start + self.chunk])
             v = calibrated(a.raw)
             values.append(v)

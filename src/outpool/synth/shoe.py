@@ -33,7 +33,7 @@ GROUND = 50.0  # y of the ground line in the canonical frame, before vertical ce
 
 # Geometry in units of the shoe length. Ranges are what attribute 0 -> 1 maps to (linear).
 HEEL_RANGE = (0.0, 0.22)  # heel lift
-SOLE_RANGE = (0.04, 0.17)  # sole thickness ("chunky")
+SOLE_RANGE = (0.065, 0.18)  # sole thickness ("chunky")
 COLLAR_RANGE = (0.22, 0.72)  # shaft height above the sole at the back ("tall")
 THROAT_RANGE = (0.38, 0.07)  # upper height in front of the shaft ("open": high vamp -> cut low)
 TOE_BOX = 0.20  # upper height over the toes

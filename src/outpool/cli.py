@@ -1,0 +1,173 @@
+"""The ``outpool`` command. Thin: parse, load configs, call the API, print one clear sentence on
+error (never a traceback), exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from outpool import __version__, config
+from outpool.annotate import CrowdConfig, SimulatedCrowd
+from outpool.annotate.apply import label_pairs
+from outpool.data import Dataset
+from outpool.errors import DataError, OutpoolError, UnknownNameError
+from outpool.synth import PixelOracle, SynthConfig
+
+
+def _add_config_args(p: argparse.ArgumentParser, what: str, flag: str = "--config") -> None:
+    p.add_argument(flag, type=Path, metavar="TOML", help=f"{what} config file (TOML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one {what} config value, e.g. train_pairs=100 (repeatable)",
+    )
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from outpool.synth import build
+
+    cfg = config.load(SynthConfig, args.config, args.overrides)
+    print(f"rendering the built-in world into {args.out} ...", file=sys.stderr)
+    world = build(cfg)
+    world.dataset.save(args.out, truth=world.truth, overwrite=args.force)
+    counts = {k: len(v) for k, v in world.dataset.pairs.items()}
+    print(json.dumps({"dataset": str(args.out), "pairs": counts}))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from outpool.report.gallery import dataset_gallery, save_gallery
+
+    dataset = Dataset.load(args.dataset)
+    table = args.images or next(iter(dataset.images), None)
+    values = None
+    if table is not None and (Path(args.dataset) / "truth" / f"{table}.csv").exists():
+        _, truth, names = Dataset.load_truth(args.dataset, table)
+        values = {n: truth[:, k] for k, n in enumerate(names)}
+    page = dataset_gallery(dataset, table=table, pairs=args.pairs, values=values, seed=args.seed)
+    out = args.out or Path(args.dataset) / "gallery.png"
+    save_gallery(page, out)
+    print(out)
+    return 0
+
+
+JUDGES = {"synthetic-shoes": PixelOracle}  # dataset name -> judge the simulated crowd uses
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    dataset = Dataset.load(args.dataset)
+    if args.pairs not in dataset.pairs:
+        raise UnknownNameError("pair table", args.pairs, dataset.pairs)
+    if dataset.name not in JUDGES:
+        raise OutpoolError(
+            f"the simulated crowd has no judge for dataset '{dataset.name}' "
+            f"(it has: {', '.join(JUDGES)})"
+        )
+    name = args.name or f"{args.pairs}_crowd"
+    if name in dataset.pairs and not args.force:
+        raise DataError(f"pair table '{name}' already exists; pass --force to replace it",
+                        path=args.dataset)  # fmt: skip
+    crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
+    crowd = SimulatedCrowd(JUDGES[dataset.name](progress=True), crowd_cfg)
+    accepted, result = label_pairs(dataset, dataset.pairs[args.pairs], crowd)
+    result.votes.save(Path(args.dataset) / "votes" / f"{name}.csv")
+    Dataset.save_pairs(args.dataset, name, accepted)
+    status = {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
+    print(json.dumps({"pairs": name, "votes": len(result.votes), **status}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from outpool.demo import run_demo
+
+    synth = config.load(SynthConfig, args.config, args.overrides)
+    crowd = config.load(CrowdConfig, args.crowd_config, args.crowd_overrides)
+    summary = run_demo(args.out, synth=synth, crowd=crowd, force=args.force)
+    print(json.dumps(summary, indent=2))
+    print(f"done: look at {Path(args.out) / 'gallery.png'}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="outpool",
+        description="Learn fine-grained visual comparisons from few labels by creating the "
+        "training image pairs a ranker needs (ATTIC).",
+    )
+    parser.add_argument("--version", action="version", version=f"outpool {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on the built-in data: render, label with a simulated crowd, gallery",
+        description="Render the built-in shoe world, label its training pairs with a simulated "
+        "crowd, and write OUT/dataset, OUT/gallery.png and OUT/summary.json.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_config_args(demo, "world")
+    demo.add_argument("--crowd-config", type=Path, metavar="TOML", help="crowd config (TOML)")
+    demo.add_argument("--crowd-set", dest="crowd_overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help="override one crowd config value")  # fmt: skip
+    demo.set_defaults(func=cmd_demo)
+
+    data = sub.add_parser("data", help="make, label and look at datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    synth = dsub.add_parser(
+        "synth",
+        help="render the built-in synthetic dataset",
+        description="Render the built-in shoe world as a dataset folder: generator-training "
+        "images with strengths, a real pool with train/val pairs, test pairs (with a "
+        "fine-grained subset) and, apart, the true attribute values in truth/.",
+    )
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    synth.add_argument("--force", action="store_true", help="replace an existing dataset")
+    _add_config_args(synth, "world")
+    synth.set_defaults(func=cmd_synth)
+
+    show = dsub.add_parser("show", help="write a PNG gallery of a dataset")
+    show.add_argument("dataset", type=Path, help="dataset folder")
+    show.add_argument("--out", type=Path, help="PNG to write (default DATASET/gallery.png)")
+    show.add_argument("--images", help="image table to show (default: the first)")
+    show.add_argument("--pairs", help="pair table to show (default: the first)")
+    show.add_argument("--seed", type=int, default=0, help="which images and pairs are drawn")
+    show.set_defaults(func=cmd_show)
+
+    label = dsub.add_parser(
+        "label",
+        help="label a pair table with the simulated crowd",
+        description="Ask a simulated crowd about every pair of a pair table; writes the "
+        "accepted pairs as a new pair table and every vote to DATASET/votes/NAME.csv.",
+    )
+    label.add_argument("dataset", type=Path, help="dataset folder")
+    label.add_argument("--pairs", default="train", help="pair table to label (default: train)")
+    label.add_argument("--name", help="name of the new pair table (default: PAIRS_crowd)")
+    label.add_argument("--force", action="store_true", help="replace an existing table")
+    _add_config_args(label, "crowd")
+    label.set_defaults(func=cmd_label)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except OutpoolError as exc:
+        print(f"outpool: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("outpool: interrupted; finished outputs are kept, partial ones removed",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
