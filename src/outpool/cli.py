@@ -72,8 +72,9 @@ def cmd_label(args: argparse.Namespace) -> int:
         )
     name = args.name or f"{args.pairs}_crowd"
     if name in dataset.pairs and not args.force:
-        raise DataError(f"pair table '{name}' already exists; pass --force to replace it",
-                        path=args.dataset)  # fmt: skip
+        raise DataError(
+            f"pair table '{name}' already exists; pass --force to replace it", path=args.dataset
+        )
     crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
     crowd = SimulatedCrowd(JUDGES[dataset.name](progress=True), crowd_cfg)
     accepted, result = label_pairs(dataset, dataset.pairs[args.pairs], crowd)
@@ -114,8 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--force", action="store_true", help="replace an existing output folder")
     _add_config_args(demo, "world")
     demo.add_argument("--crowd-config", type=Path, metavar="TOML", help="crowd config (TOML)")
-    demo.add_argument("--crowd-set", dest="crowd_overrides", action="append", default=[],
-                      metavar="KEY=VALUE", help="override one crowd config value")  # fmt: skip
+    demo.add_argument(
+        "--crowd-set",
+        dest="crowd_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one crowd config value",
+    )
     demo.set_defaults(func=cmd_demo)
 
     data = sub.add_parser("data", help="make, label and look at datasets")
@@ -164,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"outpool: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("outpool: interrupted; finished outputs are kept, partial ones removed",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "outpool: interrupted; finished outputs are kept, partial ones removed", file=sys.stderr
+        )
         return 130
 
 

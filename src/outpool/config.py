@@ -7,12 +7,13 @@ with explicit keyword arguments. Unknown keys are errors, so a typo never silent
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from outpool.errors import ConfigError
 
@@ -51,8 +52,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if origin is tuple:
         if not isinstance(value, Sequence) or isinstance(value, str):
             raise ConfigError(f"config key {key} must be a list, got {value!r}")
-        args = typing.get_args(tp)
-        item = args[0] if args else Any
+        items = typing.get_args(tp)
+        item = items[0] if items else Any
         return tuple(_coerce(item, v, key) for v in value)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -75,6 +76,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     """The config as plain data (tuples become lists), ready for TOML or JSON."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, tuple | list):
             return [plain(x) for x in v]
@@ -97,9 +99,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load(
-    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
-) -> T:
+def load(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Load ``cls`` from an optional TOML file, then apply ``key.path=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:

@@ -62,10 +62,13 @@ def run_demo(
         dataset = Dataset.load(tmp / "dataset")
 
         train = dataset.pairs["train"]
-        log(f"labelling {len(train)} training pairs with a simulated crowd of {crowd.n_workers} ...")
+        log(
+            f"labelling {len(train)} training pairs with a simulated crowd of {crowd.n_workers} ..."
+        )
         oracle = PixelOracle(progress=True)
         accepted, result = label_pairs(dataset, train, SimulatedCrowd(oracle, crowd))
         Dataset.save_pairs(tmp / "dataset", "train_crowd", accepted)
+        dataset.pairs["train_crowd"] = accepted
         result.votes.save(tmp / "dataset" / "votes" / "train_crowd.csv")
 
         log("checking the pixel oracle on the test images ...")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.ndimage as ndi
 
-from outpool.synth.render import Nuisance, render
+from outpool.synth.renderer import Nuisance, render
 
 
 def noise(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from outpool.synth import shoe
-from outpool.synth.render import Nuisance, render
+from outpool.synth.renderer import Nuisance, render
 
 SUPERSAMPLE = 2  # canonical frame sampled at 2 samples per canonical pixel
 GROUND_ROW = 52.0  # ground line of the oracle's canonical frame
@@ -64,14 +64,29 @@ def _plane_basis() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.linalg.pinv(basis[border]).astype(np.float32), basis.astype(np.float32), border
 
 
-def _background(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel background model (B, 64, 64, 3) and the border's fit residual (B,)."""
+@dataclass(frozen=True)
+class Background:
+    """Per image, a bilinear surface per colour channel fitted to the border pixels."""
+
+    coef: np.ndarray  # (B, 4, 3) weights of 1, x, y, xy (x, y in [-1, 1])
+    resid: np.ndarray  # (B,) mean absolute residual on the border
+
+    def at(self, points: np.ndarray) -> torch.Tensor:
+        """Background colours at pixel coordinates ``points`` (B, H, W, 2) -> (B, 3, H, W)."""
+        pts = torch.from_numpy(np.ascontiguousarray(points, np.float32)) / (shoe.CANVAS / 2) - 1
+        x, y = pts[..., 0][:, None], pts[..., 1][:, None]  # (B, 1, H, W)
+        c = torch.from_numpy(self.coef)[..., None, None]  # (B, 4, 3, 1, 1)
+        return c[:, 0] + c[:, 1] * x + c[:, 2] * y + c[:, 3] * (x * y)
+
+
+def _background(img: np.ndarray) -> Background:
+    """Fit the background of images (B, 64, 64, 3) in [0, 1] from their border."""
     pinv, basis, border = _plane_basis()
     flat = img.reshape(len(img), -1, 3)
     coef = np.einsum("kp,bpc->bkc", pinv, flat[:, border])  # (B, 4, 3)
-    bg = np.einsum("pk,bkc->bpc", basis, coef)
-    resid = np.abs(flat[:, border] - bg[:, border]).mean(axis=(1, 2))
-    return bg.reshape(img.shape), resid
+    fit = np.einsum("pk,bkc->bpc", basis[border], coef)
+    resid = np.abs(flat[:, border] - fit).mean(axis=(1, 2))
+    return Background(coef=coef.astype(np.float32), resid=resid)
 
 
 def _lower_hull_angle(xs: np.ndarray, ys: np.ndarray) -> float:
@@ -119,7 +134,7 @@ def _pose(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, cols = np.nonzero(o >= 0.5)
         px, py = cols + 0.5 - centre, rows + 0.5 - centre
         c, s = np.cos(angle), np.sin(angle)
-        xr, yr = c * px + s * py, -s * px + c * py  # de-rotated coordinates about the centre
+        xr = c * px + s * py  # de-rotated x about the centre
         bx, by = xs - centre, ys - centre
         ground = float(np.max(-s * bx + c * by))
         out[i] = (angle, xr.min() - 0.5, xr.max() + 0.5, ground)
@@ -141,18 +156,17 @@ def _canonical_points(pose: np.ndarray) -> np.ndarray:
     return np.stack([cos * xr - sin * yr + centre, sin * xr + cos * yr + centre], -1)
 
 
-def _sample(img: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Bilinear samples of img (B, 64, 64, C) at pixel coordinates points (B, H, W, 2)."""
+def _sample(img: torch.Tensor, points: np.ndarray) -> torch.Tensor:
+    """Bilinear samples of img (B, C, 64, 64) at pixel coordinates points (B, H, W, 2)."""
     grid = torch.from_numpy(points.astype(np.float32) / (shoe.CANVAS / 2) - 1)
-    src = torch.from_numpy(np.ascontiguousarray(img.transpose(0, 3, 1, 2)))
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out.permute(0, 2, 3, 1).numpy()
+    return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _fraction(p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Where each pixel lies on the segment from colour lo (0) to colour hi (1): (B, H, W)."""
+def _fraction(p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> np.ndarray:
+    """Where each pixel of p (B, 3, H, W) lies from colour lo (0) to colour hi (1): (B, H, W)."""
     d = hi - lo
-    return np.clip(((p - lo) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-6), -0.5, 1.5)
+    f = ((p - lo) * d).sum(1) / (d * d).sum(1).clamp_min(1e-6)
+    return f.clamp_(-0.5, 1.5).numpy()
 
 
 def _crossing(f: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -200,17 +214,18 @@ def _nanmedian(x: np.ndarray) -> np.ndarray:
     return np.where(bad, np.nan, out)
 
 
-def _materials(p: np.ndarray, q: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _materials(p: torch.Tensor, q: torch.Tensor, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colours (B, 3) of the sole (the darkest part of the object) and of the upper."""
-    value = p.max(-1)  # the sole is dark in every channel; a saturated upper is not
-    is_obj = np.sqrt(((p - q) ** 2).sum(-1)) > 2 * OBJECT_CONTRAST
-    c_sole = np.zeros((len(p), 3), np.float32)
-    c_upper = np.zeros((len(p), 3), np.float32)
-    for i in range(len(p)):
+    value = p.amax(1).numpy()  # the sole is dark in every channel; a saturated upper is not
+    is_obj = ((p - q) ** 2).sum(1).sqrt().numpy() > 2 * OBJECT_CONTRAST
+    colours = p.permute(0, 2, 3, 1).numpy()
+    c_sole = np.zeros((len(value), 3), np.float32)
+    c_upper = np.zeros((len(value), 3), np.float32)
+    for i in range(len(value)):
         if is_obj[i].sum() < 20:
             ok[i] = False
             continue
-        v, cols = value[i][is_obj[i]], p[i][is_obj[i]]
+        v, cols = value[i][is_obj[i]], colours[i][is_obj[i]]
         lo, hi = np.quantile(v, [0.02, 0.9])
         c_sole[i] = np.median(cols[v <= lo], axis=0)
         c_upper[i] = np.median(cols[v >= 0.5 * (lo + hi)], axis=0)
@@ -218,12 +233,13 @@ def _materials(p: np.ndarray, q: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray
 
 
 def _canonical_maps(
-    img: np.ndarray, bg: np.ndarray, pose: np.ndarray, c_sole: np.ndarray, c_upper: np.ndarray
+    img: torch.Tensor, bg: Background, pose: np.ndarray, c_sole: np.ndarray, c_upper: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical fractions (B, H, W): object vs background, sole vs background, sole vs upper."""
     pts = _canonical_points(pose)
-    p, q = _sample(img, pts), _sample(bg, pts)
-    cs, cu = c_sole[:, None, None], c_upper[:, None, None]
+    p, q = _sample(img, pts), bg.at(pts)
+    cs = torch.from_numpy(c_sole)[:, :, None, None]
+    cu = torch.from_numpy(c_upper)[:, :, None, None]
     f_sole = _fraction(p, q, cs)  # background 0 -> sole 1
     f_obj = np.maximum(_fraction(p, q, cu), f_sole)  # background 0 -> any material 1
     f_su = _fraction(p, cu, cs)  # upper 0 -> sole 1
@@ -251,16 +267,20 @@ def _refine(pose: np.ndarray, f_obj: np.ndarray, f_sole: np.ndarray) -> np.ndarr
 
 def analyse(images: np.ndarray) -> Analysis:
     """Raw measurements of uint8 images (B, 64, 64, 3); see the module docstring."""
-    img = np.asarray(images, np.float32) / 255.0
-    b = len(img)
-    bg, resid = _background(img)
-    dist = np.sqrt(((img - bg) ** 2).sum(-1))  # (B, 64, 64)
+    img_hwc = np.asarray(images, np.float32) / 255.0
+    b = len(img_hwc)
+    bg = _background(img_hwc)
+    img = torch.from_numpy(np.ascontiguousarray(img_hwc.transpose(0, 3, 1, 2)))
+    centres = np.arange(shoe.CANVAS, dtype=np.float32) + 0.5
+    grid = np.stack(np.meshgrid(centres, centres, indexing="xy"), -1)  # (64, 64, 2) as (x, y)
+    bg_img = bg.at(np.broadcast_to(grid, (b, *grid.shape)))
+    dist = ((img - bg_img) ** 2).sum(1).sqrt().numpy()
     smooth = ndi.uniform_filter(dist, size=(1, 3, 3))
     obj = np.clip(smooth / OBJECT_CONTRAST - 0.5, 0, 1)  # soft object mask for the pose
     pose, ok = _pose(np.where(smooth > OBJECT_CONTRAST, obj, 0.0))
 
     pts = _canonical_points(pose)
-    c_sole, c_upper = _materials(_sample(img, pts), _sample(bg, pts), ok)
+    c_sole, c_upper = _materials(_sample(img, pts), bg.at(pts), ok)
     f_obj, f_sole, f_su = _canonical_maps(img, bg, pose, c_sole, c_upper)
     pose = _refine(pose, f_obj, f_sole)  # the first pose is only good to about a pixel
     f_obj, f_sole, f_su = _canonical_maps(img, bg, pose, c_sole, c_upper)
@@ -278,7 +298,7 @@ def analyse(images: np.ndarray) -> Analysis:
         return top - np.where(np.isnan(sole), 0.0, sole)
 
     collar, throat = upper_height(collar_cols), upper_height(throat_cols)
-    toe = np.nan_to_num(upper_height(_columns((shoe.TOE_START, 1.0))), nan=0.0)
+    toe = np.nan_to_num(upper_height(_columns(shoe.TOE_WINDOW)), nan=0.0)
     toe_area = np.clip(toe, 0, None).mean(axis=1) / (shoe.TOE_BOX * shoe.LENGTH)
     mx, mn = c_upper.max(-1), c_upper.min(-1)
     saturation = (mx - mn) / np.maximum(mx, 1e-3)
@@ -294,7 +314,7 @@ def analyse(images: np.ndarray) -> Analysis:
         ],
         axis=1,
     ).astype(np.float32)
-    gate = _gates(smooth > OBJECT_CONTRAST, resid, ok)
+    gate = _gates(smooth > OBJECT_CONTRAST, bg.resid, ok)
     return Analysis(raw=raw, obj=f_obj, ok=ok, gate=gate)
 
 
@@ -327,9 +347,14 @@ def redraw_iou(a: Analysis, attrs: np.ndarray) -> np.ndarray:
         )
 
     shape = np.clip(
-        (band(p.sole_bottom, p.upper_top) + band(np.zeros_like(p.sole_bottom), p.sole_bottom)
-         * p.heel_block[:, None]) * p.inside[:, None], 0, 1,
-    )  # fmt: skip
+        (
+            band(p.sole_bottom, p.upper_top)
+            + band(np.zeros_like(p.sole_bottom), p.sole_bottom) * p.heel_block[:, None]
+        )
+        * p.inside[:, None],
+        0,
+        1,
+    )
     # Hard masks at the half-way level: edges blurred by the camera (or a decoder) stay put.
     seen, drawn = obj >= 0.5, shape >= 0.5
     inter = (seen & drawn).sum(axis=(1, 2))

@@ -46,6 +46,7 @@ HEEL_WINDOW = (0.25, 0.33)
 SOLE_WINDOW = (0.64, 0.74)
 COLLAR_WINDOW = (0.14, 0.24)
 THROAT_WINDOW = (0.45, 0.52)
+TOE_WINDOW = (0.80, 0.95)
 
 
 def lerp(lo_hi: tuple[float, float], w: np.ndarray) -> np.ndarray:
@@ -99,7 +100,10 @@ def profiles(attrs: np.ndarray, t: np.ndarray) -> Profiles:
     sole_top = sole_bottom + sole
 
     shaft = collar * (1.0 - smoothstep(0.30, 0.38, t))
+    # The vamp runs from the toe box up to the throat in front of the ankle; behind the ankle
+    # only the shaft counts, so "tall" is visible even when the vamp is higher than the collar.
     vamp = toe_box + (throat - toe_box) * (1.0 - smoothstep(0.45, 0.76, t))
+    vamp = vamp * smoothstep(0.27, 0.36, t)
     x = np.clip((t - TOE_START) / (1.0 - TOE_START), 0.0, 1.0)
     toe = toe_box * np.power(np.clip(1.0 - x * x, 0.0, 1.0), q)
     height = np.where(t < TOE_START, np.maximum(shaft, vamp), toe)

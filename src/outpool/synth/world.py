@@ -21,7 +21,7 @@ from outpool import __version__
 from outpool.config import to_dict
 from outpool.data import AttributeInfo, Dataset, ImageTable, PairTable
 from outpool.synth import shoe
-from outpool.synth.render import Nuisance, render
+from outpool.synth.renderer import Nuisance, render
 
 # Correlations between attributes (order of shoe.ATTRIBUTE_NAMES) of the broad distribution.
 #                open  pointy heel  tall  color chunky
@@ -167,9 +167,12 @@ def build(config: SynthConfig) -> World:
             diff = values[a, k] - values[b, k]
             tables.append(
                 PairTable.build(
-                    attribute=name, a=ids[a], b=ids[b], label=_labels(diff, config.equal_band),
+                    attribute=name,
+                    a=ids[a],
+                    b=ids[b],
+                    label=_labels(diff, config.equal_band),
                     id_prefix=f"{split}-{name}-",
-                )  # fmt: skip
+                )
             )
         pairs[split] = PairTable.concat(tables)
     test, fine = _test_pairs(rng, truth["test"], config)
@@ -214,15 +217,20 @@ def _test_pairs(
         ca, cb = random_pairs(rng, v, 3 * config.test_pairs)
         taken = {(min(x, y), max(x, y)) for x, y in zip(fa, fb, strict=True)}
         keep = np.array(
-            [abs(v[x] - v[y]) >= config.equal_band and (min(x, y), max(x, y)) not in taken
-             for x, y in zip(ca, cb, strict=True)]
-        )  # fmt: skip
+            [
+                abs(v[x] - v[y]) >= config.equal_band and (min(x, y), max(x, y)) not in taken
+                for x, y in zip(ca, cb, strict=True)
+            ]
+        )
         ca, cb = ca[keep][: config.test_pairs - len(fa)], cb[keep][: config.test_pairs - len(fa)]
         a, b = np.concatenate([fa, ca]), np.concatenate([fb, cb])
         table = PairTable.build(
-            attribute=name, a=ids[a], b=ids[b], label=_labels(v[a] - v[b], 0.0),
+            attribute=name,
+            a=ids[a],
+            b=ids[b],
+            label=_labels(v[a] - v[b], 0.0),
             id_prefix=f"test-{name}-",
-        )  # fmt: skip
+        )
         tables.append(table)
         fine_tables.append(table.subset(np.arange(len(fa))))
     return PairTable.concat(tables), PairTable.concat(fine_tables)

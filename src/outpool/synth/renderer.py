@@ -88,11 +88,23 @@ class Nuisance:
             return np.full(n, v, np.float32)
 
         return Nuisance(
-            rotation_deg=c(0), scale=c(0.92), shift_x=c(0), shift_y=c(0), bg_hue=c(0),
-            bg_saturation=c(0), bg_value=c(0.92), bg_gradient=c(0), bg_gradient_angle=c(0),
-            upper_hue=c(0.6), upper_value=c(0.58), sole_value=c(0.12), gain=c(1), light=c(0),
-            light_angle=c(0), noise_std=c(0),
-        )  # fmt: skip
+            rotation_deg=c(0),
+            scale=c(0.92),
+            shift_x=c(0),
+            shift_y=c(0),
+            bg_hue=c(0),
+            bg_saturation=c(0),
+            bg_value=c(0.92),
+            bg_gradient=c(0),
+            bg_gradient_angle=c(0),
+            upper_hue=c(0.6),
+            upper_value=c(0.58),
+            sole_value=c(0.12),
+            gain=c(1),
+            light=c(0),
+            light_angle=c(0),
+            noise_std=c(0),
+        )
 
 
 def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
