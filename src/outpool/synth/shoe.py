@@ -37,8 +37,8 @@ SOLE_RANGE = (0.065, 0.18)  # sole thickness ("chunky")
 COLLAR_RANGE = (0.22, 0.72)  # shaft height above the sole at the back ("tall")
 THROAT_RANGE = (0.38, 0.07)  # upper height in front of the shaft ("open": high vamp -> cut low)
 TOE_BOX = 0.20  # upper height over the toes
-TOE_START = 0.76  # where the toe cap begins (fraction of the length)
-TOE_POWER_RANGE = (0.45, 2.4)  # exponent q of the toe profile (1 - x^2)^q ("pointy")
+TOE_START = 0.72  # where the toe cap begins (fraction of the length)
+TOE_POWER_RANGE = (0.35, 3.0)  # exponent q of the toe profile (1 - x^2)^q ("pointy")
 SATURATION_RANGE = (0.04, 0.85)  # saturation of the upper ("colorful")
 
 # Where each attribute shows most clearly (fractions of the length); the oracle measures there.
@@ -46,7 +46,7 @@ HEEL_WINDOW = (0.25, 0.33)
 SOLE_WINDOW = (0.64, 0.74)
 COLLAR_WINDOW = (0.14, 0.24)
 THROAT_WINDOW = (0.45, 0.52)
-TOE_WINDOW = (0.80, 0.95)
+TOE_WINDOW = (0.76, 0.95)
 
 
 def lerp(lo_hi: tuple[float, float], w: np.ndarray) -> np.ndarray:
@@ -102,7 +102,7 @@ def profiles(attrs: np.ndarray, t: np.ndarray) -> Profiles:
     shaft = collar * (1.0 - smoothstep(0.30, 0.38, t))
     # The vamp runs from the toe box up to the throat in front of the ankle; behind the ankle
     # only the shaft counts, so "tall" is visible even when the vamp is higher than the collar.
-    vamp = toe_box + (throat - toe_box) * (1.0 - smoothstep(0.45, 0.76, t))
+    vamp = toe_box + (throat - toe_box) * (1.0 - smoothstep(0.45, TOE_START, t))
     vamp = vamp * smoothstep(0.27, 0.36, t)
     x = np.clip((t - TOE_START) / (1.0 - TOE_START), 0.0, 1.0)
     toe = toe_box * np.power(np.clip(1.0 - x * x, 0.0, 1.0), q)

@@ -1,0 +1,64 @@
+"""Shared plumbing of the benchmarks in ``benchmarks/``: machine description, peak memory, the
+one-JSON-object-last output contract (DESIGN.md section 7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from outpool.fileio import atomic_path
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they are only comparable on the same machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    return p
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print the result as the last line of stdout (and to ``out``)."""
+    text = json.dumps(result)
+    if out is not None:
+        with atomic_path(out) as tmp:
+            tmp.write_text(text + "\n")
+    print(text, flush=True)
