@@ -1,0 +1,94 @@
+"""Pictures of a ranker run: where the STN looks, and the training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from outpool.evaluate import score_images, to_tensor
+from outpool.fileio import atomic_path
+from outpool.models.ranker import DeepSTN
+from outpool.report.gallery import image_grid, save_gallery
+
+
+@torch.no_grad()
+def crop_boxes(model: DeepSTN, pixels: np.ndarray) -> np.ndarray:
+    """Crop rectangles (N, 4) as (x0, y0, x1, y1) in pixels of the input images."""
+    was = model.training
+    model.eval()
+    params = model.transform(to_tensor(pixels)).numpy()
+    model.train(was)
+    size = pixels.shape[1]
+    s, tx, ty = params[:, 0], params[:, 1], params[:, 2]
+    # affine_grid maps the output [-1, 1] square to centre (tx, ty), half-side s.
+    x0, x1 = (tx - s + 1) / 2 * size, (tx + s + 1) / 2 * size
+    y0, y1 = (ty - s + 1) / 2 * size, (ty + s + 1) / 2 * size
+    return np.stack([x0, y0, x1, y1], axis=1)
+
+
+def crop_sheet(
+    model: DeepSTN, pixels: np.ndarray, *, attribute: str, scale: int = 3, columns: int = 8
+) -> Image.Image:
+    """Images sorted by score (low to high) with the crop box the ranker chose on each."""
+    scores = score_images(model, pixels)
+    order = np.argsort(scores)
+    boxes = crop_boxes(model, pixels[order])
+    tiles = []
+    for img, (x0, y0, x1, y1) in zip(pixels[order], boxes, strict=True):
+        tile = Image.fromarray(img).resize((img.shape[1] * scale,) * 2, Image.Resampling.NEAREST)
+        ImageDraw.Draw(tile).rectangle(
+            [x0 * scale, y0 * scale, x1 * scale - 1, y1 * scale - 1], outline=(255, 40, 40), width=2
+        )
+        tiles.append(np.asarray(tile))
+    captions = [f"{s:.2f}" for s in scores[order]]
+    title = f"{attribute}: where the STN looks (sorted by score, low to high)"
+    return image_grid(np.stack(tiles), captions, columns=columns, scale=1, title=title)
+
+
+def training_curves(run_dir: Path, *, attribute: str) -> plt.Figure:
+    """Loss and validation accuracy per epoch for both stages of a ranker run."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
+    offset = 0
+    for stage, colour in (("crop", "tab:blue"), ("full", "tab:orange")):
+        path = run_dir / f"stage_{stage}" / "metrics.jsonl"
+        if not path.exists():
+            continue
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        epochs = [offset + r["epoch"] for r in rows]
+        ax_loss.plot(
+            epochs,
+            [r.get("train_rank_loss", np.nan) for r in rows],
+            color=colour,
+            label=f"stage {stage}",
+        )
+        ax_acc.plot(
+            epochs, [r.get("val_acc", np.nan) for r in rows], color=colour, label=f"stage {stage}"
+        )
+        offset = epochs[-1] if epochs else offset
+    ax_loss.set(title=f"{attribute}: training RankNet loss", xlabel="epoch")
+    ax_acc.set(title="validation accuracy (%)", xlabel="epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def save_run_figures(model: DeepSTN, run_dir: Path, pixels: np.ndarray, attribute: str) -> None:
+    """``crops.png`` and ``curves.png`` in the run folder."""
+    save_gallery(crop_sheet(model, pixels, attribute=attribute), run_dir / "crops.png")
+    save_figure(training_curves(run_dir, attribute=attribute), run_dir / "curves.png")

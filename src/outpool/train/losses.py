@@ -1,0 +1,25 @@
+"""Losses are pure functions of scores and targets."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def label_to_target(label: torch.Tensor) -> torch.Tensor:
+    """Pair labels +1 (a more) / -1 (b more) / 0 (equal) -> RankNet targets 1 / 0 / 0.5."""
+    return (label.to(torch.float32) + 1.0) / 2.0
+
+
+def ranknet_loss(
+    s_a: torch.Tensor, s_b: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """RankNet: p = sigmoid(s_a - s_b), cross-entropy against ``target`` in [0, 1].
+
+    For a "more" pair this is -log p (ATTIC eq. 2); "equal" pairs use target 0.5, as DeepSTN
+    does, which pulls the two scores together. Optional per-pair ``weight`` (e.g. confidence).
+    """
+    loss = F.binary_cross_entropy_with_logits((s_a - s_b).float(), target.float(), reduction="none")
+    if weight is not None:
+        return (loss * weight).sum() / weight.sum().clamp_min(1e-8)
+    return loss.mean()

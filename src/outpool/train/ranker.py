@@ -1,0 +1,271 @@
+"""Training a DeepSTN ranker for one attribute: data, the step function, the two stages.
+
+Stage 1 trains the crop (STN) stream alone, stage 2 starts from stage 1's best weights and trains
+the combined crop + global model, as in the DeepSTN authors' code. Both stages run through the
+one ``Trainer``; the run folder holds ``config.json``, per-stage ``metrics.jsonl`` and
+checkpoints, and ``ranker.pt`` (the best model, with its config) at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from outpool import __version__
+from outpool.config import to_dict
+from outpool.data import Dataset, PairTable
+from outpool.errors import DataError, UnknownNameError
+from outpool.evaluate import accuracy_on, to_tensor
+from outpool.fileio import atomic_path
+from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
+from outpool.train.losses import label_to_target, ranknet_loss
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclass(frozen=True)
+class RankerTrainConfig:
+    """How a ranker is trained (defaults: DeepSTN's SGD settings, adapted to a from-scratch net)."""
+
+    model: RankerConfig = field(default_factory=RankerConfig)
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scale_lr_factor: float = 0.1  # the crop scale learns this much slower (it barely moves)
+    batch_size: int = 25
+    epochs_crop: int = 15  # stage 1: crop stream alone
+    epochs_full: int = 30  # stage 2: crop + global streams
+    patience: int = 10  # early stopping on validation accuracy
+    crop_penalty: float = 1.0  # weight of the keep-the-crop-inside-the-image penalty
+    flip: bool = False  # random horizontal flips (label-preserving for most attributes)
+    use_confidence: bool = True  # weight pairs by their label confidence
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bfloat16 autocast on a GPU
+    seed: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UnknownNameError("device", name, ("auto", "cpu", "cuda"))
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class PairData:
+    """One attribute's pairs with their images gathered once: indices into ``pixels``."""
+
+    pixels: np.ndarray  # (N, 64, 64, 3) uint8
+    a: np.ndarray  # (P,) int
+    b: np.ndarray  # (P,) int
+    target: np.ndarray  # (P,) float32 RankNet targets
+    weight: np.ndarray  # (P,) float32
+
+    @staticmethod
+    def build(dataset: Dataset, pairs: PairTable, *, use_confidence: bool) -> PairData:
+        ids, inverse = np.unique(np.concatenate([pairs.a, pairs.b]), return_inverse=True)
+        n = len(pairs)
+        weight = pairs.confidence if use_confidence else np.ones(n, np.float32)
+        return PairData(
+            pixels=np.asarray(dataset.lookup(ids)),
+            a=inverse[:n],
+            b=inverse[n:],
+            target=label_to_target(torch.from_numpy(pairs.label)).numpy(),
+            weight=np.maximum(weight.astype(np.float32), 1e-3),
+        )
+
+    def batches(self, epoch: int, *, size: int, seed: int) -> Iterator[tuple[np.ndarray, ...]]:
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.a))
+        for i in range(0, len(order), size):
+            j = order[i : i + size]
+            yield self.pixels[self.a[j]], self.pixels[self.b[j]], self.target[j], self.weight[j]
+
+
+def make_optimizer(model: DeepSTN, cfg: RankerTrainConfig) -> torch.optim.Optimizer:
+    """SGD (or Adam) with the crop scale in its own parameter group (its own learning rate)."""
+    scale = list(model.loc_scale.parameters())
+    ids = {id(p) for p in scale}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    groups = [
+        {"params": rest, "lr": cfg.lr},
+        {"params": scale, "lr": cfg.lr * cfg.scale_lr_factor, "weight_decay": 0.0},
+    ]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    raise UnknownNameError("optimizer", cfg.optimizer, OPTIMIZERS)
+
+
+def make_step(
+    model: DeepSTN, optimizer: torch.optim.Optimizer, cfg: RankerTrainConfig, device: torch.device
+) -> Any:
+    """The ranker's step function: RankNet on a batch of pairs plus the crop penalty."""
+    amp = cfg.amp and device.type == "cuda"
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def step(batch: tuple[np.ndarray, ...]) -> dict[str, float]:
+        pa, pb, target, weight = batch
+        x = to_tensor(np.concatenate([pa, pb]), device)
+        if cfg.flip:
+            flip = torch.rand(len(x), generator=gen) < 0.5
+            x[flip.to(device)] = x[flip.to(device)].flip(-1)
+        t = torch.from_numpy(target).to(device)
+        w = torch.from_numpy(weight).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            scores, params = model.score_and_transform(x)  # both sides share the weights
+        s_a, s_b = scores.float().split(len(pa))
+        rank = ranknet_loss(s_a, s_b, t, w)
+        loss = rank + cfg.crop_penalty * crop_penalty(params.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item(), "rank_loss": rank.item(), "scale": params[:, 0].mean().item()}
+
+    return step
+
+
+def code_version() -> str:
+    """outpool's version and, inside a git checkout, the commit (for the run record)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def train_ranker(
+    dataset: Dataset,
+    attribute: str,
+    cfg: RankerTrainConfig,
+    run_dir: Path,
+    *,
+    train: str = "train",
+    val: str | None = "val",
+    progress: bool = True,
+) -> tuple[DeepSTN, dict[str, Any]]:
+    """Train (or resume training) the ranker for ``attribute``; returns (model, summary)."""
+    dataset.attribute(attribute)  # unknown attribute -> UnknownNameError
+    for name in (train, val):
+        if name is not None and name not in dataset.pairs:
+            raise UnknownNameError("pair table", name, dataset.pairs)
+    train_pairs = dataset.pairs[train].for_attribute(attribute)
+    if len(train_pairs) == 0:
+        raise DataError(f"pair table '{train}' has no pairs for attribute '{attribute}'")
+    val_pairs = dataset.pairs[val].for_attribute(attribute) if val else None
+    device = pick_device(cfg.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "attribute": attribute,
+        "dataset": dataset.name,
+        "train_pairs": train,
+        "val_pairs": val,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        "code_version": code_version(),
+        "device": str(device),
+    }
+    with atomic_path(run_dir / "config.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+
+    torch.manual_seed(cfg.seed)
+    model = DeepSTN(cfg.model).to(device)
+    data = PairData.build(dataset, train_pairs, use_confidence=cfg.use_confidence)
+
+    def evaluate() -> dict[str, float]:
+        metrics = {}
+        if val_pairs is not None and len(val_pairs):
+            metrics["val_acc"] = accuracy_on(model, dataset, val_pairs, device=device)
+        return metrics
+
+    for stage, epochs in (("crop", cfg.epochs_crop), ("full", cfg.epochs_full)):
+        folder = run_dir / f"stage_{stage}"
+        model.set_stage(stage)
+        if stage == "full" and (run_dir / "stage_crop" / "best.pt").exists():
+            best = torch.load(run_dir / "stage_crop" / "best.pt", weights_only=False)
+            if not (folder / "last.pt").exists():
+                model.load_state_dict(best["modules"]["ranker"])
+        optimizer = make_optimizer(model, cfg)
+        hooks = [
+            EvalHook(evaluate, metric="val_acc") if val_pairs is not None else None,
+            EarlyStopping(cfg.patience) if val_pairs is not None else None,
+            Checkpointer(folder),
+            JsonlLogger(folder / "metrics.jsonl"),
+        ]
+        trainer = Trainer(
+            modules={"ranker": model},
+            optimizers={"ranker": optimizer},
+            step=make_step(model, optimizer, cfg, device),
+            batches=lambda e: data.batches(e, size=cfg.batch_size, seed=cfg.seed),
+            epochs=epochs,
+            hooks=[h for h in hooks if h is not None],
+            seed=cfg.seed + (0 if stage == "crop" else 1),
+            config=record,
+            progress=progress,
+            desc=f"{attribute} {stage}",
+        )
+        trainer.resume(folder / "last.pt")
+        state = trainer.train()
+        best_state = torch.load(folder / "best.pt", map_location=device, weights_only=False)
+        model.load_state_dict(best_state["modules"]["ranker"])
+
+    summary = {
+        "attribute": attribute,
+        "best_val_acc": state.best,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+    }
+    save_ranker(model, run_dir / "ranker.pt", attribute=attribute, record={**record, **summary})
+    return model, summary
+
+
+def save_ranker(model: DeepSTN, path: Path, *, attribute: str, record: dict[str, Any]) -> None:
+    """A checkpoint that reloads without the original command line: weights + config."""
+    payload = {
+        "kind": "outpool-ranker",
+        "attribute": attribute,
+        "model_config": to_dict(model.config),
+        "stage": model.stage,
+        "state": model.state_dict(),
+        "record": record,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_ranker(path: Path, *, device: str = "cpu") -> tuple[DeepSTN, dict[str, Any]]:
+    """Rebuild a ranker from ``save_ranker``'s file; bad files raise ``DataError``."""
+    from outpool.config import from_dict
+
+    try:
+        payload = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise DataError("ranker checkpoint not found", path=path) from None
+    except Exception as exc:  # torch raises many kinds on a corrupt file
+        raise DataError(f"not a readable checkpoint ({type(exc).__name__})", path=path) from None
+    if not isinstance(payload, dict) or payload.get("kind") != "outpool-ranker":
+        raise DataError("not an outpool ranker checkpoint", path=path)
+    model = DeepSTN(from_dict(RankerConfig, payload["model_config"]))
+    model.set_stage(payload["stage"])
+    try:
+        model.load_state_dict(payload["state"])
+    except RuntimeError as exc:
+        raise DataError(f"weights do not match the saved config: {exc}", path=path) from None
+    model.eval()
+    return model.to(device), payload
