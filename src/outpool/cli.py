@@ -15,6 +15,7 @@ from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset
 from outpool.errors import DataError, OutpoolError, UnknownNameError
+from outpool.fileio import check_output_dir
 from outpool.synth import PixelOracle, SynthConfig
 
 
@@ -34,6 +35,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from outpool.synth import build
 
     cfg = config.load(SynthConfig, args.config, args.overrides)
+    check_output_dir(args.out, overwrite=args.force)  # before minutes of rendering
     print(f"rendering the built-in world into {args.out} ...", file=sys.stderr)
     world = build(cfg)
     world.dataset.save(args.out, truth=world.truth, overwrite=args.force)
@@ -90,9 +92,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     synth = config.load(SynthConfig, args.config, args.overrides)
     crowd = config.load(CrowdConfig, args.crowd_config, args.crowd_overrides)
+    check_output_dir(args.out, overwrite=args.force)
     summary = run_demo(args.out, synth=synth, crowd=crowd, force=args.force)
     print(json.dumps(summary, indent=2))
     print(f"done: look at {Path(args.out) / 'gallery.png'}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_ranker(args: argparse.Namespace) -> int:
+    from outpool.rankers import train_run
+    from outpool.train.ranker import RankerTrainConfig
+
+    cfg = config.load(RankerTrainConfig, args.config, args.overrides)
+    dataset = Dataset.load(args.dataset)
+    val = None if args.val == "none" else args.val
+    results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from outpool.rankers import evaluate_run
+
+    dataset = Dataset.load(args.dataset)
+    result = evaluate_run(args.run, dataset, args.pairs or ["test"])
+    if args.run.is_dir():
+        from outpool.fileio import atomic_path
+
+        with atomic_path(args.run / "eval.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -124,6 +153,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one crowd config value",
     )
     demo.set_defaults(func=cmd_demo)
+
+    tr = sub.add_parser(
+        "train-ranker",
+        help="train DeepSTN rankers (one per attribute) into a run folder",
+        description="Train a DeepSTN relative-attribute ranker per attribute on a dataset's "
+        "pair tables. Writes RUN/<attribute>/ (config.json, metrics.jsonl per stage, "
+        "checkpoints, ranker.pt, crops.png, curves.png) and RUN/summary.json. Running the "
+        "same command again resumes where it stopped.",
+    )
+    tr.add_argument("dataset", type=Path, help="dataset folder")
+    tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
+    tr.add_argument("--run", type=Path, required=True, help="run folder")
+    tr.add_argument("--train", default="train", help="training pair table (default: train)")
+    tr.add_argument("--val", default="val", help="validation pair table, or 'none'")
+    _add_config_args(tr, "training")
+    tr.set_defaults(func=cmd_train_ranker)
+
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of trained rankers on pair tables",
+        description="Accuracy (percent of non-equal pairs ordered correctly; a tie is wrong) of "
+        "each ranker of RUN on the pairs of its attribute, per pair table. Writes RUN/eval.json.",
+    )
+    ev.add_argument("run", type=Path, help="run folder (or one ranker.pt)")
+    ev.add_argument("dataset", type=Path, help="dataset folder")
+    ev.add_argument("--pairs", action="append", help="pair table (repeatable; default: test)")
+    ev.set_defaults(func=cmd_eval)
 
     data = sub.add_parser("data", help="make, label and look at datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")

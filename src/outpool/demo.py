@@ -5,7 +5,6 @@ draw the gallery and write a summary. It is what the README's first command runs
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from scipy.stats import spearmanr
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset, PairTable
-from outpool.errors import DataError
 from outpool.fileio import atomic_dir, atomic_path
 from outpool.report.gallery import dataset_gallery, save_gallery
 from outpool.synth import PixelOracle, SynthConfig, build
@@ -52,10 +50,7 @@ def run_demo(
     force: bool = False,
 ) -> dict[str, Any]:
     """Write ``out``/dataset, ``out``/gallery.png and ``out``/summary.json; return the summary."""
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DataError("output folder already exists and is not empty; pass --force", path=out)
-    with atomic_dir(out.with_name(out.name + ".partial")) as tmp:
+    with atomic_dir(out, overwrite=force) as tmp:
         log(f"rendering the built-in world (seed {synth.seed}) ...")
         world = build(synth)
         world.dataset.save(tmp / "dataset", truth=world.truth)
@@ -87,7 +82,7 @@ def run_demo(
         save_gallery(page, tmp / "gallery.png")
 
         summary = {
-            "dataset": str(out / "dataset"),
+            "dataset": str(Path(out) / "dataset"),
             "images": {k: len(v) for k, v in dataset.images.items()},
             "pairs": {k: len(v) for k, v in dataset.pairs.items()},
             "crowd": crowd_report(train, accepted, result.status),
@@ -96,7 +91,4 @@ def run_demo(
         }
         with atomic_path(tmp / "summary.json") as p:
             p.write_text(json.dumps(summary, indent=2) + "\n")
-    if out.exists():  # --force: the new result is complete, only now replace the old one
-        shutil.rmtree(out)
-    out.with_name(out.name + ".partial").rename(out)
     return summary

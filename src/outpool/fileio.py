@@ -36,20 +36,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success rename it to ``path``.
+def check_output_dir(path: str | Path, *, overwrite: bool) -> bool:
+    """Whether writing folder ``path`` replaces a non-empty one; an error when that is not
+    allowed. Call it before long work, so a user is not told only at the end."""
+    from outpool.errors import DataError  # errors imports nothing from here; keep it that way
 
-    ``path`` must not exist yet (callers decide about overwriting before they start work), so a
-    failure never destroys something that was already saved.
-    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError("exists and is not a folder", path=path)
+    replace = path.exists() and any(path.iterdir())
+    if replace and not overwrite:
+        raise DataError("already exists and is not empty; pass --force to replace it", path=path)
+    return replace
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it becomes ``path``.
+
+    An existing non-empty ``path`` is an error unless ``overwrite``; then the new folder is
+    built completely first and only then swapped in, so a failure (or an interrupt) while
+    writing keeps the old one intact and leaves no half-written output.
+    """
+    path = Path(path).resolve()  # "." or "ds/" have no usable name for the siblings below
+    replace = check_output_dir(path, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
-        os.replace(tmp, path)
+        if not replace:
+            os.replace(tmp, path)  # renaming over an empty folder is allowed
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

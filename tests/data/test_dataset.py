@@ -121,7 +121,7 @@ def test_existing_folder_needs_overwrite(tmp_path: Path, dataset: Dataset) -> No
     folder = tmp_path / "ds"
     folder.mkdir()
     (folder / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="ds: already exists; pass overwrite"):
+    with pytest.raises(DataError, match="ds: already exists and is not empty; pass --force"):
         dataset.save(folder)
     assert snapshot(folder) == {"notes.txt": b"mine"}
     empty = tmp_path / "empty"

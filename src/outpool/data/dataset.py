@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import secrets
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,33 +164,9 @@ class Dataset:
         An existing non-empty ``folder`` is an error unless ``overwrite``; then the new dataset is
         built completely first, and only then swapped in, so a failure keeps the old one intact.
         """
-        folder = Path(folder)
         self.validate()
-        exists = folder.exists()
-        if exists and not folder.is_dir():
-            raise DataError("exists and is not a folder", path=folder)
-        if exists and any(folder.iterdir()):
-            if not overwrite:
-                raise DataError(
-                    "already exists; pass overwrite (--force) to replace it", path=folder
-                )
-            token = secrets.token_hex(4)
-            folder = folder.resolve()  # "." or "ds/" have no usable name for the siblings below
-            staged = folder.with_name(f".{folder.name}.new-{token}")
-            with atomic_dir(staged) as tmp:
-                self._write(tmp, truth)
-            old = folder.with_name(f".{folder.name}.old-{token}")
-            os.replace(folder, old)
-            try:
-                os.replace(staged, folder)
-            except BaseException:
-                os.replace(old, folder)
-                shutil.rmtree(staged, ignore_errors=True)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            with atomic_dir(folder) as tmp:  # renaming over an empty folder is allowed
-                self._write(tmp, truth)
+        with atomic_dir(folder, overwrite=overwrite) as tmp:
+            self._write(tmp, truth)
 
     def _write(self, folder: Path, truth: Mapping[str, Truth] | None) -> None:
         for table, images in self.images.items():

@@ -20,6 +20,7 @@ from scipy.stats import norm
 from outpool import __version__
 from outpool.config import to_dict
 from outpool.data import AttributeInfo, Dataset, ImageTable, PairTable
+from outpool.errors import ConfigError
 from outpool.synth import shoe
 from outpool.synth.renderer import Nuisance, render
 
@@ -55,6 +56,12 @@ class SplitConfig:
     images: int
     broad_share: float
 
+    def check(self, name: str) -> None:
+        if self.images < 2:
+            raise ConfigError(f"{name}.images must be at least 2, got {self.images}")
+        if not 0.0 <= self.broad_share <= 1.0:
+            raise ConfigError(f"{name}.broad_share must be in [0, 1], got {self.broad_share}")
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -72,6 +79,29 @@ class SynthConfig:
     fine_share: float = 0.5  # share of test pairs that are fine-grained
     fine_max: float = 0.12  # a fine-grained pair differs by at most this much
     equal_band: float = 0.03  # |difference| below this is "equal" (train/val; not tested)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        for name in ("generator", "train", "val", "test"):
+            getattr(self, name).check(name)
+        for name in ("train_pairs", "val_pairs", "test_pairs"):
+            n = getattr(self, name)
+            split = getattr(self, name.removesuffix("_pairs"))
+            if not 0 <= n <= split.images * (split.images - 1) // 4:
+                raise ConfigError(
+                    f"{name} must be between 0 and a quarter of the possible pairs of "
+                    f"{split.images} images ({split.images * (split.images - 1) // 4}), got {n}"
+                )
+        checks = (
+            ("style_spread", self.style_spread, 0.0, 1.0),
+            ("fine_share", self.fine_share, 0.0, 1.0),
+            ("fine_max", self.fine_max, 0.01, 1.0),
+            ("equal_band", self.equal_band, 0.0, 0.5),
+        )
+        for name, value, lo, hi in checks:
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} must be in [{lo}, {hi}], got {value}")
 
 
 def sample_broad(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -175,7 +205,10 @@ def build(config: SynthConfig) -> World:
                 )
             )
         pairs[split] = PairTable.concat(tables)
-    test, fine = _test_pairs(rng, truth["test"], config)
+    try:
+        test, fine = _test_pairs(rng, truth["test"], config)
+    except ValueError as exc:  # too few test images for the pairs asked for
+        raise ConfigError(f"test pairs: {exc}; use more test.images or fewer test_pairs") from None
     pairs["test"], pairs["test_fine"] = test, fine
 
     meta = {

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from outpool import __version__
 from outpool.config import to_dict
@@ -47,6 +48,8 @@ class RankerTrainConfig:
     patience: int = 10  # early stopping on validation accuracy
     crop_penalty: float = 1.0  # weight of the keep-the-crop-inside-the-image penalty
     flip: bool = False  # random horizontal flips (label-preserving for most attributes)
+    shift: float = 0.0  # random translation, as a fraction of the image side (0 = off)
+    pairs_per_epoch: int = 0  # 0: every pair once per epoch; else a fresh sample of this many
     use_confidence: bool = True  # weight pairs by their label confidence
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bfloat16 autocast on a GPU
@@ -84,8 +87,13 @@ class PairData:
             weight=np.maximum(weight.astype(np.float32), 1e-3),
         )
 
-    def batches(self, epoch: int, *, size: int, seed: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def batches(
+        self, epoch: int, *, size: int, seed: int, limit: int = 0
+    ) -> Iterator[tuple[np.ndarray, ...]]:
+        """The epoch's batches, shuffled by (seed, epoch); ``limit`` > 0 keeps that many pairs."""
         order = np.random.default_rng([seed, epoch]).permutation(len(self.a))
+        if limit > 0:
+            order = order[:limit]
         for i in range(0, len(order), size):
             j = order[i : i + size]
             yield self.pixels[self.a[j]], self.pixels[self.b[j]], self.target[j], self.weight[j]
@@ -107,19 +115,33 @@ def make_optimizer(model: DeepSTN, cfg: RankerTrainConfig) -> torch.optim.Optimi
     raise UnknownNameError("optimizer", cfg.optimizer, OPTIMIZERS)
 
 
+def augment(x: torch.Tensor, *, flip: bool, shift: float) -> torch.Tensor:
+    """Label-preserving jitter of a batch (B, 3, H, W): random flips and translations.
+
+    Draws from the global torch RNG, which the training loop re-seeds every epoch.
+    """
+    if not flip and shift <= 0:
+        return x
+    b = len(x)
+    sx = torch.ones(b)
+    if flip:
+        sx = torch.where(torch.rand(b) < 0.5, -1.0, 1.0)
+    t = (torch.rand(b, 2) * 2 - 1) * 2 * shift  # affine_grid units: the side is 2
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = sx, 1.0, t
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def make_step(
     model: DeepSTN, optimizer: torch.optim.Optimizer, cfg: RankerTrainConfig, device: torch.device
 ) -> Any:
     """The ranker's step function: RankNet on a batch of pairs plus the crop penalty."""
     amp = cfg.amp and device.type == "cuda"
-    gen = torch.Generator().manual_seed(cfg.seed)
 
     def step(batch: tuple[np.ndarray, ...]) -> dict[str, float]:
         pa, pb, target, weight = batch
-        x = to_tensor(np.concatenate([pa, pb]), device)
-        if cfg.flip:
-            flip = torch.rand(len(x), generator=gen) < 0.5
-            x[flip.to(device)] = x[flip.to(device)].flip(-1)
+        x = augment(to_tensor(np.concatenate([pa, pb]), device), flip=cfg.flip, shift=cfg.shift)
         t = torch.from_numpy(target).to(device)
         w = torch.from_numpy(weight).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -212,7 +234,9 @@ def train_ranker(
             modules={"ranker": model},
             optimizers={"ranker": optimizer},
             step=make_step(model, optimizer, cfg, device),
-            batches=lambda e: data.batches(e, size=cfg.batch_size, seed=cfg.seed),
+            batches=lambda e: data.batches(
+                e, size=cfg.batch_size, seed=cfg.seed, limit=cfg.pairs_per_epoch
+            ),
             epochs=epochs,
             hooks=[h for h in hooks if h is not None],
             seed=cfg.seed + (0 if stage == "crop" else 1),

@@ -1,0 +1,315 @@
+"""Your own images: a folder of images plus a CSV of labelled pairs (and optional strengths).
+
+Images
+    ``images_root`` holds the images, in any sub-folders, any size and aspect ratio, JPEG or PNG
+    (``.jpg``, ``.jpeg``, ``.png``, any case; names starting with ``.`` are skipped). Every such
+    image is loaded, also those no pair names (they are the unlabelled pool). Each is
+    centre-cropped to a square, optionally to its central ``crop`` fraction (0 < crop <= 1,
+    relative to the square, never pixels), and resized to 64x64 RGB. An image's id is its path
+    relative to ``images_root`` with ``/`` separators, e.g. ``shoes/red_01.jpg``.
+
+Pairs CSV (``pairs_csv``), UTF-8 (a spreadsheet's BOM is fine), comma-separated, one header row::
+
+    attribute,a,b,label,confidence,split
+    sporty,shoes/red_01.jpg,shoes/boot_7.png,1,0.9,train
+    sporty,shoes/boot_7.png,shoes/sandal.jpg,-1,,test
+
+- ``attribute`` (required): the attribute's name, non-empty.
+- ``a``, ``b`` (required): image paths relative to ``images_root`` (``/`` or ``\\``); they must
+  name existing images and differ; no absolute paths or ``..``.
+- ``label`` (required): ``1`` (or ``+1``): ``a`` shows the attribute more; ``-1``: ``b`` more;
+  ``0``: equal.
+- ``confidence`` (optional, default 1): a number in [0, 1].
+- ``source`` (optional, default ``real``): ``real``, ``synthetic`` or ``pseudo``.
+- ``round`` (optional, default 0): the labelling round, an integer >= 0.
+- ``split`` (optional, default ``train``): ``train``, ``val`` or ``test``; the pair table it
+  goes to.
+- ``id`` (optional): a pair id, unique within its split; default ``p000000``, ``p000001``...
+  per split.
+
+Columns may come in any order; an unknown column is an error (a typo never silently does
+nothing); an empty optional cell takes its default; blank lines are skipped.
+
+Strengths CSV (``attributes_csv``, optional): header ``image,<attribute>,...``, one row per image
+(a path as above) with a finite number per attribute. Those images form the image table
+``generator`` (with strengths: what a generator pre-trains on; keep it disjoint from ranker test
+images), all other images the table ``images``.
+
+Every problem is a ``DataError`` naming the file, line and column, including a pair that names a
+missing or corrupt image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from outpool.data.dataset import AttributeInfo, Dataset
+from outpool.data.images import ImageTable, parse_float, read_rows
+from outpool.data.pairs import SOURCES, PairTable
+from outpool.data.sources.images import Origin, check_crop, load_images
+from outpool.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "val", "test")
+REQUIRED = ("attribute", "a", "b", "label")
+OPTIONAL = ("confidence", "source", "round", "split", "id")
+_LABELS = {"1": 1, "+1": 1, "-1": -1, "0": 0}
+_RESERVED = ("id", "group")  # image-table columns that cannot be attribute names
+
+
+def scan_images(images_root: Path) -> list[str]:
+    """Relative ``/`` paths of the JPEG/PNG files under ``images_root``, sorted."""
+    if not images_root.is_dir():
+        raise DataError("image folder does not exist", path=images_root)
+    found = []
+    for f in images_root.rglob("*"):
+        rel = f.relative_to(images_root)
+        if any(p.startswith(".") for p in rel.parts):
+            continue
+        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            if any(c in rel.as_posix() for c in ",\n\r"):  # the path is the id: no commas
+                raise DataError("image file names cannot contain commas or line breaks", path=f)
+            found.append(rel.as_posix())
+    return sorted(found)
+
+
+def _image_ref(text: str, images_root: Path, *, path: Path, line: int, field: str) -> str:
+    """Normalised relative path of an image named in a CSV; it must exist."""
+    raw = text.strip()
+    rel = PurePosixPath(raw.replace("\\", "/"))
+    if not raw or rel.is_absolute() or ".." in rel.parts or str(rel) == ".":
+        raise DataError(
+            f"image path {text!r} must be relative to the image folder (no '..')",
+            path=path,
+            line=line,
+            field=field,
+        )
+    ref = rel.as_posix()
+    if any(c in ref for c in ",\n\r"):
+        raise DataError(
+            f"image path {text!r} contains a comma or line break (ids cannot)",
+            path=path,
+            line=line,
+            field=field,
+        )
+    if not (images_root / ref).is_file():
+        raise DataError(
+            f"pair names a missing image '{raw}'"
+            if field in ("a", "b")
+            else f"names a missing image '{raw}'",
+            path=path,
+            line=line,
+            field=field,
+        )
+    return ref
+
+
+def _header(
+    path: Path,
+    rows: Iterator[tuple[int, list[str]]],
+    allowed: tuple[str, ...],
+    required: tuple[str, ...],
+) -> list[str]:
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise DataError(f"empty file; expected a header {','.join(required)}", path=path) from None
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    unknown = [c for c in header if c not in allowed] if allowed else []
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    problems = [
+        f"{what} column(s) {', '.join(cols)}"
+        for what, cols in (("missing", missing), ("unknown", unknown), ("repeated", repeated))
+        if cols
+    ]
+    if problems:
+        expected = ",".join(required) + (
+            f"[,{','.join(allowed[len(required) :])}]" if allowed else ""
+        )
+        raise DataError(f"{'; '.join(problems)}; expected {expected}", path=path, line=1)
+    return header
+
+
+def read_pairs_csv(
+    pairs_csv: Path, images_root: Path
+) -> tuple[dict[str, PairTable], dict[str, Origin], list[str]]:
+    """The pair tables by split, the first line naming each image, and the attribute names in
+    order of first appearance."""
+    path = Path(pairs_csv)
+    rows = iter(read_rows(path))
+    header = _header(path, rows, (*REQUIRED, *OPTIONAL), REQUIRED)
+    cols: dict[str, dict[str, list[Any]]] = {}
+    origins: dict[str, Origin] = {}
+    attributes: dict[str, None] = {}
+    seen_ids: dict[str, dict[str, int]] = {}  # per split: each split is its own pair table
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{len(row)} fields, expected {len(header)}", path=path, line=line)
+        rec = {h: v.strip() for h, v in zip(header, row, strict=True)}
+
+        def fail(field: str, message: str, line: int = line) -> DataError:
+            return DataError(message, path=path, line=line, field=field)
+
+        attr = rec["attribute"]
+        if not attr:
+            raise fail("attribute", "empty attribute name")
+        a = _image_ref(rec["a"], images_root, path=path, line=line, field="a")
+        b = _image_ref(rec["b"], images_root, path=path, line=line, field="b")
+        if a == b:
+            raise fail("b", f"a and b are the same image '{a}'")
+        label = _LABELS.get(rec["label"])
+        if label is None:
+            raise fail("label", f"label {rec['label']!r} must be 1 (or +1), -1 or 0")
+        conf = 1.0
+        if rec.get("confidence"):
+            conf = parse_float(rec["confidence"], path=path, line=line, field="confidence")
+            if not 0.0 <= conf <= 1.0:
+                raise fail("confidence", f"confidence {rec['confidence']!r} must be in [0, 1]")
+        source = rec.get("source") or "real"
+        if source not in SOURCES:
+            raise fail("source", f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+        round_ = 0
+        if rec.get("round"):
+            try:
+                round_ = int(rec["round"])
+            except ValueError:
+                raise fail("round", f"round {rec['round']!r} is not an integer") from None
+            if not 0 <= round_ < 2**31:
+                raise fail("round", f"round {round_} must be >= 0")
+        split = rec.get("split") or "train"
+        if split not in SPLITS:
+            raise fail("split", f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        table = cols.setdefault(split, {c: [] for c in ("id", *REQUIRED, *OPTIONAL[:3])})
+        pair_id = rec.get("id") or f"p{len(table['id']):06d}"
+        seen = seen_ids.setdefault(split, {})
+        if pair_id in seen:
+            raise fail("id", f"duplicate pair id '{pair_id}' (first on line {seen[pair_id]})")
+        seen[pair_id] = line
+        for key, value in (
+            ("id", pair_id), ("attribute", attr), ("a", a), ("b", b), ("label", label),
+            ("confidence", conf), ("source", source), ("round", round_),
+        ):  # fmt: skip
+            table[key].append(value)
+        attributes[attr] = None
+        origins.setdefault(a, (path, line))
+        origins.setdefault(b, (path, line))
+    tables = {"train": PairTable.empty()} if "train" not in cols else {}
+    for split in SPLITS:
+        if split in cols:
+            c = cols[split]
+            tables[split] = PairTable.build(
+                ids=c["id"], attribute=c["attribute"], a=c["a"], b=c["b"], label=c["label"],
+                confidence=c["confidence"], source=c["source"], round=c["round"],
+            )  # fmt: skip
+    return tables, origins, list(attributes)
+
+
+def read_strengths_csv(
+    attributes_csv: Path, images_root: Path
+) -> tuple[list[str], list[str], npt.NDArray[np.float32], dict[str, Origin]]:
+    """``(image ids, attribute names, (N, K) float32 strengths, origins)`` of a strengths CSV."""
+    path = Path(attributes_csv)
+    rows = iter(read_rows(path))
+    header = _header(path, rows, (), ("image",))
+    if header[0] != "image":
+        raise DataError("the first column must be 'image'", path=path, line=1)
+    names = header[1:]
+    bad = [n for n in names if not n or n in _RESERVED]
+    if bad or not names:
+        raise DataError(
+            f"attribute columns must be non-empty and not {' or '.join(_RESERVED)}",
+            path=path,
+            line=1,
+        )
+    ids: list[str] = []
+    values: list[list[float]] = []
+    origins: dict[str, Origin] = {}
+    for line, row in rows:
+        if len(row) != len(header):
+            raise DataError(f"{len(row)} fields, expected {len(header)}", path=path, line=line)
+        image = _image_ref(row[0], images_root, path=path, line=line, field="image")
+        if image in origins:
+            raise DataError(
+                f"image '{image}' is listed twice (first on line {origins[image][1]})",
+                path=path,
+                line=line,
+                field="image",
+            )
+        origins[image] = (path, line)
+        ids.append(image)
+        values.append(
+            [
+                parse_float(t, path=path, line=line, field=n)
+                for t, n in zip(row[1:], names, strict=True)
+            ]
+        )
+    return ids, names, np.asarray(values, dtype=np.float32).reshape(len(ids), len(names)), origins
+
+
+def load_folder(
+    images_root: Path,
+    pairs_csv: Path,
+    *,
+    crop: float = 1.0,
+    cache: Path | None = None,
+    attributes_csv: Path | None = None,
+) -> Dataset:
+    """A dataset from a folder of images and a pairs CSV (format in the module docstring)."""
+    images_root = Path(images_root)
+    crop = check_crop(crop)
+    files = scan_images(images_root)
+    pairs, origins, attr_names = read_pairs_csv(Path(pairs_csv), images_root)
+    scored: list[str] = []
+    strength_names: list[str] = []
+    strengths = np.zeros((0, 0), dtype=np.float32)
+    if attributes_csv is not None:
+        scored, strength_names, strengths, scored_origins = read_strengths_csv(
+            Path(attributes_csv), images_root
+        )
+        for image, origin in scored_origins.items():
+            origins.setdefault(image, origin)
+    # every image: the scanned ones plus any a CSV names with another extension
+    all_ids = sorted(set(files) | set(origins))
+    in_scored = set(scored)
+    plain = [i for i in all_ids if i not in in_scored]
+    order = [*scored, *plain]
+    pixels = load_images(
+        [images_root / i for i in order],
+        source="folder",
+        crop=crop,
+        cache=cache,
+        origins=[origins.get(i) for i in order],
+    )
+    tables: dict[str, ImageTable] = {}
+    if attributes_csv is not None:
+        tables["generator"] = ImageTable(
+            ids=np.asarray(scored, dtype=np.str_),
+            pixels=pixels[: len(scored)],
+            attributes=tuple(strength_names),
+            strengths=strengths,
+        )
+    tables["images"] = ImageTable(
+        ids=np.asarray(plain, dtype=np.str_), pixels=pixels[len(scored) :]
+    )
+    names = list(dict.fromkeys([*attr_names, *strength_names]))
+    return Dataset(
+        name=images_root.resolve().name or "folder",
+        attributes=tuple(AttributeInfo(n) for n in names),
+        images=tables,
+        pairs=pairs,
+        meta={
+            "source": "folder",
+            "images_root": str(images_root),
+            "pairs_csv": str(pairs_csv),
+            "attributes_csv": None if attributes_csv is None else str(attributes_csv),
+            "crop": crop,
+            "images": {t: len(v) for t, v in tables.items()},
+            "pairs": {t: len(p) for t, p in pairs.items()},
+        },
+    )

@@ -1,0 +1,167 @@
+"""Decode image files to 64x64 RGB once, and cache the result as one memory-mapped array.
+
+``load_images(files, source=...)`` returns ``(N, 64, 64, 3)`` uint8 pixels in the order of
+``files``. The first call decodes every file (Pillow: EXIF orientation applied, converted to RGB,
+centre-cropped to a square, then optionally to the central ``crop`` fraction of that square,
+resized with LANCZOS) and writes one ``.npy`` file to the cache folder; later calls with the same
+files, sizes, mtimes, crop and size memory-map that file instead of decoding again.
+
+The cache folder is ``cache`` when given, else ``$OUTPOOL_CACHE``, else ``~/.cache/outpool``.
+A cache file that is unreadable or has the wrong shape is rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from outpool.data.images import IMAGE_SIZE
+from outpool.errors import DataError
+from outpool.fileio import atomic_path
+
+CACHE_ENV = "OUTPOOL_CACHE"
+CACHE_VERSION = 1  # bump when decoding changes, so old cache files are not reused
+PROGRESS_MIN = 200  # decoding fewer images is quick enough to go without a progress bar
+
+# Where an image was named: (file, 1-based line), so errors point at the user's CSV row.
+Origin = tuple[Path, int]
+
+
+def default_cache_dir() -> Path:
+    """``$OUTPOOL_CACHE`` or ``~/.cache/outpool``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "outpool"
+
+
+def check_crop(crop: float) -> float:
+    """``crop`` must be a fraction in (0, 1] of the square frame (never pixels)."""
+    if not isinstance(crop, int | float) or not 0.0 < float(crop) <= 1.0:
+        raise DataError(f"crop must be a fraction in (0, 1] of the frame, got {crop!r}")
+    return float(crop)
+
+
+def _fail(file: Path, message: str, origin: Origin | None) -> DataError:
+    if origin is None:
+        return DataError(message, path=file)
+    return DataError(f"image '{file}': {message}", path=origin[0], line=origin[1])
+
+
+def decode_image(
+    file: Path, *, crop: float = 1.0, size: int = IMAGE_SIZE, origin: Origin | None = None
+) -> npt.NDArray[np.uint8]:
+    """``(size, size, 3)`` uint8: the central square of ``file``, its central ``crop`` fraction,
+    resized. A missing or undecodable file is a ``DataError`` naming it (and ``origin``)."""
+    try:
+        with Image.open(file) as im:
+            im.load()  # decode now: a truncated file must fail here, inside the try
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+    except FileNotFoundError:
+        raise _fail(file, "image file does not exist", origin) from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        # PIL raises UnidentifiedImageError (an OSError) for junk, OSError for truncation and
+        # SyntaxError/ValueError for some malformed headers.
+        raise _fail(file, f"cannot decode image ({exc})", origin) from None
+    w, h = rgb.size
+    side = min(w, h) * crop
+    left, top = (w - side) / 2, (h - side) / 2
+    # A float box crops with sub-pixel precision inside the resampling, so fractions of any frame
+    # size give the same region.
+    out = rgb.resize(
+        (size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)
+    )
+    return np.asarray(out, dtype=np.uint8)
+
+
+def cache_key(files: Sequence[Path], *, source: str, crop: float, size: int) -> str:
+    """Hash of the source name, the files (in order) with their sizes and mtimes, crop and size.
+
+    The order is part of the key because it is the row order of the cached array; loaders pass
+    their files in a fixed (sorted) order so the same data always gives the same key.
+    """
+    entries = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            entries.append([str(f), -1, -1])  # decoding will report it with the right context
+            continue
+        entries.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
+    text = json.dumps([CACHE_VERSION, source, entries, crop, size], separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def _read_cache(path: Path, n: int, size: int) -> npt.NDArray[np.uint8] | None:
+    try:
+        pixels = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None  # absent, truncated or not .npy: rebuild
+    if pixels.dtype != np.uint8 or pixels.shape != (n, size, size, 3):
+        return None
+    return pixels
+
+
+def load_images(
+    files: Sequence[Path],
+    *,
+    source: str,
+    crop: float = 1.0,
+    size: int = IMAGE_SIZE,
+    cache: Path | None = None,
+    origins: Sequence[Origin | None] | None = None,
+) -> npt.NDArray[np.uint8]:
+    """``(N, size, size, 3)`` uint8 pixels of ``files`` in order: a read-only ``np.memmap`` of
+    the cache file (decoded and written on the first call). ``origins[i]`` names the CSV line
+    that named ``files[i]``, for error messages."""
+    crop = check_crop(crop)
+    files = [Path(f) for f in files]
+    if origins is not None and len(origins) != len(files):
+        raise ValueError("origins must have one entry per file")
+    if not files:  # np.load cannot memory-map an empty array
+        return np.empty((0, size, size, 3), dtype=np.uint8)
+    folder = Path(cache) if cache is not None else default_cache_dir()
+    path = folder / f"{source}-{cache_key(files, source=source, crop=crop, size=size)}.npy"
+    cached = _read_cache(path, len(files), size)
+    if cached is not None:
+        return cached
+    pixels = np.empty((len(files), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        origin = None if origins is None else origins[i]
+        pixels[i] = decode_image(files[i], crop=crop, size=size, origin=origin)
+
+    # Pillow releases the GIL while decoding, so threads give a real speed-up.
+    workers = max(1, min(8, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            # map re-raises the first failure in file order, so the error is deterministic
+            for _ in tqdm(
+                pool.map(one, range(len(files))),
+                total=len(files),
+                desc=f"decoding {source} images",
+                unit="img",
+                file=sys.stderr,
+                disable=len(files) <= PROGRESS_MIN,
+            ):
+                pass
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # do not decode the rest after a failure
+            raise
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, pixels, allow_pickle=False)
+    except OSError as exc:
+        raise DataError(f"cannot write the image cache ({exc})", path=path) from None
+    cached = _read_cache(path, len(files), size)
+    if cached is None:  # pragma: no cover - a file we just wrote should always read back
+        raise DataError("image cache file did not read back", path=path)
+    return cached

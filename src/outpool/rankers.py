@@ -1,0 +1,90 @@
+"""The ranker workflow as a Python API (what the ``train-ranker``/``eval``/``score`` commands
+call, and what a notebook uses): train one ranker per attribute into a run folder, evaluate a
+run on pair tables, score images with a trained ranker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from outpool.data import Dataset
+from outpool.errors import DataError, UnknownNameError
+from outpool.evaluate import accuracy_on, score_images
+from outpool.fileio import atomic_path
+from outpool.models.ranker import DeepSTN
+from outpool.report.ranker_figures import save_run_figures
+from outpool.train.ranker import RankerTrainConfig, load_ranker, train_ranker
+
+
+def attributes_to_train(dataset: Dataset, attribute: str) -> list[str]:
+    """``attribute`` itself, or every attribute of the dataset for "all"."""
+    if attribute == "all":
+        return list(dataset.attribute_names)
+    dataset.attribute(attribute)  # unknown -> UnknownNameError listing the valid names
+    return [attribute]
+
+
+def train_run(
+    dataset: Dataset,
+    attribute: str,
+    cfg: RankerTrainConfig,
+    run: Path,
+    *,
+    train: str = "train",
+    val: str | None = "val",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun."""
+    results: dict[str, Any] = {}
+    for name in attributes_to_train(dataset, attribute):
+        model, summary = train_ranker(
+            dataset, name, cfg, run / name, train=train, val=val, progress=progress
+        )
+        pairs = dataset.pairs[val or train].for_attribute(name)
+        shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
+        save_run_figures(model, run / name, np.asarray(dataset.lookup(shown)), name)
+        results[name] = summary
+    with atomic_path(run / "summary.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def rankers_in(path: Path) -> dict[str, Path]:
+    """Checkpoints of a run folder (``<attribute>/ranker.pt``) or a single checkpoint file."""
+    if path.is_file():
+        _, payload = load_ranker(path)
+        return {str(payload["attribute"]): path}
+    found = {p.parent.name: p for p in sorted(path.glob("*/ranker.pt"))}
+    if not found:
+        raise DataError("no trained ranker found (expected <attribute>/ranker.pt)", path=path)
+    return found
+
+
+def evaluate_run(
+    run: Path, dataset: Dataset, tables: Sequence[str] = ("test",), *, device: str = "cpu"
+) -> dict[str, dict[str, float]]:
+    """Accuracy (%, non-equal pairs, ties wrong) of each ranker on each pair table."""
+    for t in tables:
+        if t not in dataset.pairs:
+            raise UnknownNameError("pair table", t, dataset.pairs)
+    out: dict[str, dict[str, float]] = {t: {} for t in tables}
+    for attribute, path in rankers_in(run).items():
+        model, _ = load_ranker(path, device=device)
+        for t in tables:
+            pairs = dataset.pairs[t].for_attribute(attribute)
+            if len(pairs):
+                out[t][attribute] = round(accuracy_on(model, dataset, pairs, device=device), 2)
+    for t in tables:
+        if out[t]:
+            out[t]["mean"] = round(float(np.mean(list(out[t].values()))), 2)
+    return out
+
+
+def score(model: DeepSTN, pixels: np.ndarray) -> np.ndarray:
+    """Scores (N,) of uint8 images (N, 64, 64, 3): higher shows the attribute more."""
+    return score_images(model, pixels)

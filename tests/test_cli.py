@@ -1,0 +1,431 @@
+"""The ``outpool`` command, run in-process (plus one real subprocess for the console entry)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from outpool import __version__
+from outpool.cli import main
+from outpool.data import Dataset
+
+Snapshot = Callable[[Path], dict[str, str]]
+
+# Even smaller than the shared toy world: for runs that must do all the work before they fail.
+TINY_SETS = (
+    "--set",
+    "generator.images=30",
+    "--set",
+    "train.images=40",
+    "--set",
+    "val.images=20",
+    "--set",
+    "test.images=40",
+    "--set",
+    "train_pairs=5",
+    "--set",
+    "val_pairs=5",
+    "--set",
+    "test_pairs=10",
+)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    """``outpool ARGV`` in-process: (exit code, stdout, stderr)."""
+    capsys.readouterr()  # drop what earlier steps printed
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_clean_error(rc: int, err: str, *needles: str) -> str:
+    """Exit 2, exactly one ``outpool: error:`` line (the last one), no traceback."""
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("outpool: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    for needle in needles:
+        assert needle in errors[0], f"{needle!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+def help_text(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory, small_synth_sets: tuple[str, ...]) -> Path:
+    """A toy dataset made by ``outpool data synth`` (read-only: tests that change it copy it)."""
+    out = tmp_path_factory.mktemp("cli") / "ds"
+    assert main(["data", "synth", "--out", str(out), *small_synth_sets]) == 0
+    return out
+
+
+@pytest.fixture
+def ds(synth_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of ``synth_dir``."""
+    copy = tmp_path / "ds"
+    shutil.copytree(synth_dir, copy)
+    return copy
+
+
+# ---- help ------------------------------------------------------------------------------------
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    text = help_text(capsys)
+    assert "demo" in text and "data" in text
+    text = help_text(capsys, "data")
+    for action in ("synth", "show", "label"):
+        assert action in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "expect"),
+    [
+        (("demo",), "--crowd-set"),
+        (("data", "synth"), "--out"),
+        (("data", "show"), "--pairs"),
+        (("data", "label"), "--force"),
+    ],
+)
+def test_each_command_has_help(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], expect: str
+) -> None:
+    text = help_text(capsys, *argv)
+    assert text.startswith("usage: outpool " + " ".join(argv))
+    assert expect in text
+    assert ("--set" in text) == (argv[-1] != "show")  # every config-driven command has --set
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"outpool {__version__}"
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "usage: outpool" in capsys.readouterr().err
+
+
+def test_console_entry_point_runs() -> None:
+    script = Path(sys.executable).with_name("outpool")
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "outpool.cli"]
+    proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: outpool" in proc.stdout
+    assert "demo" in proc.stdout and "data" in proc.stdout
+
+
+# ---- data synth ----------------------------------------------------------------------------
+
+
+def test_synth_makes_a_loadable_dataset(synth_dir: Path) -> None:
+    dataset = Dataset.load(synth_dir)
+    assert dataset.name == "synthetic-shoes"
+    assert {k: len(v) for k, v in dataset.images.items()} == {
+        "generator": 100,
+        "train": 120,
+        "val": 40,
+        "test": 120,
+    }
+    assert {k: len(v) for k, v in dataset.pairs.items()} == {
+        "train": 240,
+        "val": 120,
+        "test": 600,
+        "test_fine": 300,
+    }
+    ids, values, _ = Dataset.load_truth(synth_dir, "train")
+    assert len(ids) == 120 and values.shape == (120, 6)
+
+
+def test_synth_refuses_an_existing_dataset(
+    capsys: pytest.CaptureFixture[str],
+    ds: Path,
+    small_synth_sets: tuple[str, ...],
+    folder_snapshot: Snapshot,
+) -> None:
+    before = folder_snapshot(ds)
+    rc, out, err = run(capsys, "data", "synth", "--out", ds, *small_synth_sets, "--set", "seed=5")
+    assert_clean_error(rc, err, str(ds), "--force")
+    assert out == ""
+    assert folder_snapshot(ds) == before
+
+
+def test_synth_force_replaces(
+    capsys: pytest.CaptureFixture[str], ds: Path, small_synth_sets: tuple[str, ...]
+) -> None:
+    old = np.load(ds / "images" / "train.npy")
+    rc, out, err = run(
+        capsys, "data", "synth", "--out", ds, *small_synth_sets, "--set", "seed=5", "--force"
+    )
+    assert rc == 0, err
+    assert json.loads(out)["pairs"]["train"] == 240
+    assert Dataset.load(ds).meta["seed"] == 5
+    assert not np.array_equal(old, np.load(ds / "images" / "train.npy"))
+    assert sorted(p.name for p in ds.parent.iterdir()) == ["ds"]  # no staging folders left
+
+
+# ---- data label ----------------------------------------------------------------------------
+
+
+def test_label_writes_crowd_pairs_and_votes(
+    capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot
+) -> None:
+    rc, out, err = run(capsys, "data", "label", ds, "--set", "votes_per_pair=3")
+    assert rc == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["pairs"] == "train_crowd"
+    assert report["votes"] == 3 * 240
+    assert report["accepted"] + report["rejected"] + report["pruned"] == 240
+    assert (ds / "pairs" / "train_crowd.csv").is_file()
+    assert (ds / "votes" / "train_crowd.csv").is_file()
+
+    dataset = Dataset.load(ds)
+    crowd, train = dataset.pairs["train_crowd"], dataset.pairs["train"]
+    assert len(crowd) == report["accepted"] >= 0.8 * len(train)
+    truth = dict(zip(train.ids.tolist(), train.label.tolist(), strict=True))
+    true_label = np.array([truth[i] for i in crowd.ids.tolist()])
+    decided = true_label != 0
+    agree = (crowd.label[decided] == true_label[decided]).mean()
+    assert agree >= 0.85, f"crowd agrees with the truth on only {agree:.0%}"
+
+    # again without --force: refused, nothing touched
+    before = folder_snapshot(ds)
+    rc, _, err = run(capsys, "data", "label", ds, "--set", "votes_per_pair=3")
+    assert_clean_error(rc, err, "train_crowd", "--force")
+    assert folder_snapshot(ds) == before
+
+    rc, out, err = run(capsys, "data", "label", ds, "--set", "votes_per_pair=3", "--force")
+    assert rc == 0, err
+    assert "train_crowd" in Dataset.load(ds).pairs
+
+
+# ---- data show -----------------------------------------------------------------------------
+
+
+def test_show_writes_a_png(capsys: pytest.CaptureFixture[str], synth_dir: Path, tmp_path: Path):
+    target = tmp_path / "x.png"
+    rc, out, err = run(capsys, "data", "show", synth_dir, "--out", target)
+    assert rc == 0, err
+    assert out.strip() == str(target)
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert target.stat().st_size > 1000
+
+
+# ---- bad input -----------------------------------------------------------------------------
+
+
+def _edit_pair_line(ds: Path, line: int, edit: Callable[[list[str]], list[str]]) -> Path:
+    path = ds / "pairs" / "train.csv"
+    lines = path.read_text().splitlines()
+    lines[line - 1] = ",".join(edit(lines[line - 1].split(",")))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _set(col: int, value: str) -> Callable[[list[str]], list[str]]:
+    def edit(row: list[str]) -> list[str]:
+        row[col] = value
+        return row
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "needles"),
+    [
+        (_set(2, "train-99999"), ("field 'a'", "missing image 'train-99999'")),
+        (_set(1, "sparkly"), ("field 'attribute'", "unknown attribute 'sparkly'")),
+        (lambda row: row[:3], ("3 fields, expected 8",)),
+        (_set(4, "2"), ("field 'label'", "'2'")),
+    ],
+    ids=["missing-image", "unknown-attribute", "short-row", "bad-label"],
+)
+@pytest.mark.parametrize("command", ["show", "label"])
+def test_bad_pair_file(
+    capsys: pytest.CaptureFixture[str],
+    ds: Path,
+    folder_snapshot: Snapshot,
+    command: str,
+    edit: Callable[[list[str]], list[str]],
+    needles: tuple[str, ...],
+) -> None:
+    _edit_pair_line(ds, 3, edit)
+    before = folder_snapshot(ds)
+    rc, out, err = run(capsys, "data", command, ds)
+    assert_clean_error(rc, err, str(ds / "pairs" / "train.csv"), "line 3", *needles)
+    assert out == ""
+    assert folder_snapshot(ds) == before  # no gallery, no votes, nothing lost
+
+
+@pytest.mark.parametrize("command", ["show", "label"])
+def test_truncated_image_file(
+    capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot, command: str
+) -> None:
+    npy = ds / "images" / "train.npy"
+    data = npy.read_bytes()
+    npy.write_bytes(data[: len(data) // 2])
+    before = folder_snapshot(ds)
+    rc, _, err = run(capsys, "data", command, ds)
+    assert_clean_error(rc, err, str(npy), "corrupt or truncated")
+    assert folder_snapshot(ds) == before
+
+
+def test_unknown_set_key_in_synth(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, _, err = run(capsys, "data", "synth", "--out", tmp_path / "new", "--set", "bogus_key=1")
+    assert_clean_error(rc, err, "bogus_key")
+    assert not (tmp_path / "new").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_set_key_in_label(
+    capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot
+) -> None:
+    before = folder_snapshot(ds)
+    rc, _, err = run(capsys, "data", "label", ds, "--set", "votes=3")
+    assert_clean_error(rc, err, "votes", "votes_per_pair")  # names it and lists the valid keys
+    assert folder_snapshot(ds) == before
+
+
+def test_bad_set_value_in_label(
+    capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot
+) -> None:
+    before = folder_snapshot(ds)
+    rc, _, err = run(capsys, "data", "label", ds, "--set", "votes_per_pair=0")
+    assert_clean_error(rc, err, "votes_per_pair")
+    assert folder_snapshot(ds) == before
+
+
+@pytest.mark.parametrize("command", ["show", "label"])
+def test_dataset_folder_missing(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "nowhere"
+    rc, _, err = run(capsys, "data", command, missing)
+    assert_clean_error(rc, err, str(missing), "not an outpool dataset")
+    assert not missing.exists()
+
+
+def test_unknown_pair_table(capsys: pytest.CaptureFixture[str], synth_dir: Path) -> None:
+    rc, _, err = run(capsys, "data", "label", synth_dir, "--pairs", "nope")
+    assert_clean_error(rc, err, "nope", "train")
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rc, _, err = run(
+        capsys, "data", "synth", "--out", tmp_path / "x", "--config", tmp_path / "none.toml"
+    )
+    assert_clean_error(rc, err, "none.toml")
+
+
+@pytest.mark.parametrize(
+    "bad", ["train.images=0", "test.images=3", "seed=-1", "generator.images=-5"]
+)
+def test_synth_invalid_sizes_give_a_clean_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bad: str
+) -> None:
+    rc, _, err = run(capsys, "data", "synth", "--out", tmp_path / "x", *TINY_SETS, "--set", bad)
+    assert_clean_error(rc, err, bad.split("=")[0].split(".")[0])
+    assert not (tmp_path / "x").exists()
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+
+def test_demo(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    small_synth_sets: tuple[str, ...],
+    folder_snapshot: Snapshot,
+) -> None:
+    out = tmp_path / "run"
+    rc, stdout, err = run(capsys, "demo", "--out", out, *small_synth_sets)
+    assert rc == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run.partial, no temp dirs
+    assert sorted(p.name for p in out.iterdir()) == ["dataset", "gallery.png", "summary.json"]
+    assert (out / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == json.loads(stdout)
+    assert set(summary) == {"dataset", "images", "pairs", "crowd", "oracle_spearman_test", "seed"}
+    assert summary["dataset"] == str(out / "dataset")
+    assert summary["seed"] == 0
+    assert summary["images"] == {"generator": 100, "train": 120, "val": 40, "test": 120}
+    assert summary["pairs"]["train"] == 240 and "train_crowd" in summary["pairs"]
+    crowd = summary["crowd"]
+    assert set(crowd) == {
+        "pairs",
+        "accepted",
+        "rejected_illegible",
+        "pruned_low_agreement",
+        "label_accuracy_vs_truth_pct",
+    }
+    assert crowd["pairs"] == 240
+    assert crowd["accepted"] + crowd["rejected_illegible"] + crowd["pruned_low_agreement"] == 240
+    assert crowd["accepted"] == summary["pairs"]["train_crowd"]
+    assert set(crowd["label_accuracy_vs_truth_pct"]) == set(summary["oracle_spearman_test"])
+    assert min(crowd["label_accuracy_vs_truth_pct"].values()) >= 80.0
+    assert min(summary["oracle_spearman_test"].values()) >= 0.95
+
+    dataset = Dataset.load(out / "dataset")
+    assert len(dataset.pairs["train_crowd"]) == crowd["accepted"]
+    assert (out / "dataset" / "votes" / "train_crowd.csv").is_file()
+
+    # again without --force: refused before any work, the first result intact
+    before = folder_snapshot(out)
+    rc, _, err = run(capsys, "demo", "--out", out, *small_synth_sets, "--set", "seed=4")
+    assert_clean_error(rc, err, str(out), "--force")
+    assert folder_snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_demo_force_replaces(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, folder_snapshot: Snapshot
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "old.txt").write_text("old result")
+    rc, _, err = run(capsys, "demo", "--out", out, *TINY_SETS, "--set", "seed=3", "--force")
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["dataset", "gallery.png", "summary.json"]
+    assert json.loads((out / "summary.json").read_text())["seed"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_demo_out_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    rc, _, err = run(capsys, "demo", "--out", target, *TINY_SETS)
+    assert_clean_error(rc, err, str(target))
+    assert target.read_text() == "keep me"
+
+
+def test_demo_with_a_stale_partial_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    stale = tmp_path / "run.partial"
+    stale.mkdir()
+    (stale / "leftover.txt").write_text("from a killed run")
+    rc, _, err = run(capsys, "demo", "--out", tmp_path / "run", *TINY_SETS)
+    if rc == 2:
+        assert_clean_error(rc, err, "run.partial")
+    else:
+        assert rc == 0, err
+        assert (tmp_path / "run" / "summary.json").is_file()
