@@ -14,6 +14,7 @@ from outpool import __version__, config
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset
+from outpool.data.open import open_dataset
 from outpool.errors import DataError, OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir
 from outpool.synth import PixelOracle, SynthConfig
@@ -60,6 +61,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+DATASET_HELP = (
+    "a dataset folder, or a real dataset in its official layout: pubfig:ROOT, lfw:ROOT, "
+    "zappos:IMAGES_ROOT,LABELS_ROOT, or folder:IMAGES_ROOT,PAIRS_CSV (your images + pairs)"
+)
 JUDGES = {"synthetic-shoes": PixelOracle}  # dataset name -> judge the simulated crowd uses
 
 
@@ -87,6 +92,25 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, overwrite=args.force)
+    dataset = open_dataset(args.source)
+    dataset.save(args.out, overwrite=args.force)
+    counts = {k: len(v) for k, v in dataset.pairs.items()}
+    print(
+        json.dumps({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from outpool.rankers import score_folder
+
+    rows = score_folder(args.ranker, args.images, args.out, crop=args.crop, force=args.force)
+    print(json.dumps({"scored": rows, "out": str(args.out)}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from outpool.demo import run_demo
 
@@ -104,7 +128,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     from outpool.train.ranker import RankerTrainConfig
 
     cfg = config.load(RankerTrainConfig, args.config, args.overrides)
-    dataset = Dataset.load(args.dataset)
+    dataset = open_dataset(args.dataset)
     val = None if args.val == "none" else args.val
     results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
     print(json.dumps(results, indent=2))
@@ -114,7 +138,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from outpool.rankers import evaluate_run
 
-    dataset = Dataset.load(args.dataset)
+    dataset = open_dataset(args.dataset)
     result = evaluate_run(args.run, dataset, args.pairs or ["test"])
     if args.run.is_dir():
         from outpool.fileio import atomic_path
@@ -162,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoints, ranker.pt, crops.png, curves.png) and RUN/summary.json. Running the "
         "same command again resumes where it stopped.",
     )
-    tr.add_argument("dataset", type=Path, help="dataset folder")
+    tr.add_argument("dataset", help=DATASET_HELP)
     tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
     tr.add_argument("--run", type=Path, required=True, help="run folder")
     tr.add_argument("--train", default="train", help="training pair table (default: train)")
@@ -177,11 +201,25 @@ def build_parser() -> argparse.ArgumentParser:
         "each ranker of RUN on the pairs of its attribute, per pair table. Writes RUN/eval.json.",
     )
     ev.add_argument("run", type=Path, help="run folder (or one ranker.pt)")
-    ev.add_argument("dataset", type=Path, help="dataset folder")
+    ev.add_argument("dataset", help=DATASET_HELP)
     ev.add_argument("--pairs", action="append", help="pair table (repeatable; default: test)")
     ev.set_defaults(func=cmd_eval)
 
-    data = sub.add_parser("data", help="make, label and look at datasets")
+    sc = sub.add_parser(
+        "score",
+        help="score a folder of images with a trained ranker",
+        description="Score every image (jpg/png, any size; centre-cropped to a square, resized to "
+        "64 px) in IMAGES with a ranker; writes OUT/scores.csv (rank, image, score; highest "
+        "first) and OUT/contact_sheet.png.",
+    )
+    sc.add_argument("ranker", type=Path, help="a ranker.pt (RUN/<attribute>/ranker.pt)")
+    sc.add_argument("images", type=Path, help="folder of images")
+    sc.add_argument("--out", type=Path, required=True, help="output folder")
+    sc.add_argument("--crop", type=float, default=1.0, help="keep this central fraction first")
+    sc.add_argument("--force", action="store_true", help="replace an existing output folder")
+    sc.set_defaults(func=cmd_score)
+
+    data = sub.add_parser("data", help="make, import, label and look at datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     synth = dsub.add_parser(
@@ -195,6 +233,18 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--force", action="store_true", help="replace an existing dataset")
     _add_config_args(synth, "world")
     synth.set_defaults(func=cmd_synth)
+
+    imp = dsub.add_parser(
+        "import",
+        help="read a real dataset from its official layout into a dataset folder",
+        description="Read SOURCE and save it as an outpool dataset folder. " + DATASET_HELP,
+    )
+    imp.add_argument(
+        "source", help="pubfig:ROOT, lfw:ROOT, zappos:IMAGES,LABELS, folder:IMAGES,CSV"
+    )
+    imp.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    imp.add_argument("--force", action="store_true", help="replace an existing dataset")
+    imp.set_defaults(func=cmd_import)
 
     show = dsub.add_parser("show", help="write a PNG gallery of a dataset")
     show.add_argument("dataset", type=Path, help="dataset folder")

@@ -15,8 +15,7 @@ import numpy as np
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, score_images
-from outpool.fileio import atomic_path
-from outpool.models.ranker import DeepSTN
+from outpool.fileio import atomic_dir, atomic_path, check_output_dir
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.ranker import RankerTrainConfig, load_ranker, train_ranker
 
@@ -85,6 +84,35 @@ def evaluate_run(
     return out
 
 
-def score(model: DeepSTN, pixels: np.ndarray) -> np.ndarray:
-    """Scores (N,) of uint8 images (N, 64, 64, 3): higher shows the attribute more."""
-    return score_images(model, pixels)
+def score_folder(
+    ranker: Path, images: Path, out: Path, *, crop: float = 1.0, force: bool = False
+) -> int:
+    """Score every image in ``images`` with ``ranker``: ``out/scores.csv`` (highest first) and
+    ``out/contact_sheet.png``. Returns the number of images scored."""
+    import csv
+
+    from outpool.data.sources.folder_csv import scan_images
+    from outpool.data.sources.images import load_images
+    from outpool.report.gallery import image_grid, save_gallery
+
+    check_output_dir(out, overwrite=force)
+    model, payload = load_ranker(ranker)
+    names = scan_images(images)
+    if not names:
+        raise DataError("no .jpg/.jpeg/.png images found", path=images)
+    pixels = np.asarray(load_images([images / n for n in names], source="score", crop=crop))
+    scores = score_images(model, pixels)
+    order = np.argsort(-scores, kind="stable")
+    with atomic_dir(out, overwrite=force) as tmp:
+        with open(tmp / "scores.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["rank", "image", "score"])
+            for rank, i in enumerate(order, start=1):
+                w.writerow([rank, names[i], f"{scores[i]:.6g}"])
+        shown = order[:64]
+        title = f"{payload['attribute']}: most to least (first {len(shown)} of {len(names)})"
+        sheet = image_grid(
+            pixels[shown], [f"{names[i]}\n{scores[i]:.2f}" for i in shown], title=title
+        )
+        save_gallery(sheet, tmp / "contact_sheet.png")
+    return len(names)
