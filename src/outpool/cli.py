@@ -125,13 +125,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train_ranker(args: argparse.Namespace) -> int:
     from outpool.rankers import train_run
+    from outpool.train.distributed import from_env
     from outpool.train.ranker import RankerTrainConfig
 
     cfg = config.load(RankerTrainConfig, args.config, args.overrides)
     dataset = open_dataset(args.dataset)
     val = None if args.val == "none" else args.val
     results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
-    print(json.dumps(results, indent=2))
+    if from_env().main:  # under torchrun, one report
+        print(json.dumps(results, indent=2))
     return 0
 
 
@@ -182,13 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         "train-ranker",
         help="train DeepSTN rankers (one per attribute) into a run folder",
         description="Train a DeepSTN relative-attribute ranker per attribute on a dataset's "
-        "pair tables. Writes RUN/<attribute>/ (config.json, metrics.jsonl per stage, "
-        "checkpoints, ranker.pt, crops.png, curves.png) and RUN/summary.json. Running the "
-        "same command again resumes where it stopped.",
+        "pair tables. Writes OUT/<attribute>/ (config.json, metrics.jsonl per stage, "
+        "checkpoints, ranker.pt, crops.png, curves.png) and OUT/summary.json. Running the "
+        "same command again resumes where it stopped. For several GPUs: torchrun "
+        "--nproc_per_node=N -m outpool.cli train-ranker ...",
     )
     tr.add_argument("dataset", help=DATASET_HELP)
     tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
-    tr.add_argument("--run", type=Path, required=True, help="run folder")
+    tr.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
     tr.add_argument("--train", default="train", help="training pair table (default: train)")
     tr.add_argument("--val", default="val", help="validation pair table, or 'none'")
     _add_config_args(tr, "training")

@@ -17,6 +17,7 @@ from outpool.errors import DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, score_images
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir
 from outpool.report.ranker_figures import save_run_figures
+from outpool.train.distributed import from_env
 from outpool.train.ranker import RankerTrainConfig, load_ranker, train_ranker
 
 
@@ -40,14 +41,18 @@ def train_run(
 ) -> dict[str, Any]:
     """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun."""
     results: dict[str, Any] = {}
+    main = from_env().main  # under torchrun only rank 0 writes
     for name in attributes_to_train(dataset, attribute):
         model, summary = train_ranker(
             dataset, name, cfg, run / name, train=train, val=val, progress=progress
         )
-        pairs = dataset.pairs[val or train].for_attribute(name)
-        shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
-        save_run_figures(model, run / name, np.asarray(dataset.lookup(shown)), name)
         results[name] = summary
+        if main:
+            pairs = dataset.pairs[val or train].for_attribute(name)
+            shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
+            save_run_figures(model, run / name, np.asarray(dataset.lookup(shown)), name)
+    if not main:
+        return results
     with atomic_path(run / "summary.json") as tmp:
         tmp.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -16,6 +16,7 @@ penalty keeps the crop inside the image; training has two stages (crop stream on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -107,8 +108,11 @@ class DeepSTN(nn.Module):
         f_global = self.cnn(x)
         return self.head(torch.cat([f_crop, f_global], dim=1)).squeeze(1), params
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.score_and_transform(x)[0]
+    def forward(self, x: torch.Tensor, *, with_transform: bool = False) -> Any:
+        """Scores (B,); with ``with_transform`` also the crop parameters (B, 3). (One entry
+        point, so a DistributedDataParallel wrapper sees every training forward.)"""
+        scores, params = self.score_and_transform(x)
+        return (scores, params) if with_transform else scores
 
 
 def crop_penalty(params: torch.Tensor) -> torch.Tensor:

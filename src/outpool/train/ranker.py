@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from outpool import __version__
 from outpool.config import to_dict
@@ -26,6 +28,7 @@ from outpool.errors import DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.train.distributed import from_env
 from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import label_to_target, ranknet_loss
 
@@ -134,7 +137,7 @@ def augment(x: torch.Tensor, *, flip: bool, shift: float) -> torch.Tensor:
 
 
 def make_step(
-    model: DeepSTN, optimizer: torch.optim.Optimizer, cfg: RankerTrainConfig, device: torch.device
+    model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RankerTrainConfig, device: torch.device
 ) -> Any:
     """The ranker's step function: RankNet on a batch of pairs plus the crop penalty."""
     amp = cfg.amp and device.type == "cuda"
@@ -145,7 +148,7 @@ def make_step(
         t = torch.from_numpy(target).to(device)
         w = torch.from_numpy(weight).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            scores, params = model.score_and_transform(x)  # both sides share the weights
+            scores, params = model(x, with_transform=True)  # both sides share the weights
         s_a, s_b = scores.float().split(len(pa))
         rank = ranknet_loss(s_a, s_b, t, w)
         loss = rank + cfg.crop_penalty * crop_penalty(params.float())
@@ -191,7 +194,10 @@ def train_ranker(
     if len(train_pairs) == 0:
         raise DataError(f"pair table '{train}' has no pairs for attribute '{attribute}'")
     val_pairs = dataset.pairs[val].for_attribute(attribute) if val else None
+    job = from_env()
     device = pick_device(cfg.device)
+    if job.world > 1 and device.type == "cuda":
+        device = torch.device("cuda", job.local_rank)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {
         "attribute": attribute,
@@ -202,13 +208,32 @@ def train_ranker(
         "seed": cfg.seed,
         "code_version": code_version(),
         "device": str(device),
+        "processes": job.world,
     }
-    with atomic_path(run_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    if job.main:
+        with atomic_path(run_dir / "config.json") as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
 
     torch.manual_seed(cfg.seed)
     model = DeepSTN(cfg.model).to(device)
+    net: nn.Module = model
+    if job.world > 1:  # replicas start equal (same seed) and DDP keeps them equal
+        net = DistributedDataParallel(
+            model,
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # stage 1 leaves the stage-2 head unused
+        )
     data = PairData.build(dataset, train_pairs, use_confidence=cfg.use_confidence)
+
+    def batches(epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """This process's share: every ``world``-th batch, the same count on every rank."""
+        all_batches = list(
+            data.batches(epoch, size=cfg.batch_size, seed=cfg.seed, limit=cfg.pairs_per_epoch)
+        )
+        usable = len(all_batches) - len(all_batches) % job.world
+        if usable == 0:
+            raise DataError(f"{len(all_batches)} batch(es) cannot feed {job.world} processes")
+        return iter(all_batches[job.rank : usable : job.world])
 
     def evaluate() -> dict[str, float]:
         metrics = {}
@@ -227,25 +252,24 @@ def train_ranker(
         hooks = [
             EvalHook(evaluate, metric="val_acc") if val_pairs is not None else None,
             EarlyStopping(cfg.patience) if val_pairs is not None else None,
-            Checkpointer(folder),
-            JsonlLogger(folder / "metrics.jsonl"),
+            Checkpointer(folder) if job.main else None,
+            JsonlLogger(folder / "metrics.jsonl") if job.main else None,
         ]
         trainer = Trainer(
             modules={"ranker": model},
             optimizers={"ranker": optimizer},
-            step=make_step(model, optimizer, cfg, device),
-            batches=lambda e: data.batches(
-                e, size=cfg.batch_size, seed=cfg.seed, limit=cfg.pairs_per_epoch
-            ),
+            step=make_step(net, optimizer, cfg, device),
+            batches=batches,
             epochs=epochs,
             hooks=[h for h in hooks if h is not None],
             seed=cfg.seed + (0 if stage == "crop" else 1),
             config=record,
-            progress=progress,
+            progress=progress and job.main,
             desc=f"{attribute} {stage}",
         )
         trainer.resume(folder / "last.pt")
         state = trainer.train()
+        job.barrier()  # rank 0 has written best.pt
         best_state = torch.load(folder / "best.pt", map_location=device, weights_only=False)
         model.load_state_dict(best_state["modules"]["ranker"])
 
@@ -255,7 +279,9 @@ def train_ranker(
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
     }
-    save_ranker(model, run_dir / "ranker.pt", attribute=attribute, record={**record, **summary})
+    if job.main:
+        save_ranker(model, run_dir / "ranker.pt", attribute=attribute, record={**record, **summary})
+    job.barrier()
     return model, summary
 
 
