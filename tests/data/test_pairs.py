@@ -177,7 +177,10 @@ def test_line_numbers_count_blank_and_multiline_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("header", "match"),
     [
-        ("id,attribute,a,label", "missing column.s. b; expected id,attribute,a,b,label"),
+        (
+            "id,attribute,a,label",
+            r"missing column.s. b; expected attribute,a,b,label\[,id,confidence,source,round\]",
+        ),
         ("id,attribute,a,b,label,conf", "unknown column.s. conf"),
         ("attribute,a,b,label,a", "repeated column.s. a"),
     ],
@@ -190,7 +193,7 @@ def test_bad_header(tmp_path: Path, header: str, match: str) -> None:
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(DataError, match=r"empty\.csv: empty file; expected header"):
+    with pytest.raises(DataError, match=r"empty\.csv: empty file; expected a header"):
         PairTable.load(tmp_path / "empty.csv")
     with pytest.raises(DataError, match=r"nope\.csv: file does not exist"):
         PairTable.load(tmp_path / "nope.csv")

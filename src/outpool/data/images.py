@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -411,3 +411,32 @@ def _read_provenance(path: Path, ids: npt.NDArray[np.str_]) -> tuple[dict[str, A
     if len(records) != len(ids):
         raise DataError(f"{len(records)} records for {len(ids)} images", path=path)
     return tuple(records)
+
+
+def read_header(
+    path: Path,
+    rows: Iterator[tuple[int, list[str]]],
+    allowed: tuple[str, ...],
+    required: tuple[str, ...],
+) -> list[str]:
+    """The stripped header row of a CSV whose first row ``rows`` yields: every ``required``
+    column present, none unknown (when ``allowed`` is given), none repeated; else a
+    ``DataError`` on line 1 naming the columns and what was expected."""
+    try:
+        _, header = next(rows)
+    except StopIteration:
+        raise DataError(f"empty file; expected a header {','.join(required)}", path=path) from None
+    header = [h.strip() for h in header]
+    missing = [c for c in required if c not in header]
+    unknown = [c for c in header if c not in allowed] if allowed else []
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    problems = [
+        f"{what} column(s) {', '.join(cols)}"
+        for what, cols in (("missing", missing), ("unknown", unknown), ("repeated", repeated))
+        if cols
+    ]
+    if problems:
+        optional = [c for c in allowed if c not in required]
+        expected = ",".join(required) + (f"[,{','.join(optional)}]" if optional else "")
+        raise DataError(f"{'; '.join(problems)}; expected {expected}", path=path, line=1)
+    return header

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from outpool.data.images import format_float, parse_float, read_rows
+from outpool.data.images import format_float, parse_float, read_header, read_rows
 from outpool.errors import DataError, UnknownNameError
 from outpool.fileio import atomic_path
 
@@ -223,27 +223,7 @@ class PairTable:
         valid_attrs = None if attributes is None else set(attributes)
         known_images = None if image_ids is None else set(image_ids)
         rows = iter(read_rows(path))
-        try:
-            _, header = next(rows)
-        except StopIteration:
-            raise DataError(f"empty file; expected header {','.join(COLUMNS)}", path=path) from None
-        header = [h.strip() for h in header]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        unknown = [c for c in header if c not in COLUMNS]
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if missing or unknown or repeated:
-            problems = [
-                f"{what} column(s) {', '.join(cols)}"
-                for what, cols in (
-                    ("missing", missing),
-                    ("unknown", unknown),
-                    ("repeated", repeated),
-                )
-                if cols
-            ]
-            raise DataError(
-                f"{'; '.join(problems)}; expected {','.join(COLUMNS)}", path=path, line=1
-            )
+        header = read_header(path, rows, COLUMNS, REQUIRED_COLUMNS)
         cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
         seen: dict[str, int] = {}
         for line, row in rows:

@@ -41,7 +41,6 @@ missing or corrupt image.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -49,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from outpool.data.dataset import AttributeInfo, Dataset
-from outpool.data.images import ImageTable, parse_float, read_rows
+from outpool.data.images import ImageTable, parse_float, read_header, read_rows
 from outpool.data.pairs import SOURCES, PairTable
 from outpool.data.sources.images import Origin, check_crop, load_images
 from outpool.errors import DataError
@@ -109,33 +108,6 @@ def _image_ref(text: str, images_root: Path, *, path: Path, line: int, field: st
     return ref
 
 
-def _header(
-    path: Path,
-    rows: Iterator[tuple[int, list[str]]],
-    allowed: tuple[str, ...],
-    required: tuple[str, ...],
-) -> list[str]:
-    try:
-        _, header = next(rows)
-    except StopIteration:
-        raise DataError(f"empty file; expected a header {','.join(required)}", path=path) from None
-    header = [h.strip() for h in header]
-    missing = [c for c in required if c not in header]
-    unknown = [c for c in header if c not in allowed] if allowed else []
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    problems = [
-        f"{what} column(s) {', '.join(cols)}"
-        for what, cols in (("missing", missing), ("unknown", unknown), ("repeated", repeated))
-        if cols
-    ]
-    if problems:
-        expected = ",".join(required) + (
-            f"[,{','.join(allowed[len(required) :])}]" if allowed else ""
-        )
-        raise DataError(f"{'; '.join(problems)}; expected {expected}", path=path, line=1)
-    return header
-
-
 def read_pairs_csv(
     pairs_csv: Path, images_root: Path
 ) -> tuple[dict[str, PairTable], dict[str, Origin], list[str]]:
@@ -143,7 +115,7 @@ def read_pairs_csv(
     order of first appearance."""
     path = Path(pairs_csv)
     rows = iter(read_rows(path))
-    header = _header(path, rows, (*REQUIRED, *OPTIONAL), REQUIRED)
+    header = read_header(path, rows, (*REQUIRED, *OPTIONAL), REQUIRED)
     cols: dict[str, dict[str, list[Any]]] = {}
     origins: dict[str, Origin] = {}
     attributes: dict[str, None] = {}
@@ -216,7 +188,7 @@ def read_strengths_csv(
     """``(image ids, attribute names, (N, K) float32 strengths, origins)`` of a strengths CSV."""
     path = Path(attributes_csv)
     rows = iter(read_rows(path))
-    header = _header(path, rows, (), ("image",))
+    header = read_header(path, rows, (), ("image",))
     if header[0] != "image":
         raise DataError("the first column must be 'image'", path=path, line=1)
     names = header[1:]
