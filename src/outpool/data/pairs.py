@@ -252,25 +252,7 @@ class PairTable:
                     raise fail(side, f"pair names a missing image '{rec[side]}'")
             if rec["a"] == rec["b"]:
                 raise fail("b", f"a and b are the same image '{rec['a']}'")
-            label = _LABEL_TEXT.get(rec["label"].strip())
-            if label is None:
-                raise fail("label", f"label {rec['label']!r} must be 1 (or +1), -1 or 0")
-            conf = _DEFAULTS["confidence"]
-            if "confidence" in rec:
-                conf = parse_float(rec["confidence"], path=path, line=line, field="confidence")
-                if not 0.0 <= conf <= 1.0:
-                    raise fail("confidence", f"confidence {rec['confidence']!r} must be in [0, 1]")
-            source = rec.get("source", _DEFAULTS["source"])
-            if source not in SOURCES:
-                raise fail("source", f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
-            round_ = _DEFAULTS["round"]
-            if "round" in rec:
-                try:
-                    round_ = int(rec["round"])
-                except ValueError:
-                    raise fail("round", f"round {rec['round']!r} is not an integer") from None
-                if not 0 <= round_ < 2**31:
-                    raise fail("round", f"round {round_} must be >= 0")
+            label, conf, source, round_ = parse_label_fields(rec, path=path, line=line)
             for c, v in zip(
                 COLUMNS,
                 (pair_id, attr, rec["a"], rec["b"], label, conf, source, round_),
@@ -278,3 +260,34 @@ class PairTable:
             ):
                 cols[c].append(v)
         return cls._from_columns(cols)
+
+
+def parse_label_fields(
+    rec: Mapping[str, str], *, path: Path, line: int
+) -> tuple[int, float, str, int]:
+    """``(label, confidence, source, round)`` of one pair row; an absent or empty optional cell
+    takes its default (confidence 1, source real, round 0). Errors name path, line and field."""
+
+    def fail(field: str, message: str) -> DataError:
+        return DataError(message, path=path, line=line, field=field)
+
+    label = _LABEL_TEXT.get(rec["label"].strip())
+    if label is None:
+        raise fail("label", f"label {rec['label']!r} must be 1 (or +1), -1 or 0")
+    conf = float(_DEFAULTS["confidence"])
+    if rec.get("confidence"):
+        conf = parse_float(rec["confidence"], path=path, line=line, field="confidence")
+        if not 0.0 <= conf <= 1.0:
+            raise fail("confidence", f"confidence {rec['confidence']!r} must be in [0, 1]")
+    source = rec.get("source") or str(_DEFAULTS["source"])
+    if source not in SOURCES:
+        raise fail("source", f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    round_ = int(_DEFAULTS["round"])
+    if rec.get("round"):
+        try:
+            round_ = int(rec["round"])
+        except ValueError:
+            raise fail("round", f"round {rec['round']!r} is not an integer") from None
+        if not 0 <= round_ < 2**31:
+            raise fail("round", f"round {round_} must be >= 0")
+    return label, conf, source, round_

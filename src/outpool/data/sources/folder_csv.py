@@ -49,7 +49,7 @@ import numpy.typing as npt
 
 from outpool.data.dataset import AttributeInfo, Dataset
 from outpool.data.images import ImageTable, parse_float, read_header, read_rows
-from outpool.data.pairs import SOURCES, PairTable
+from outpool.data.pairs import PairTable, parse_label_fields
 from outpool.data.sources.images import Origin, check_crop, load_images
 from outpool.errors import DataError
 
@@ -57,7 +57,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "val", "test")
 REQUIRED = ("attribute", "a", "b", "label")
 OPTIONAL = ("confidence", "source", "round", "split", "id")
-_LABELS = {"1": 1, "+1": 1, "-1": -1, "0": 0}
 _RESERVED = ("id", "group")  # image-table columns that cannot be attribute names
 
 
@@ -135,25 +134,7 @@ def read_pairs_csv(
         b = _image_ref(rec["b"], images_root, path=path, line=line, field="b")
         if a == b:
             raise fail("b", f"a and b are the same image '{a}'")
-        label = _LABELS.get(rec["label"])
-        if label is None:
-            raise fail("label", f"label {rec['label']!r} must be 1 (or +1), -1 or 0")
-        conf = 1.0
-        if rec.get("confidence"):
-            conf = parse_float(rec["confidence"], path=path, line=line, field="confidence")
-            if not 0.0 <= conf <= 1.0:
-                raise fail("confidence", f"confidence {rec['confidence']!r} must be in [0, 1]")
-        source = rec.get("source") or "real"
-        if source not in SOURCES:
-            raise fail("source", f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
-        round_ = 0
-        if rec.get("round"):
-            try:
-                round_ = int(rec["round"])
-            except ValueError:
-                raise fail("round", f"round {rec['round']!r} is not an integer") from None
-            if not 0 <= round_ < 2**31:
-                raise fail("round", f"round {round_} must be >= 0")
+        label, conf, source, round_ = parse_label_fields(rec, path=path, line=line)
         split = rec.get("split") or "train"
         if split not in SPLITS:
             raise fail("split", f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
