@@ -1,0 +1,245 @@
+"""The one training loop: hooks, early stopping, checkpoints, NaN guard, exact resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from outpool.train.loop import (
+    Checkpointer,
+    EarlyStopping,
+    EvalHook,
+    Hook,
+    JsonlLogger,
+    Trainer,
+    epoch_seed,
+)
+
+N_BATCHES = 3
+
+
+def toy_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(24, 5, generator=g)
+    y = x @ torch.randn(5, 1, generator=g)
+    return x, y
+
+
+class Toy:
+    """nn.Linear + SGD with momentum; the step adds torch-RNG noise and dropout so the run
+    depends on the loop re-seeding the RNG every epoch."""
+
+    def __init__(self, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self.model = nn.Sequential(nn.Dropout(0.2), nn.Linear(5, 1))
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.x, self.y = toy_data()
+
+    def batches(self, epoch: int) -> Iterator[torch.Tensor]:
+        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
+        yield from order.chunk(N_BATCHES)
+
+    def step(self, idx: torch.Tensor) -> dict[str, float]:
+        x = self.x[idx] + 0.01 * torch.randn(len(idx), 5)
+        loss = ((self.model(x) - self.y[idx]) ** 2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), "aux": 1.0}
+
+    def trainer(self, epochs: int, hooks: Sequence[Hook] = (), seed: int = 0) -> Trainer:
+        return Trainer(
+            modules={"toy": self.model},
+            optimizers={"toy": self.opt},
+            step=self.step,
+            batches=self.batches,
+            epochs=epochs,
+            hooks=hooks,
+            seed=seed,
+            progress=False,
+        )
+
+
+def scripted(values: Sequence[float]) -> tuple[Iterator[float], object]:
+    it = iter(values)
+
+    def evaluate() -> Mapping[str, float]:
+        return {"val_acc": next(it)}
+
+    return it, evaluate
+
+
+class Snapshots(Hook):
+    """Copies of the weights after every epoch (epoch number -> state dict)."""
+
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, dict[str, torch.Tensor]] = {}
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        m = trainer.modules["toy"]
+        self.by_epoch[trainer.state.epoch] = {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_trains_and_logs_one_line_per_epoch(tmp_path: Path) -> None:
+    toy = Toy()
+    _, evaluate = scripted([10.0, 20.0, 30.0])
+    log = tmp_path / "m" / "metrics.jsonl"
+    first = toy.step(torch.arange(24))["loss"]
+    state = toy.trainer(
+        3, [EvalHook(evaluate, metric="val_acc"), Checkpointer(tmp_path), JsonlLogger(log)]
+    ).train()
+    assert state.epoch == 3 and state.step == 3 * N_BATCHES
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [3, 6, 9]
+    assert [r["val_acc"] for r in rows] == [10.0, 20.0, 30.0]
+    for r in rows:
+        assert {"epoch", "step", "train_loss", "train_aux", "val_acc", "wall_s"} <= r.keys()
+        assert r["train_aux"] == 1.0
+    assert rows[-1]["train_loss"] < first  # it learns
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "best.pt").exists()
+
+
+def test_early_stopping_after_patience_epochs_without_improvement() -> None:
+    toy = Toy()
+    # best at epoch 2; epochs 3, 4, 5 do not improve (equal is no improvement)
+    it, evaluate = scripted([1.0, 5.0, 5.0, 4.0, 2.0, 9.0, 9.0, 9.0])
+    state = toy.trainer(8, [EvalHook(evaluate, metric="val_acc"), EarlyStopping(3)]).train()
+    assert state.best == 5.0 and state.best_epoch == 2
+    assert state.epoch == 5 and state.stop
+    assert next(it) == 9.0  # epoch 6 was never evaluated
+
+
+def test_no_early_stop_while_improving() -> None:
+    toy = Toy()
+    _, evaluate = scripted([1.0, 2.0, 3.0, 4.0])
+    state = toy.trainer(4, [EvalHook(evaluate, metric="val_acc"), EarlyStopping(1)]).train()
+    assert state.epoch == 4 and not state.stop and state.best_epoch == 4
+
+
+def test_best_checkpoint_holds_the_best_epoch(tmp_path: Path) -> None:
+    toy = Toy()
+    _, evaluate = scripted([1.0, 3.0, 2.0, 0.0])
+    snaps = Snapshots()
+    hooks = [EvalHook(evaluate, metric="val_acc"), snaps, Checkpointer(tmp_path)]
+    toy.trainer(4, hooks).train()
+    best = torch.load(tmp_path / "best.pt", weights_only=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert best["trainer"]["epoch"] == 2 and best["trainer"]["best"] == 3.0
+    assert last["trainer"]["epoch"] == 4 and last["trainer"]["best_epoch"] == 2
+    assert same(best["modules"]["toy"], snaps.by_epoch[2])
+    assert same(last["modules"]["toy"], snaps.by_epoch[4])
+    assert not same(snaps.by_epoch[2], snaps.by_epoch[4])
+
+
+def test_eval_every_n_epochs_and_always_at_the_end() -> None:
+    toy = Toy()
+    calls: list[int] = []
+    trainer = toy.trainer(5)
+
+    def evaluate() -> Mapping[str, float]:
+        calls.append(trainer.state.epoch)
+        return {"val_acc": float(trainer.state.epoch)}
+
+    trainer.hooks = [EvalHook(evaluate, metric="val_acc", every=2)]
+    trainer.train()
+    assert calls == [2, 4, 5]
+
+
+def test_a_non_finite_loss_raises(tmp_path: Path) -> None:
+    toy = Toy()
+    n = 0
+
+    def step(batch: torch.Tensor) -> dict[str, float]:
+        nonlocal n
+        n += 1
+        return {"loss": float("nan") if n == 5 else 1.0}
+
+    trainer = toy.trainer(3, [Checkpointer(tmp_path)])
+    trainer.step = step
+    with pytest.raises(FloatingPointError, match="epoch 2"):
+        trainer.train()
+    assert trainer.state.epoch == 1
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert saved["trainer"]["epoch"] == 1  # the bad epoch was not checkpointed
+
+
+def test_an_infinite_metric_raises() -> None:
+    toy = Toy()
+    trainer = toy.trainer(1)
+    trainer.step = lambda batch: {"loss": 1.0, "grad_norm": float("inf")}
+    with pytest.raises(FloatingPointError):
+        trainer.train()
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    def hooks(folder: Path, values: Sequence[float]) -> list[Hook]:
+        _, evaluate = scripted(values)
+        return [EvalHook(evaluate, metric="val_acc"), Checkpointer(folder)]
+
+    accs = [1.0, 2.0, 1.5, 3.0]
+    full = Toy()
+    full.trainer(4, hooks(tmp_path / "full", accs)).train()
+
+    part = Toy()
+    part.trainer(2, hooks(tmp_path / "part", accs[:2])).train()
+    assert not same(weights(part.model), weights(full.model))
+
+    # a fresh process: new model (other init), new optimiser, new trainer object
+    again = Toy(seed=123)
+    trainer = again.trainer(4, hooks(tmp_path / "part", accs[2:]))
+    assert trainer.resume(tmp_path / "part" / "last.pt")
+    assert trainer.state.epoch == 2
+    state = trainer.train()
+    assert state.epoch == 4 and state.best_epoch == 4
+    assert same(weights(again.model), weights(full.model))
+    assert same(again.opt.state_dict()["state"][0], full.opt.state_dict()["state"][0])
+
+
+def test_resume_from_a_missing_file_starts_fresh(tmp_path: Path) -> None:
+    trainer = Toy().trainer(1)
+    assert trainer.resume(tmp_path / "nothing.pt") is False
+    assert trainer.state.epoch == 0
+
+
+def test_a_finished_run_does_not_train_again(tmp_path: Path) -> None:
+    toy = Toy()
+    toy.trainer(2, [Checkpointer(tmp_path)]).train()
+    done = weights(toy.model)
+    again = Toy(seed=5)
+    trainer = again.trainer(2)
+    trainer.resume(tmp_path / "last.pt")
+    calls: list[object] = []
+    trainer.step = lambda b: calls.append(b) or {"loss": 0.0}  # type: ignore[func-returns-value]
+    trainer.train()
+    assert calls == [] and same(weights(again.model), done)
+
+
+def test_same_seed_repeats_and_another_seed_differs() -> None:
+    runs = []
+    for seed in (0, 0, 1):
+        toy = Toy()
+        toy.trainer(2, seed=seed).train()
+        runs.append(weights(toy.model))
+    assert same(runs[0], runs[1])
+    assert not same(runs[0], runs[2])
+
+
+def test_epoch_seed_is_distinct_per_seed_and_epoch() -> None:
+    seeds = {epoch_seed(s, e) for s in range(5) for e in range(50)}
+    assert len(seeds) == 250
+    assert all(0 <= v < 2**31 - 1 for v in seeds)
+    assert epoch_seed(3, 7) == epoch_seed(3, 7)

@@ -1,0 +1,365 @@
+"""Training one DeepSTN ranker: data, augmentation, optimiser groups, checkpoints, resume."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from outpool.data import Dataset, PairTable
+from outpool.errors import DataError, OutpoolError, UnknownNameError
+from outpool.evaluate import score_images
+from outpool.models.ranker import DeepSTN, RankerConfig
+from outpool.synth import World
+from outpool.train.ranker import (
+    PairData,
+    RankerTrainConfig,
+    augment,
+    load_ranker,
+    make_optimizer,
+    pick_device,
+    save_ranker,
+    train_ranker,
+)
+
+ATTR = "heel"
+
+
+def tiny_cfg(**changes: object) -> RankerTrainConfig:
+    base = RankerTrainConfig(
+        model=RankerConfig(width=4), epochs_crop=1, epochs_full=1, batch_size=10, device="cpu"
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def dataset(small_world: World) -> Dataset:
+    return small_world.dataset
+
+
+def ranker_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=False)["state"]
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def jsonl(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# -- augmentation ------------------------------------------------------------------------------
+
+
+def test_augment_off_returns_the_input() -> None:
+    x = torch.rand(4, 3, 64, 64)
+    out = augment(x, flip=False, shift=0.0)
+    assert torch.equal(out, x)
+
+
+def test_augment_flip_mirrors_some_images_exactly() -> None:
+    x = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(0)
+    out = augment(x, flip=True, shift=0.0)
+    mirrored = [bool((o - xi.flip(-1)).abs().max() < 1e-5) for o, xi in zip(out, x, strict=True)]
+    kept = [bool((o - xi).abs().max() < 1e-5) for o, xi in zip(out, x, strict=True)]
+    assert all(m != k for m, k in zip(mirrored, kept, strict=True))  # each one or the other
+    assert 0 < sum(mirrored) < 16
+    torch.manual_seed(0)
+    again = augment(x, flip=True, shift=0.0)
+    assert torch.equal(out, again)  # the global torch RNG decides
+
+
+def test_augment_shift_translates() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    out = augment(x, flip=False, shift=0.1)
+    assert out.shape == x.shape
+    assert all((o - xi).abs().max() > 0.05 for o, xi in zip(out, x, strict=True))
+
+
+# -- data ----------------------------------------------------------------------------------
+
+
+def test_pair_data_gathers_the_right_images(dataset: Dataset) -> None:
+    pairs = dataset.pairs["train"].for_attribute(ATTR)
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    assert len(data.a) == len(data.b) == len(pairs)
+    assert np.array_equal(data.pixels[data.a], dataset.lookup(pairs.a))
+    assert np.array_equal(data.pixels[data.b], dataset.lookup(pairs.b))
+    assert len(data.pixels) == len(np.unique(np.concatenate([pairs.a, pairs.b])))
+    expected = np.select([pairs.label == 1, pairs.label == -1], [1.0, 0.0], 0.5)
+    assert np.array_equal(data.target, expected.astype(np.float32))
+
+
+def test_pair_data_weights(dataset: Dataset) -> None:
+    base = dataset.pairs["train"].for_attribute(ATTR)
+    conf = np.linspace(0.0, 1.0, len(base)).astype(np.float32)
+    pairs = dataclasses.replace(base, confidence=conf)
+    weighted = PairData.build(dataset, pairs, use_confidence=True)
+    assert np.allclose(weighted.weight, np.maximum(conf, 1e-3))
+    assert weighted.weight.min() > 0  # a zero-confidence pair keeps a tiny weight
+    plain = PairData.build(dataset, pairs, use_confidence=False)
+    assert np.array_equal(plain.weight, np.ones(len(pairs), np.float32))
+
+
+def test_batches_cover_every_pair_once(dataset: Dataset) -> None:
+    data = PairData.build(dataset, dataset.pairs["train"].for_attribute(ATTR), use_confidence=True)
+    n = len(data.a)
+    batches = list(data.batches(0, size=7, seed=0))
+    assert [len(b[0]) for b in batches] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    seen = np.concatenate([b[2] for b in batches])
+    assert len(seen) == n
+    # every pair exactly once: match (image a, image b) rows back to the pair list
+    keys = sorted(
+        (pa.tobytes(), pb.tobytes()) for b in batches for pa, pb in zip(b[0], b[1], strict=True)
+    )
+    expected = sorted(
+        (data.pixels[i].tobytes(), data.pixels[j].tobytes())
+        for i, j in zip(data.a, data.b, strict=True)
+    )
+    assert keys == expected
+
+
+def order_of(data: PairData, epoch: int, seed: int, limit: int = 0) -> list[float]:
+    """The epoch's pair order as the sequence of weights (distinct per pair here)."""
+    return [w for b in data.batches(epoch, size=4, seed=seed, limit=limit) for w in b[3]]
+
+
+def test_batches_order_depends_on_seed_and_epoch(dataset: Dataset) -> None:
+    base = dataset.pairs["train"].for_attribute(ATTR)
+    pairs = dataclasses.replace(base, confidence=np.linspace(0.1, 1.0, len(base)))
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    assert len(set(data.weight.tolist())) == len(base)  # weights identify the pairs
+    assert order_of(data, 0, 0) == order_of(data, 0, 0)
+    assert order_of(data, 0, 0) != order_of(data, 1, 0)
+    assert order_of(data, 0, 0) != order_of(data, 0, 1)
+    assert sorted(order_of(data, 3, 5)) == sorted(data.weight.tolist())
+
+
+def test_batches_limit_keeps_exactly_limit_pairs(dataset: Dataset) -> None:
+    base = dataset.pairs["train"].for_attribute(ATTR)
+    pairs = dataclasses.replace(base, confidence=np.linspace(0.1, 1.0, len(base)))
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    for limit in (1, 9, 25):
+        got = order_of(data, 0, 0, limit=limit)
+        assert len(got) == limit == len(set(got))
+    assert order_of(data, 0, 0, limit=9) != order_of(data, 1, 0, limit=9)
+    assert len(order_of(data, 0, 0, limit=10_000)) == len(base)
+
+
+# -- optimiser -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_make_optimizer_gives_the_scale_its_own_learning_rate(name: str) -> None:
+    model = DeepSTN(RankerConfig(width=4))
+    cfg = tiny_cfg(optimizer=name, lr=0.02, scale_lr_factor=0.25)
+    opt = make_optimizer(model, cfg)
+    assert len(opt.param_groups) == 2
+    rest, scale = opt.param_groups
+    assert rest["lr"] == pytest.approx(0.02)
+    assert scale["lr"] == pytest.approx(0.02 * 0.25)
+    assert {id(p) for p in scale["params"]} == {id(p) for p in model.loc_scale.parameters()}
+    all_ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(all_ids) == len(set(all_ids))  # no parameter twice
+    assert set(all_ids) == {id(p) for p in model.parameters()}  # none forgotten
+    assert scale["weight_decay"] == 0.0
+    assert rest["weight_decay"] == pytest.approx(cfg.weight_decay)
+    if name == "sgd":
+        assert rest["momentum"] == pytest.approx(0.9)
+
+
+def test_make_optimizer_unknown_name() -> None:
+    model = DeepSTN(RankerConfig(width=4))
+    with pytest.raises(UnknownNameError, match=r"adam.*sgd"):
+        make_optimizer(model, tiny_cfg(optimizer="lbfgs"))
+
+
+def test_pick_device() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    with pytest.raises(UnknownNameError, match="tpu"):
+        pick_device("tpu")
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def test_save_then_load_reproduces_scores_exactly(tmp_path: Path, dataset: Dataset) -> None:
+    torch.manual_seed(0)
+    model = DeepSTN(RankerConfig(width=4, scale_init=0.4))
+    model.set_stage("full")
+    with torch.no_grad():  # move away from the init so a fresh model would differ
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    pixels = np.asarray(dataset.lookup(dataset.pairs["test"].a[:12]))
+    expected = score_images(model, pixels)
+    save_ranker(model, tmp_path / "r.pt", attribute=ATTR, record={"note": "x"})
+    loaded, payload = load_ranker(tmp_path / "r.pt")
+    assert payload["attribute"] == ATTR and payload["record"] == {"note": "x"}
+    assert loaded.stage == "full" and not loaded.training
+    assert loaded.config == model.config
+    assert np.array_equal(score_images(loaded, pixels), expected)
+
+
+def test_load_ranker_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.pt"
+    with pytest.raises(DataError, match=r"nope\.pt") as err:
+        load_ranker(path)
+    assert err.value.path == path
+
+
+def test_load_ranker_garbage_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"this is not a checkpoint \x00\x01\x02" * 10)
+    with pytest.raises(DataError, match=r"garbage\.pt"):
+        load_ranker(path)
+
+
+def test_load_ranker_other_kind_of_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "trainer.pt"
+    torch.save({"modules": {}, "trainer": {"epoch": 1}}, path)
+    with pytest.raises(DataError, match=r"trainer\.pt.*not an outpool ranker"):
+        load_ranker(path)
+    listing = tmp_path / "list.pt"
+    torch.save([1, 2, 3], listing)
+    with pytest.raises(DataError, match=r"list\.pt"):
+        load_ranker(listing)
+
+
+def test_load_ranker_mismatched_weights(tmp_path: Path) -> None:
+    model = DeepSTN(RankerConfig(width=4))
+    save_ranker(model, tmp_path / "r.pt", attribute=ATTR, record={})
+    payload = torch.load(tmp_path / "r.pt", weights_only=False)
+    payload["model_config"]["width"] = 8
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(DataError, match=r"bad\.pt"):
+        load_ranker(tmp_path / "bad.pt")
+
+
+# -- train_ranker --------------------------------------------------------------------------
+
+
+def test_train_ranker_writes_its_run_folder(tmp_path: Path, dataset: Dataset) -> None:
+    run = tmp_path / "run"
+    model, summary = train_ranker(dataset, ATTR, tiny_cfg(epochs_full=2), run, progress=False)
+    record = json.loads((run / "config.json").read_text())
+    assert record["attribute"] == ATTR and record["seed"] == 0
+    assert record["config"]["model"]["width"] == 4 and record["code_version"]
+    assert len(jsonl(run / "stage_crop" / "metrics.jsonl")) == 1
+    rows = jsonl(run / "stage_full" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert all("val_acc" in r and "train_rank_loss" in r for r in rows)
+    assert summary["epochs_run"] == 2 and summary["attribute"] == ATTR
+    assert summary["best_val_acc"] == pytest.approx(max(r["val_acc"] for r in rows), abs=1e-5)
+    assert model.stage == "full"
+    _, payload = load_ranker(run / "ranker.pt")
+    assert payload["record"]["best_epoch"] == summary["best_epoch"]
+    # ranker.pt holds stage full's best epoch
+    best = torch.load(run / "stage_full" / "best.pt", weights_only=False)["modules"]["ranker"]
+    assert same(ranker_weights(run / "ranker.pt"), best)
+
+
+def test_train_ranker_resumes_after_an_interruption(tmp_path: Path, dataset: Dataset) -> None:
+    cfg = tiny_cfg(epochs_full=2)
+    train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
+
+    cut = tmp_path / "cut"
+    train_ranker(dataset, ATTR, dataclasses.replace(cfg, epochs_full=1), cut, progress=False)
+    crop_after_first = (cut / "stage_crop" / "last.pt").read_bytes()
+    train_ranker(dataset, ATTR, cfg, cut, progress=False)
+
+    # resumed, not restarted: the crop stage was not rerun, stage full went on from epoch 1
+    assert (cut / "stage_crop" / "last.pt").read_bytes() == crop_after_first
+    assert len(jsonl(cut / "stage_crop" / "metrics.jsonl")) == 1
+    assert [r["epoch"] for r in jsonl(cut / "stage_full" / "metrics.jsonl")] == [1, 2]
+    assert jsonl(cut / "stage_full" / "metrics.jsonl")[1]["step"] == 2 * 4  # 40 pairs / 10
+
+    assert same(ranker_weights(cut / "ranker.pt"), ranker_weights(tmp_path / "whole" / "ranker.pt"))
+    last = [
+        torch.load(d / "stage_full" / "last.pt", weights_only=False)["modules"]["ranker"]
+        for d in (cut, tmp_path / "whole")
+    ]
+    assert same(*last)
+
+
+def test_train_ranker_resumes_mid_crop_stage(tmp_path: Path, dataset: Dataset) -> None:
+    cfg = tiny_cfg(epochs_crop=2, epochs_full=1)
+    train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
+    cut = tmp_path / "cut"
+    # interrupted after crop epoch 1: simulate with a run whose crop stage had one epoch,
+    # then remove what stage full wrote (it never started)
+    train_ranker(dataset, ATTR, dataclasses.replace(cfg, epochs_crop=1), cut, progress=False)
+    for f in (cut / "stage_full").iterdir():
+        f.unlink()
+    train_ranker(dataset, ATTR, cfg, cut, progress=False)
+    assert [r["epoch"] for r in jsonl(cut / "stage_crop" / "metrics.jsonl")] == [1, 2]
+    assert same(ranker_weights(cut / "ranker.pt"), ranker_weights(tmp_path / "whole" / "ranker.pt"))
+
+
+def test_train_ranker_is_repeatable(tmp_path: Path, dataset: Dataset) -> None:
+    cfg = tiny_cfg(flip=True, shift=0.05)  # the augmentation RNG must be seeded too
+    train_ranker(dataset, ATTR, cfg, tmp_path / "a", progress=False)
+    train_ranker(dataset, ATTR, cfg, tmp_path / "b", progress=False)
+    train_ranker(dataset, ATTR, dataclasses.replace(cfg, seed=1), tmp_path / "c", progress=False)
+    a, b, c = (ranker_weights(tmp_path / n / "ranker.pt") for n in "abc")
+    assert same(a, b)
+    assert not same(a, c)
+
+
+def test_train_ranker_without_validation(tmp_path: Path, dataset: Dataset) -> None:
+    _, summary = train_ranker(dataset, ATTR, tiny_cfg(), tmp_path / "r", val=None, progress=False)
+    assert summary["best_val_acc"] is None and summary["epochs_run"] == 1
+    assert "val_acc" not in jsonl(tmp_path / "r" / "stage_full" / "metrics.jsonl")[0]
+    load_ranker(tmp_path / "r" / "ranker.pt")
+
+
+def test_train_ranker_no_pairs_for_the_attribute(tmp_path: Path, dataset: Dataset) -> None:
+    train = dataset.pairs["train"]
+    other = dataclasses.replace(
+        dataset, pairs={**dataset.pairs, "train": train.subset(train.attribute != ATTR)}
+    )
+    with pytest.raises(DataError, match=f"'train'.*'{ATTR}'"):
+        train_ranker(other, ATTR, tiny_cfg(), tmp_path / "r", progress=False)
+
+
+def test_train_ranker_unknown_attribute(tmp_path: Path, dataset: Dataset) -> None:
+    with pytest.raises(UnknownNameError, match="sparkly") as err:
+        train_ranker(dataset, "sparkly", tiny_cfg(), tmp_path / "r", progress=False)
+    assert ATTR in err.value.valid
+    assert not (tmp_path / "r").exists()
+
+
+def test_train_ranker_unknown_pair_table(tmp_path: Path, dataset: Dataset) -> None:
+    with pytest.raises(UnknownNameError, match="nosuch"):
+        train_ranker(dataset, ATTR, tiny_cfg(), tmp_path / "r", val="nosuch", progress=False)
+
+
+def test_train_ranker_val_table_without_the_attribute(tmp_path: Path, dataset: Dataset) -> None:
+    val = dataset.pairs["val"]
+    other = dataclasses.replace(
+        dataset, pairs={**dataset.pairs, "val": val.subset(val.attribute != ATTR)}
+    )
+    # either train without validation or refuse with a clear error
+    with contextlib.suppress(OutpoolError):
+        train_ranker(other, ATTR, tiny_cfg(), tmp_path / "r", progress=False)
+
+
+@pytest.mark.parametrize("stage", ["epochs_crop", "epochs_full"])
+def test_train_ranker_zero_epoch_stage(tmp_path: Path, dataset: Dataset, stage: str) -> None:
+    # either skip the stage or refuse the config with a clear error
+    with contextlib.suppress(OutpoolError):
+        train_ranker(dataset, ATTR, tiny_cfg(**{stage: 0}), tmp_path / "r", progress=False)
+
+
+def test_pair_table_helper_sanity(dataset: Dataset) -> None:
+    # the fixture really has pairs of every kind this file relies on
+    train = dataset.pairs["train"].for_attribute(ATTR)
+    assert isinstance(train, PairTable) and len(train) == 40
+    assert set(np.unique(train.label).tolist()) <= {-1, 0, 1}
