@@ -67,8 +67,12 @@ class DeepSTN(nn.Module):
         self.head_crop = nn.Linear(d, 1)  # stage 1
         self.head = nn.Linear(2 * d, 1)  # stage 2: [crop features, global features]
         self.stage = "crop"
-        with torch.no_grad():  # materialise the lazy layer so parameters exist before training
+        # Materialise the lazy layer so parameters exist before training; in eval mode, so the
+        # BatchNorm statistics are not touched by the dummy input.
+        self.loc_features.eval()
+        with torch.no_grad():
             self.loc_fc(self.loc_features(torch.zeros(1, 3, 64, 64)))
+        self.loc_features.train()
 
     def set_stage(self, stage: str) -> None:
         if stage not in STAGES:

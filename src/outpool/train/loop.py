@@ -57,6 +57,11 @@ class Hook:
         pass
 
 
+def json_number(value: float) -> float | None:
+    """A metric for JSON: rounded, and None (null) where it is NaN or infinite."""
+    return round(value, 6) if math.isfinite(value) else None
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, repeatable seed per (run seed, epoch)."""
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**31 - 1)
@@ -221,8 +226,8 @@ class JsonlLogger(Hook):
         record = {
             "epoch": trainer.state.epoch,
             "step": trainer.state.step,
-            **{f"train_{k}": round(v, 6) for k, v in trainer.epoch_metrics.items()},
-            **{k: round(v, 6) for k, v in trainer.state.last_metrics.items()},
+            **{f"train_{k}": json_number(v) for k, v in trainer.epoch_metrics.items()},
+            **{k: json_number(v) for k, v in trainer.state.last_metrics.items()},
             "wall_s": round(time.perf_counter() - self.t0, 2),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)

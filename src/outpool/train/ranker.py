@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from outpool import __version__
 from outpool.config import to_dict
 from outpool.data import Dataset, PairTable
-from outpool.errors import DataError, UnknownNameError
+from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
@@ -57,6 +57,19 @@ class RankerTrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bfloat16 autocast on a GPU
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs_crop < 0 or self.epochs_full < 0 or self.epochs_crop + self.epochs_full == 0:
+            raise ConfigError("epochs_crop and epochs_full must be >= 0 and not both 0")
+        positive = ("lr", "batch_size", "patience")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "scale_lr_factor", "crop_penalty", "shift", "pairs_per_epoch"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
 
 
 def pick_device(name: str) -> torch.device:
@@ -194,6 +207,11 @@ def train_ranker(
     if len(train_pairs) == 0:
         raise DataError(f"pair table '{train}' has no pairs for attribute '{attribute}'")
     val_pairs = dataset.pairs[val].for_attribute(attribute) if val else None
+    if val_pairs is not None and not (val_pairs.label != 0).any():
+        raise DataError(
+            f"pair table '{val}' has no non-equal pairs for attribute '{attribute}' to validate "
+            "on; pass --val none to train without validation"
+        )
     job = from_env()
     device = pick_device(cfg.device)
     if job.world > 1 and device.type == "cuda":
@@ -241,7 +259,8 @@ def train_ranker(
             metrics["val_acc"] = accuracy_on(model, dataset, val_pairs, device=device)
         return metrics
 
-    for stage, epochs in (("crop", cfg.epochs_crop), ("full", cfg.epochs_full)):
+    stages = [(s, e) for s, e in (("crop", cfg.epochs_crop), ("full", cfg.epochs_full)) if e > 0]
+    for stage, epochs in stages:  # a stage with 0 epochs is skipped
         folder = run_dir / f"stage_{stage}"
         model.set_stage(stage)
         if stage == "full" and (run_dir / "stage_crop" / "best.pt").exists():
