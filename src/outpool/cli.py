@@ -15,20 +15,27 @@ from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset
 from outpool.data.open import open_dataset
+from outpool.data.sources import SOURCES
 from outpool.errors import DataError, OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir
 from outpool.synth import PixelOracle, SynthConfig
 
+CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
+    "world": "train_pairs=100",
+    "training": "epochs_full=10",
+    "crowd": "noise=0.08",
+}
 
-def _add_config_args(p: argparse.ArgumentParser, what: str, flag: str = "--config") -> None:
-    p.add_argument(flag, type=Path, metavar="TOML", help=f"{what} config file (TOML)")
+
+def _add_config_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", type=Path, metavar="TOML", help=f"{what} config file (TOML)")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override one {what} config value, e.g. train_pairs=100 (repeatable)",
+        help=f"override one {what} config value, e.g. {CONFIG_EXAMPLES[what]} (repeatable)",
     )
 
 
@@ -93,6 +100,9 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    name = str(args.source).partition(":")[0]
+    if name not in SOURCES:
+        raise UnknownNameError("data source", name, SOURCES)  # a folder is already a dataset
     check_output_dir(args.out, overwrite=args.force)
     dataset = open_dataset(args.source)
     dataset.save(args.out, overwrite=args.force)
@@ -130,7 +140,10 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
 
     cfg = config.load(RankerTrainConfig, args.config, args.overrides)
     dataset = open_dataset(args.dataset)
-    val = None if args.val == "none" else args.val
+    val = args.val or ("val" if "val" in dataset.pairs else "none")
+    if args.val is None and val == "none":
+        print("no 'val' pair table: training without early stopping", file=sys.stderr)
+    val = None if val == "none" else val
     results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
     if from_env().main:  # under torchrun, one report
         print(json.dumps(results, indent=2))
@@ -193,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
     tr.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
     tr.add_argument("--train", default="train", help="training pair table (default: train)")
-    tr.add_argument("--val", default="val", help="validation pair table, or 'none'")
+    tr.add_argument(
+        "--val",
+        help="validation pair table for early stopping, or 'none' (default: 'val' when the "
+        "dataset has it, else none)",
+    )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)
 
@@ -201,11 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="accuracy of trained rankers on pair tables",
         description="Accuracy (percent of non-equal pairs ordered correctly; a tie is wrong) of "
-        "each ranker of RUN on the pairs of its attribute, per pair table. Writes RUN/eval.json.",
+        "each ranker of RUN on the pairs of its attribute, per pair table. A name that is an "
+        "IMAGE table with strengths (PubFig's 'test') is scored on all its pairs of different "
+        "groups and strengths (the PubFig protocol). Writes RUN/eval.json when RUN is a folder.",
     )
     ev.add_argument("run", type=Path, help="run folder (or one ranker.pt)")
     ev.add_argument("dataset", help=DATASET_HELP)
-    ev.add_argument("--pairs", action="append", help="pair table (repeatable; default: test)")
+    ev.add_argument(
+        "--pairs", action="append", help="pair table or image table (repeatable; default: test)"
+    )
     ev.set_defaults(func=cmd_eval)
 
     sc = sub.add_parser(
@@ -222,7 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--force", action="store_true", help="replace an existing output folder")
     sc.set_defaults(func=cmd_score)
 
-    data = sub.add_parser("data", help="make, import, label and look at datasets")
+    data = sub.add_parser(
+        "data",
+        help="make, import, label and look at datasets",
+        description="Datasets: render the built-in one, import a real one, label pairs with "
+        "the simulated crowd, draw a gallery.",
+    )
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     synth = dsub.add_parser(
@@ -240,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp = dsub.add_parser(
         "import",
         help="read a real dataset from its official layout into a dataset folder",
-        description="Read SOURCE and save it as an outpool dataset folder. " + DATASET_HELP,
+        description="Read a real dataset from its official layout and save it as an outpool "
+        "dataset folder. SOURCE is pubfig:ROOT, lfw:ROOT, zappos:IMAGES_ROOT,LABELS_ROOT or "
+        "folder:IMAGES_ROOT,PAIRS_CSV (your images and a CSV of pairs).",
     )
     imp.add_argument(
         "source", help="pubfig:ROOT, lfw:ROOT, zappos:IMAGES,LABELS, folder:IMAGES,CSV"
@@ -249,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--force", action="store_true", help="replace an existing dataset")
     imp.set_defaults(func=cmd_import)
 
-    show = dsub.add_parser("show", help="write a PNG gallery of a dataset")
+    show = dsub.add_parser(
+        "show",
+        help="write a PNG gallery of a dataset",
+        description="Draw a page of a dataset: random images, each attribute from lowest to "
+        "highest, and labelled pairs.",
+    )
     show.add_argument("dataset", type=Path, help="dataset folder")
     show.add_argument("--out", type=Path, help="PNG to write (default DATASET/gallery.png)")
     show.add_argument("--images", help="image table to show (default: the first)")

@@ -7,10 +7,13 @@ scores 0%, not 50%.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
 from outpool.data import Dataset, PairTable
+
+_BLOCK = 1024  # rows per block in ordering_accuracy: bounds memory at O(block * N)
 
 
 def to_tensor(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -63,3 +66,30 @@ def accuracy_on(
     sa = np.array([scores[i] for i in pairs.a])
     sb = np.array([scores[i] for i in pairs.b])
     return pair_accuracy(sa, sb, pairs.label)
+
+
+def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.ArrayLike) -> float:
+    """Percent of pairs i < j (different ``groups``, different ``ranks``) whose ``scores`` order
+    matches the ``ranks`` order; a tied score counts as wrong. All inputs are ``(N,)``.
+
+    Higher rank = more of the attribute = should get the higher score.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    r = np.asarray(ranks).reshape(-1).astype(np.float64)  # never subtract in uint8
+    g = np.asarray(groups).reshape(-1)
+    if not len(s) == len(r) == len(g):
+        raise ValueError(f"scores, ranks, groups lengths differ: {len(s)}, {len(r)}, {len(g)}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    correct = total = 0
+    for start in range(0, len(s), _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        dr = np.sign(r[rows, None] - r[None, :])  # (B, N)
+        ds = np.sign(s[rows, None] - s[None, :])
+        upper = np.arange(start, start + dr.shape[0])[:, None] < np.arange(len(s))[None, :]
+        valid = upper & (g[rows, None] != g[None, :]) & (dr != 0)
+        total += int(valid.sum())
+        correct += int((valid & (ds == dr)).sum())  # ds == 0 never equals dr != 0: ties wrong
+    if total == 0:
+        raise ValueError("no pairs of different groups with different ranks")
+    return 100.0 * correct / total

@@ -9,6 +9,15 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+CACHE_ENV = "OUTPOOL_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where derived data is cached (decoded images, the oracle's calibration):
+    ``$OUTPOOL_CACHE`` or ``~/.cache/outpool``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "outpool"
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -14,7 +14,7 @@ import numpy as np
 
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
-from outpool.evaluate import accuracy_on, score_images
+from outpool.evaluate import accuracy_on, ordering_accuracy, score_images
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
@@ -72,17 +72,33 @@ def rankers_in(path: Path) -> dict[str, Path]:
 def evaluate_run(
     run: Path, dataset: Dataset, tables: Sequence[str] = ("test",), *, device: str = "cpu"
 ) -> dict[str, dict[str, float]]:
-    """Accuracy (%, non-equal pairs, ties wrong) of each ranker on each pair table."""
+    """Accuracy (%, a tie is wrong) of each ranker of ``run`` on each table of ``tables``.
+
+    A pair table counts its non-equal pairs. An IMAGE table with strengths (PubFig's "test":
+    each person's rank) counts all its pairs of images of different groups with different
+    strengths — the standard PubFig protocol, too many pairs to store as a table.
+    """
+    ordering = {n for n, t in dataset.images.items() if t.strengths is not None}
     for t in tables:
-        if t not in dataset.pairs:
-            raise UnknownNameError("pair table", t, dataset.pairs)
+        if t not in dataset.pairs and t not in ordering:
+            raise UnknownNameError(
+                "pair table (or image table with strengths)", t, [*dataset.pairs, *ordering]
+            )
     out: dict[str, dict[str, float]] = {t: {} for t in tables}
     for attribute, path in rankers_in(run).items():
         model, _ = load_ranker(path, device=device)
         for t in tables:
-            pairs = dataset.pairs[t].for_attribute(attribute)
-            if len(pairs):
-                out[t][attribute] = round(accuracy_on(model, dataset, pairs, device=device), 2)
+            if t in dataset.pairs:
+                pairs = dataset.pairs[t].for_attribute(attribute)
+                if len(pairs):
+                    acc = accuracy_on(model, dataset, pairs, device=device)
+                    out[t][attribute] = round(acc, 2)
+            elif attribute in dataset.images[t].attributes:
+                images = dataset.images[t]
+                groups = images.groups if images.groups is not None else images.ids
+                scores = score_images(model, np.asarray(images.pixels), device=device)
+                acc = ordering_accuracy(scores, images.strength(attribute), groups)
+                out[t][attribute] = round(acc, 2)
     for t in tables:
         if out[t]:
             out[t]["mean"] = round(float(np.mean(list(out[t].values()))), 2)

@@ -66,11 +66,18 @@ def training_curves(run_dir: Path, *, attribute: str) -> plt.Figure:
         ax_loss.plot(
             epochs,
             [r.get("train_rank_loss", np.nan) for r in rows],
+            marker="o",
+            markersize=3,
             color=colour,
             label=f"stage {stage}",
         )
         ax_acc.plot(
-            epochs, [r.get("val_acc", np.nan) for r in rows], color=colour, label=f"stage {stage}"
+            epochs,
+            [r.get("val_acc") if r.get("val_acc") is not None else np.nan for r in rows],
+            marker="o",
+            markersize=3,
+            color=colour,
+            label=f"stage {stage}",
         )
         offset = epochs[-1] if epochs else offset
     ax_loss.set(title=f"{attribute}: training RankNet loss", xlabel="epoch")

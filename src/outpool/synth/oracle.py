@@ -20,8 +20,12 @@ rendered ones (that is what lets the simulated crowd label created pairs honestl
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -29,13 +33,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from outpool.synth import shoe
+from outpool.fileio import atomic_path, default_cache_dir
+from outpool.synth import renderer, shoe
 from outpool.synth.renderer import Nuisance, render
 
 SUPERSAMPLE = 2  # canonical frame sampled at 2 samples per canonical pixel
 GROUND_ROW = 52.0  # ground line of the oracle's canonical frame
 OBJECT_CONTRAST = 0.09  # RGB distance from the background that counts as object
 LEGIBLE = 0.5  # legibility at or above this: a recognisable shoe
+CALIBRATION_SEED, CALIBRATION_RENDERS = 12345, 3000
 
 
 @dataclass(frozen=True)
@@ -363,13 +369,31 @@ def redraw_iou(a: Analysis, attrs: np.ndarray) -> np.ndarray:
     return np.where(ok & np.isfinite(raw).all(axis=1), iou, 0.0).astype(np.float32)
 
 
+def _calibration_file(seed: int, n: int) -> Path:
+    """Cache file of a calibration: keyed by the code that draws and measures shoes."""
+    h = hashlib.sha256(f"{seed}-{n}-{np.__version__}".encode())
+    for module in (shoe, renderer, sys.modules[__name__]):
+        h.update(Path(str(module.__file__)).read_bytes())
+    return default_cache_dir() / f"oracle-calibration-{h.hexdigest()[:16]}.npz"
+
+
 @functools.cache
-def _calibration(seed: int = 12345, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+def _calibration(
+    seed: int = CALIBRATION_SEED, n: int = CALIBRATION_RENDERS
+) -> tuple[np.ndarray, np.ndarray]:
     """Quantiles (Q, 6) of raw measurements and of true values on renders with known values.
 
     Quantile matching keeps the oracle monotone in each raw measurement and puts its output in
     attribute units, so the simulated crowd's noise and "equal" band mean the same everywhere.
+    Computing it takes tens of seconds on a small CPU, so it is cached on disk, keyed by the
+    code of the shoe model, the renderer and this module.
     """
+    path = _calibration_file(seed, n)
+    try:
+        with np.load(path) as saved:
+            return saved["raw_q"], saved["true_q"]
+    except (OSError, KeyError, ValueError):
+        pass  # absent or unreadable: compute it again
     rng = np.random.default_rng(seed)
     truth = rng.uniform(0, 1, (n, len(shoe.ATTRIBUTE_NAMES))).astype(np.float32)
     images = render(truth, Nuisance.sample(rng, n), seed=seed)
@@ -381,7 +405,11 @@ def _calibration(seed: int = 12345, n: int = 3000) -> tuple[np.ndarray, np.ndarr
         ok = np.isfinite(raw[:, k])
         if np.corrcoef(raw[ok, k], truth[ok, k])[0, 1] < 0:  # measures that fall as it rises
             true_q[:, k] = true_q[::-1, k]
-    return raw_q.astype(np.float32), true_q.astype(np.float32)
+    raw_q, true_q = raw_q.astype(np.float32), true_q.astype(np.float32)
+    # a read-only cache only costs time
+    with contextlib.suppress(OSError), atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, raw_q=raw_q, true_q=true_q)
+    return raw_q, true_q
 
 
 def calibrated(raw: np.ndarray) -> np.ndarray:
@@ -413,6 +441,16 @@ class PixelOracle:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != (shoe.CANVAS, shoe.CANVAS, 3):
             raise ValueError(f"images must be (N, 64, 64, 3) uint8, got {images.shape}")
+        if (
+            self.progress
+            and not _calibration.cache_info().currsize
+            and not _calibration_file(CALIBRATION_SEED, CALIBRATION_RENDERS).exists()
+        ):
+            print(
+                "preparing the pixel oracle (the first time on a machine: ~30 s) ...",
+                file=sys.stderr,
+                flush=True,
+            )
         values, legibility = [], []
         starts = range(0, len(images), self.chunk)
         bar = tqdm(starts, desc="oracle", unit="chunk", disable=not self.progress, leave=False)

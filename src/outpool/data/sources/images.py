@@ -27,20 +27,13 @@ from tqdm import tqdm
 
 from outpool.data.images import IMAGE_SIZE
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, default_cache_dir
 
-CACHE_ENV = "OUTPOOL_CACHE"
 CACHE_VERSION = 1  # bump when decoding changes, so old cache files are not reused
 PROGRESS_MIN = 200  # decoding fewer images is quick enough to go without a progress bar
 
 # Where an image was named: (file, 1-based line), so errors point at the user's CSV row.
 Origin = tuple[Path, int]
-
-
-def default_cache_dir() -> Path:
-    """``$OUTPOOL_CACHE`` or ``~/.cache/outpool``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "outpool"
 
 
 def check_crop(crop: float) -> float:
@@ -64,7 +57,7 @@ def decode_image(
     try:
         with Image.open(file) as im:
             im.load()  # decode now: a truncated file must fail here, inside the try
-            rgb = ImageOps.exif_transpose(im).convert("RGB")
+            rgb = _on_white(ImageOps.exif_transpose(im))
     except FileNotFoundError:
         raise _fail(file, "image file does not exist", origin) from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -80,6 +73,15 @@ def decode_image(
         (size, size), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)
     )
     return np.asarray(out, dtype=np.uint8)
+
+
+def _on_white(im: Image.Image) -> Image.Image:
+    """RGB; transparent pixels are composited over white (not dropped to black)."""
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
 
 
 def cache_key(files: Sequence[Path], *, source: str, crop: float, size: int) -> str:
