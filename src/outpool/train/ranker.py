@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,7 +287,12 @@ def train_ranker(
             progress=progress and job.main,
             desc=f"{attribute} {stage}",
         )
-        trainer.resume(folder / "last.pt")
+        if trainer.resume(folder / "last.pt") and progress and job.main:
+            done = "finished" if trainer.state.epoch >= epochs or trainer.state.stop else "resuming"
+            print(
+                f"{attribute} {stage}: {done} after epoch {trainer.state.epoch} (checkpoint)",
+                file=sys.stderr,
+            )
         state = trainer.train()
         job.barrier()  # rank 0 has written best.pt
         best_state = torch.load(folder / "best.pt", map_location=device, weights_only=False)
