@@ -118,7 +118,8 @@ def score_folder(
 
     check_output_dir(out, overwrite=force)
     model, payload = load_ranker(ranker)
-    names = scan_images(images)
+    out_dir = Path(out).resolve()  # an output folder inside IMAGES is not scored
+    names = [n for n in scan_images(images) if not (images / n).resolve().is_relative_to(out_dir)]
     if not names:
         raise DataError("no .jpg/.jpeg/.png images found", path=images)
     pixels = np.asarray(load_images([images / n for n in names], source="score", crop=crop))

@@ -389,11 +389,14 @@ def _calibration(
     code of the shoe model, the renderer and this module.
     """
     path = _calibration_file(seed, n)
+    shape = (201, len(shoe.ATTRIBUTE_NAMES))
     try:
         with np.load(path) as saved:
-            return saved["raw_q"], saved["true_q"]
-    except (OSError, KeyError, ValueError):
-        pass  # absent or unreadable: compute it again
+            raw_q, true_q = saved["raw_q"], saved["true_q"]
+        if raw_q.shape == true_q.shape == shape and np.isfinite(true_q).all():
+            return raw_q.astype(np.float32), true_q.astype(np.float32)
+    except Exception:  # absent, truncated or not an npz (zipfile, EOF, pickle errors...)
+        pass  # compute it again; a damaged cache must never break the oracle
     rng = np.random.default_rng(seed)
     truth = rng.uniform(0, 1, (n, len(shoe.ATTRIBUTE_NAMES))).astype(np.float32)
     images = render(truth, Nuisance.sample(rng, n), seed=seed)
