@@ -7,10 +7,11 @@ session-scoped ``oracle``; worlds are built at toy sizes so a build takes well u
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from outpool import config
 from outpool.synth import PixelOracle, SynthConfig, World, build
@@ -88,3 +89,14 @@ def small_world(small_config: SynthConfig) -> World:
 @pytest.fixture(scope="session")
 def oracle() -> PixelOracle:
     return PixelOracle()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for tiny-model tests: on a busy 2-core machine a second intra-op thread
+    makes them several times slower (contention) and tiny models gain nothing from it. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

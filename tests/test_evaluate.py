@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -16,14 +15,7 @@ from outpool.data import Dataset, PairTable
 from outpool.evaluate import accuracy_on, pair_accuracy, score_images, score_table, to_tensor
 from outpool.synth import World
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one torch thread is faster on a busy 2-core machine (no contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_perfect_and_reversed() -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -34,6 +33,8 @@ from outpool.errors import DataError
 from outpool.evaluate import accuracy_on, ordering_accuracy, score_images
 from outpool.train.ranker import load_ranker
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ATTR = "bright"
 TINY = ("--set", "model.width=4", "--set", "epochs_crop=1", "--set", "epochs_full=1")
 NO_VAL_MESSAGE = "no 'val' pair table: training without early stopping"
@@ -42,15 +43,6 @@ PHOTOS = ("a.jpg", "b.png", "clear.png", "d.PNG", "half.png", "sub/c.jpeg")  # w
 
 
 # ---- module fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one torch thread is faster on a busy 2-core machine (no contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True, scope="module")

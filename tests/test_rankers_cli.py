@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,8 @@ from outpool.evaluate import accuracy_on, score_images
 from outpool.rankers import attributes_to_train, evaluate_run, rankers_in
 from outpool.synth import World
 from outpool.train.ranker import load_ranker
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 RUN = "--out"  # train-ranker names its run folder --out (--run clashes with torchrun's --run-path)
 TINY = ("--set", "model.width=4", "--set", "epochs_crop=1", "--set", "epochs_full=1")
@@ -42,15 +43,6 @@ def trained(dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     run = tmp_path_factory.mktemp("runs") / "r"
     assert main(["train-ranker", str(dataset_dir), "--attribute", ATTR, RUN, str(run), *TINY]) == 0
     return run
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models: one torch thread is faster on a busy 2-core machine (no contention)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
