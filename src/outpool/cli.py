@@ -24,6 +24,7 @@ CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
     "world": "train_pairs=100",
     "training": "epochs_full=10",
     "crowd": "noise=0.08",
+    "generator": "epochs=5",
 }
 
 
@@ -150,6 +151,18 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from outpool.generators import train_generator_run
+    from outpool.train.generator import GeneratorTrainConfig
+
+    cfg = config.load(GeneratorTrainConfig, args.config, args.overrides)
+    dataset = open_dataset(args.dataset)
+    judge = JUDGES[dataset.name]() if dataset.name in JUDGES else None
+    summary = train_generator_run(dataset, cfg, args.run, table=args.table, judge=judge)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from outpool.rankers import evaluate_run
 
@@ -213,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)
+
+    tg = sub.add_parser(
+        "train-generator",
+        help="train the attribute-conditioned generator (conditional VAE)",
+        description="Train the conditional VAE on a dataset's generator-training images (image "
+        "table TABLE, with attribute strengths). Writes OUT/ (config.json, metrics.jsonl, "
+        "checkpoints, generator.pt, samples.png, reconstructions.png, sweeps.png and, where the "
+        "dataset has an independent judge, controllability.json). Running it again resumes.",
+    )
+    tg.add_argument("dataset", help=DATASET_HELP)
+    tg.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
+    tg.add_argument("--table", default="generator", help="image table to train on")
+    _add_config_args(tg, "generator")
+    tg.set_defaults(func=cmd_train_generator)
 
     ev = sub.add_parser(
         "eval",

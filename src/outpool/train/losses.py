@@ -23,3 +23,17 @@ def ranknet_loss(
     if weight is not None:
         return (loss * weight).sum() / weight.sum().clamp_min(1e-8)
     return loss.mean()
+
+
+def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """-log N(x; mean, exp(logvar)) per image, summed over pixels (constant dropped): (B,).
+
+    x and mean in [0, 1] are compared in [-1, 1] units, where the decoder's log-variance lives.
+    """
+    d = (x - mean) * 2
+    return 0.5 * (logvar + d * d * torch.exp(-logvar)).flatten(1).sum(1)
+
+
+def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per row, summed over latent dims: (B,)."""
+    return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(1)

@@ -1,0 +1,101 @@
+"""Does y control what the generator draws? Judged by something other than the generator.
+
+For each attribute: sweep its commanded strength across its training range while every other
+attribute stays at its mean and z stays fixed, for many z; an independent judge (the built-in
+world's pixel oracle, or a teacher model for faces) measures the generated images. Reported per
+attribute: the Spearman correlation between commanded and measured strength (averaged over z),
+how much the OTHER attributes move along the sweep (leakage), and the legibility of random
+samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from outpool.annotate.protocol import Judge
+from outpool.errors import DataError
+from outpool.models.generator import ConditionalVAE
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [0, 1] -> (B, H, W, 3) uint8."""
+    return (images.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def sweep_strengths(model: ConditionalVAE, k: int, steps: int, spread: float = 1.5) -> np.ndarray:
+    """(steps, N) strengths: attribute k from mean - spread*std to mean + spread*std (the bulk of
+    its training range), the others at their means."""
+    mean, std = model.y_mean.cpu().numpy(), model.y_std.cpu().numpy()
+    y = np.tile(mean, (steps, 1))
+    y[:, k] = np.linspace(mean[k] - spread * std[k], mean[k] + spread * std[k], steps)
+    return y.astype(np.float32)
+
+
+@torch.no_grad()
+def sweep_images(
+    model: ConditionalVAE, k: int, *, steps: int, n_z: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n_z, steps, 64, 64, 3) uint8 of attribute k's sweep at n_z fixed latents, and the
+    commanded strengths (steps, N)."""
+    y = sweep_strengths(model, k, steps)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n_z, model.config.z_dim, generator=gen)
+    device = model.y_mean.device
+    ys = torch.from_numpy(np.tile(y, (n_z, 1))).to(device)
+    zs = z.repeat_interleave(steps, dim=0).to(device)
+    images = to_uint8(model.sample(ys, zs))
+    return images.reshape(n_z, steps, *images.shape[1:]), y
+
+
+def controllability(
+    model: ConditionalVAE, judge: Judge, *, steps: int = 9, n_z: int = 32, seed: int = 0
+) -> dict[str, Any]:
+    """Per attribute: Spearman(commanded, measured), leakage, and legibility of samples."""
+    names = tuple(judge.attributes)
+    missing = [a for a in model.attributes if a not in names]
+    if missing:
+        raise DataError(f"the judge cannot measure attribute(s) {missing}")
+    col = [names.index(a) for a in model.attributes]
+    out: dict[str, Any] = {"spearman": {}, "leakage": {}, "sweep_legible_pct": {}}
+    for k, name in enumerate(model.attributes):
+        images, y = sweep_images(model, k, steps=steps, n_z=n_z, seed=seed)
+        values, legible = judge.assess(images.reshape(-1, *images.shape[2:]))
+        measured = values[:, col].reshape(n_z, steps, len(col))
+        rhos = [_spearman(y[:, k], measured[i, :, k]) for i in range(n_z)]
+        out["spearman"][name] = _json_number(
+            float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None
+        )
+        # leakage: mean absolute change of each other attribute from the sweep's start to end,
+        # relative to the change of the swept one
+        change = np.abs(measured[:, -1] - measured[:, 0]).mean(0)
+        others = [j for j in range(len(col)) if j != k]
+        moved = change[k] > 1e-6
+        out["leakage"][name] = _json_number(change[others].mean() / change[k] if moved else None)
+        out["sweep_legible_pct"][name] = round(100.0 * float((legible >= 0.5).mean()), 2)
+    gen = torch.Generator().manual_seed(seed + 1)
+    n = max(64, n_z * 4)
+    z = torch.randn(n, model.config.z_dim, generator=gen).to(model.y_mean.device)
+    # random samples: strengths drawn around the training distribution
+    noise = torch.randn(n, len(col), generator=gen).to(z.device)
+    y_random = model.y_mean + model.y_std * noise * 0.7
+    _, legible = judge.assess(to_uint8(model.sample(y_random, z)))
+    out["samples_legible_pct"] = round(100.0 * float((legible >= 0.5).mean()), 2)
+    finite = [v for v in out["spearman"].values() if v is not None]
+    out["spearman_min"] = min(finite) if len(finite) == len(out["spearman"]) else None
+    return out
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation; NaN (not a warning) when either side is constant."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(spearmanr(a, b)[0])
+
+
+def _json_number(value: float | None) -> float | None:
+    """Rounded, and None where a figure cannot be computed (JSON has no NaN)."""
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)

@@ -1,0 +1,126 @@
+"""The attribute-conditioned generator: an Attribute2Image-style conditional VAE (Yan et al.).
+
+Images x (B, 3, 64, 64) in [0, 1] (the model works in [-1, 1] internally); attribute strengths
+y (B, N) in the dataset's units, keyed by ``attributes`` (names), standardised inside the model
+with the training set's mean and std (which travel in the checkpoint: the control network scales
+its outputs with them); latent z (B, M) with prior N(0, I).
+
+Architecture facts from the authors' code (DESIGN.md section 1), with widths scaled by one
+``width`` knob (the original: width 64, feature 1024, z 256):
+- encoder q(z | x, y): 4 conv blocks (w, 2w, 4w, 4w; BatchNorm, ReLU, pooling) to a feature,
+  y embedded by Linear+ReLU, the two mixed linearly into the mean and log-variance of z;
+- decoder p(x | y, z): y embedded by Linear+ReLU, mixed linearly with z, Linear to (4w, 8, 8),
+  conv blocks with nearest-neighbour upsampling 8 -> 16 -> 32 -> 64, then two 5x5 convs: the
+  pixel mean (tanh) and the pixel log-variance (a Gaussian likelihood, as in the original).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from outpool.models.backbone import conv_block
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Sizes of the conditional VAE."""
+
+    z_dim: int = 64
+    width: int = 32
+    feature: int = 512
+    y_embed: int = 64
+    hidden: int = 256
+    logvar_range: tuple[float, float] = (-7.0, 1.0)  # pixel log-variance clamp (stability)
+
+
+def up_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Nearest-neighbour 2x upsampling, 3x3 conv, BatchNorm, ReLU."""
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConditionalVAE(nn.Module):
+    """q(z | x, y) and p(x | y, z) for one set of named attributes."""
+
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
+    def __init__(
+        self,
+        config: GeneratorConfig,
+        *,
+        attributes: tuple[str, ...],
+        y_mean: torch.Tensor,
+        y_std: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.attributes = attributes
+        n, w, m = len(attributes), config.width, config.z_dim
+        self.register_buffer("y_mean", y_mean.detach().float().reshape(n))
+        self.register_buffer("y_std", y_std.detach().float().reshape(n).clamp_min(1e-6))
+        # encoder
+        self.enc = nn.Sequential(
+            conv_block(3, w),
+            conv_block(w, 2 * w),
+            conv_block(2 * w, 4 * w),
+            conv_block(4 * w, 4 * w),
+            nn.Flatten(),
+            nn.Linear(4 * w * 4 * 4, config.feature),
+            nn.ReLU(inplace=True),
+        )
+        self.enc_y = nn.Sequential(nn.Linear(n, config.y_embed), nn.ReLU(inplace=True))
+        self.enc_mu = nn.Linear(config.feature + config.y_embed, m)
+        self.enc_logvar = nn.Linear(config.feature + config.y_embed, m)
+        # decoder
+        self.dec_y = nn.Sequential(nn.Linear(n, config.y_embed), nn.ReLU(inplace=True))
+        self.dec_mix = nn.Linear(m + config.y_embed, config.hidden)
+        self.dec_fc = nn.Sequential(nn.Linear(config.hidden, 4 * w * 8 * 8), nn.ReLU(inplace=True))
+        self.dec_conv = nn.Sequential(up_block(4 * w, 2 * w), up_block(2 * w, w), up_block(w, w))
+        self.dec_mean = nn.Conv2d(w, 3, 5, padding=2)
+        self.dec_logvar = nn.Conv2d(w, 3, 5, padding=2)
+
+    def standardise(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.y_mean) / self.y_std
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance (B, M) of q(z | x, y); x in [0, 1]."""
+        h = torch.cat([self.enc(x * 2 - 1), self.enc_y(self.standardise(y))], dim=1)
+        return self.enc_mu(h), self.enc_logvar(h)
+
+    def decode(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel mean in [0, 1] and pixel log-variance (in [-1, 1] units), each (B, 3, 64, 64)."""
+        h = self.dec_mix(torch.cat([z, self.dec_y(self.standardise(y))], dim=1))
+        h = self.dec_fc(h).view(len(z), 4 * self.config.width, 8, 8)
+        h = self.dec_conv(h)
+        mean = torch.tanh(self.dec_mean(h))
+        lo, hi = self.config.logvar_range
+        return (mean + 1) / 2, self.dec_logvar(h).clamp(lo, hi)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(pixel mean, pixel log-variance, z mean, z log-variance) of a reparameterised pass."""
+        mu, logvar = self.encode(x, y)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        mean, pix_logvar = self.decode(y, z)
+        return mean, pix_logvar, mu, logvar
+
+    @torch.no_grad()
+    def sample(self, y: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (B, 3, 64, 64) in [0, 1] for strengths y (B, N), latents z (default N(0, I))."""
+        if z is None:
+            z = torch.randn(len(y), self.config.z_dim, device=y.device)
+        return self.decode(y, z)[0]
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean image at the encoder's mean z."""
+        return self.decode(y, self.encode(x, y)[0])[0]

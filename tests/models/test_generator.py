@@ -1,0 +1,315 @@
+"""The conditional VAE (Attribute2Image-style generator) and its controllability check.
+
+Tiny sizes throughout; no training here (see tests/train/test_generator_training.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from outpool.annotate.protocol import Judge
+from outpool.errors import DataError
+from outpool.generator_check import controllability, sweep_images, sweep_strengths
+from outpool.models.generator import ConditionalVAE, GeneratorConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = GeneratorConfig(z_dim=8, width=4, feature=32, y_embed=8, hidden=32)
+NAMES = ("open", "heel", "colorful")
+Y_MEAN = torch.tensor([0.5, 0.2, 0.7])
+Y_STD = torch.tensor([0.2, 0.1, 0.3])
+
+
+def tiny(seed: int = 0, names: tuple[str, ...] = NAMES) -> ConditionalVAE:
+    torch.manual_seed(seed)
+    n = len(names)
+    return ConditionalVAE(TINY, attributes=names, y_mean=Y_MEAN[:n], y_std=Y_STD[:n]).eval()
+
+
+def inputs(b: int = 4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 3, 64, 64, generator=gen)
+    y = Y_MEAN + Y_STD * torch.randn(b, 3, generator=gen)
+    z = torch.randn(b, TINY.z_dim, generator=gen)
+    return x, y, z
+
+
+# -- shapes and ranges -----------------------------------------------------------------------
+def test_encode_returns_mean_and_logvar_of_z() -> None:
+    model = tiny()
+    x, y, _ = inputs(5)
+    mu, logvar = model.encode(x, y)
+    assert mu.shape == logvar.shape == (5, TINY.z_dim)
+    assert torch.isfinite(mu).all() and torch.isfinite(logvar).all()
+
+
+def test_decode_mean_in_unit_range_and_logvar_clamped() -> None:
+    model = tiny()
+    _, y, z = inputs(4)
+    mean, logvar = model.decode(y, z)
+    assert mean.shape == logvar.shape == (4, 3, 64, 64)
+    lo, hi = TINY.logvar_range
+    assert mean.min() >= 0.0 and mean.max() <= 1.0
+    assert lo <= logvar.min() and logvar.max() <= hi
+    # drive the heads far out of range: the mean saturates inside [0, 1], the log-variance clamps
+    with torch.no_grad():
+        model.dec_mean.bias.fill_(50.0)
+        model.dec_logvar.bias.fill_(50.0)
+    mean, logvar = model.decode(y, z)
+    assert torch.allclose(mean, torch.ones_like(mean))
+    assert torch.equal(logvar, torch.full_like(logvar, hi))
+    with torch.no_grad():
+        model.dec_mean.bias.fill_(-50.0)
+        model.dec_logvar.bias.fill_(-50.0)
+    mean, logvar = model.decode(y, z)
+    assert torch.allclose(mean, torch.zeros_like(mean))
+    assert torch.equal(logvar, torch.full_like(logvar, lo))
+
+
+def test_forward_and_reconstruct_shapes() -> None:
+    model = tiny()
+    x, y, _ = inputs(3)
+    mean, pix_logvar, mu, logvar = model(x, y)
+    assert mean.shape == pix_logvar.shape == (3, 3, 64, 64)
+    assert mu.shape == logvar.shape == (3, TINY.z_dim)
+    recon = model.reconstruct(x, y)
+    assert recon.shape == (3, 3, 64, 64)
+    # the reconstruction is the decoder's mean at the encoder's mean z
+    assert torch.equal(recon, model.decode(y, model.encode(x, y)[0])[0])
+
+
+def test_sample_with_and_without_z() -> None:
+    model = tiny()
+    _, y, z = inputs(4)
+    with_z = model.sample(y, z)
+    assert with_z.shape == (4, 3, 64, 64)
+    assert with_z.min() >= 0.0 and with_z.max() <= 1.0
+    assert not with_z.requires_grad
+    assert torch.equal(with_z, model.decode(y, z)[0])
+    torch.manual_seed(7)
+    drawn = model.sample(y)
+    torch.manual_seed(7)
+    again = model.sample(y)
+    torch.manual_seed(7)
+    z_default = torch.randn(4, TINY.z_dim)
+    assert drawn.shape == (4, 3, 64, 64)
+    assert torch.equal(drawn, again)
+    assert torch.equal(drawn, model.sample(y, z_default))  # the default z is N(0, I) of size M
+    assert not torch.equal(drawn, with_z)
+
+
+def test_same_z_and_y_give_identical_samples_in_eval_mode() -> None:
+    model = tiny()
+    _, y, z = inputs(6)
+    first = model.sample(y, z)
+    assert torch.equal(first, model.sample(y, z))
+    # in eval mode an image does not depend on the rest of its batch (up to float rounding)
+    assert torch.allclose(first[2:3], model.sample(y[2:3], z[2:3]), atol=1e-6)
+    # a second model with the same seed draws the same pictures
+    assert torch.equal(first, tiny().sample(y, z))
+    # different z, different pictures
+    assert not torch.equal(first, model.sample(y, z + 1.0))
+
+
+# -- y standardisation -------------------------------------------------------------------------
+def shifted(model: ConditionalVAE, *, mean: torch.Tensor, std: torch.Tensor) -> ConditionalVAE:
+    other = copy.deepcopy(model)
+    other.y_mean.copy_(mean)
+    other.y_std.copy_(std)
+    return other
+
+
+def test_y_is_standardised_with_the_stored_mean() -> None:
+    model = tiny()
+    x, y, z = inputs(4)
+    delta = torch.tensor([0.3, -1.0, 2.0])
+    other = shifted(model, mean=Y_MEAN + delta, std=Y_STD)
+    assert torch.allclose(model.standardise(y), (y - Y_MEAN) / Y_STD)
+    # y == y_mean is the standardised origin
+    origin = Y_MEAN.expand(2, 3)
+    assert torch.allclose(model.standardise(origin), torch.zeros(2, 3))
+    # the same standardised input gives the same output, whatever the stored statistics
+    assert torch.allclose(model.decode(y, z)[0], other.decode(y + delta, z)[0], atol=1e-5)
+    assert torch.allclose(model.encode(x, y)[0], other.encode(x, y + delta)[0], atol=1e-5)
+    assert torch.allclose(model.decode(origin, z[:2])[0], other.decode(origin + delta, z[:2])[0])
+    # ... and changing y_mean alone moves the decoder's input, hence the picture
+    assert not torch.allclose(model.decode(y, z)[0], other.decode(y, z)[0], atol=1e-4)
+
+
+def test_y_is_standardised_with_the_stored_std() -> None:
+    model = tiny()
+    _, y, z = inputs(4)
+    other = shifted(model, mean=Y_MEAN, std=2 * Y_STD)
+    assert torch.allclose(model.decode(y, z)[0], other.decode(Y_MEAN + 2 * (y - Y_MEAN), z)[0])
+    assert not torch.allclose(model.decode(y, z)[0], other.decode(y, z)[0], atol=1e-4)
+
+
+def test_statistics_are_buffers_and_a_constant_attribute_is_safe() -> None:
+    model = tiny()
+    state = model.state_dict()
+    assert torch.equal(state["y_mean"], Y_MEAN) and torch.equal(state["y_std"], Y_STD)
+    assert "y_mean" not in dict(model.named_parameters())
+    flat = ConditionalVAE(
+        TINY, attributes=NAMES, y_mean=Y_MEAN, y_std=torch.tensor([0.2, 0.0, 0.3])
+    ).eval()
+    assert flat.y_std[1] > 0  # clamped, no division by zero
+    _, y, z = inputs(2)
+    assert torch.isfinite(flat.sample(y, z)).all()
+
+
+# -- gradients (the control network steers y and z through the frozen decoder) ---------------
+def test_gradient_flows_from_the_image_to_y_and_z() -> None:
+    model = tiny()
+    for p in model.parameters():
+        p.requires_grad_(False)  # frozen, as under the control network
+    _, y, z = inputs(3)
+    y = y.clone().requires_grad_()
+    z = z.clone().requires_grad_()
+    mean, _ = model.decode(y, z)
+    mean.sum().backward()
+    assert y.grad is not None and z.grad is not None
+    assert y.grad.shape == (3, 3) and z.grad.shape == (3, TINY.z_dim)
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+    # each image's gradient reaches its own y row
+    assert (y.grad.abs().sum(1) > 0).all()
+
+
+# -- sweeps --------------------------------------------------------------------------------
+def test_sweep_strengths_vary_only_column_k_centred_on_the_mean() -> None:
+    model = tiny()
+    mean, std = Y_MEAN.numpy(), Y_STD.numpy()
+    for k in range(3):
+        y = sweep_strengths(model, k, steps=9)
+        assert y.shape == (9, 3) and y.dtype == np.float32
+        others = [j for j in range(3) if j != k]
+        assert np.array_equal(y[:, others], np.tile(mean[others], (9, 1)))
+        assert np.all(np.diff(y[:, k]) > 0)
+        np.testing.assert_allclose(y[4, k], mean[k], atol=1e-6)  # the middle step is the mean
+        np.testing.assert_allclose(y[:, k].mean(), mean[k], atol=1e-6)
+        np.testing.assert_allclose(y[[0, -1], k], mean[k] + np.array([-1.5, 1.5]) * std[k], 1e-5)
+    y = sweep_strengths(model, 1, steps=4, spread=1.0)
+    np.testing.assert_allclose(y[:, 1], np.linspace(0.1, 0.3, 4), atol=1e-6)
+
+
+def test_sweep_images_shape_and_fixed_latent_per_row() -> None:
+    model = tiny()
+    images, y = sweep_images(model, 0, steps=5, n_z=3, seed=4)
+    assert images.shape == (3, 5, 64, 64, 3) and images.dtype == np.uint8
+    assert np.array_equal(y, sweep_strengths(model, 0, 5))
+    again, _ = sweep_images(model, 0, steps=5, n_z=3, seed=4)
+    assert np.array_equal(images, again)
+    z = torch.randn(3, TINY.z_dim, generator=torch.Generator().manual_seed(4))
+    row = model.sample(torch.from_numpy(y), z[1].expand(5, -1))
+    expected = (row.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(images[1], expected)
+
+
+# -- controllability -----------------------------------------------------------------------
+class RedJudge:
+    """Every attribute measured as the mean of the red channel; everything legible."""
+
+    def __init__(self, attributes: Sequence[str]) -> None:
+        self.attributes = tuple(attributes)
+        self.calls: list[int] = []
+
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3)
+        self.calls.append(len(images))
+        red = images[..., 0].reshape(len(images), -1).mean(1) / 255.0
+        values = np.repeat(red[:, None], len(self.attributes), axis=1).astype(np.float32)
+        return values, np.ones(len(images), np.float32)
+
+
+def test_controllability_reports_every_attribute() -> None:
+    model = tiny()
+    judge = RedJudge(model.attributes)
+    assert isinstance(judge, Judge)
+    out = controllability(model, judge, steps=5, n_z=3, seed=0)
+    assert set(out) == {
+        "spearman",
+        "leakage",
+        "sweep_legible_pct",
+        "samples_legible_pct",
+        "spearman_min",
+    }
+    for key in ("spearman", "leakage", "sweep_legible_pct"):
+        assert list(out[key]) == list(NAMES)
+    for name in NAMES:
+        assert -1.0 <= out["spearman"][name] <= 1.0
+        assert out["sweep_legible_pct"][name] == 100.0
+        # every column measures the same thing: the others move exactly as much as the swept one
+        assert out["leakage"][name] == pytest.approx(1.0, abs=1e-4)
+    assert out["samples_legible_pct"] == 100.0
+    assert out["spearman_min"] == min(out["spearman"].values())
+    # one judge call per attribute sweep (n_z * steps images) and one for the random samples
+    assert judge.calls == [15, 15, 15, 64]
+    # deterministic for a seed
+    assert controllability(model, RedJudge(NAMES), steps=5, n_z=3, seed=0) == out
+
+
+class Painted(ConditionalVAE):
+    """A hand-made 'generator': red rises with attribute a, green falls with attribute b."""
+
+    def decode(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.standardise(y)
+        img = torch.full((len(z), 3, 64, 64), 0.5)
+        img[:, 0] = torch.sigmoid(s[:, 0])[:, None, None]
+        img[:, 1] = torch.sigmoid(-s[:, 1])[:, None, None]
+        img[:, 2] = torch.sigmoid(z[:, :1])[:, :, None]  # z changes the picture, not the values
+        return img, torch.zeros_like(img)
+
+
+class ChannelJudge:
+    """Columns in its own order (b, extra, a): b = green, a = red; legible while red > 0.45."""
+
+    attributes = ("b", "extra", "a")
+
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        px = images.reshape(len(images), -1, 3).mean(1) / 255.0
+        values = np.stack([px[:, 1], np.zeros(len(images)), px[:, 0]], 1).astype(np.float32)
+        return values, (px[:, 0] > 0.45).astype(np.float32)
+
+
+def test_controllability_numbers_on_a_known_generator() -> None:
+    torch.manual_seed(0)
+    model = Painted(
+        TINY,
+        attributes=("a", "b"),
+        y_mean=torch.tensor([1.0, -2.0]),
+        y_std=torch.tensor([0.5, 3.0]),
+    ).eval()
+    out = controllability(model, ChannelJudge(), steps=9, n_z=4, seed=0)
+    assert out["spearman"] == {"a": 1.0, "b": -1.0}
+    assert out["spearman_min"] == -1.0
+    assert out["leakage"] == {"a": 0.0, "b": 0.0}  # the other attribute stays at its mean
+    # a's sweep: red = sigmoid(-1.5 .. 1.5), legible from the middle step on (5 of 9)
+    assert out["sweep_legible_pct"] == {"a": round(100 * 5 / 9, 2), "b": 100.0}
+    assert 0.0 < out["samples_legible_pct"] < 100.0
+
+
+def test_a_judge_that_cannot_measure_an_attribute_is_an_error() -> None:
+    model = tiny()
+    judge = RedJudge(("open", "colorful", "pointy"))
+    with pytest.raises(DataError, match="heel"):
+        controllability(model, judge, steps=3, n_z=2)
+    assert judge.calls == []  # refused before any image is drawn
+
+
+class FlatJudge(RedJudge):
+    """Measures nothing that moves: every value constant (an unreadable generator's output)."""
+
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, legible = super().assess(images)
+        return np.full_like(values, 0.5), legible
+
+
+def test_controllability_of_an_unmeasurable_generator_is_json_safe() -> None:
+    out = controllability(tiny(), FlatJudge(NAMES), steps=3, n_z=2, seed=0)
+    json.dumps(out, allow_nan=False)

@@ -1,0 +1,358 @@
+"""Generator losses (Gaussian NLL, KL) and training / saving / loading the conditional VAE."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outpool.data import Dataset, ImageTable
+from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.ranker import DeepSTN, RankerConfig
+from outpool.synth import World
+from outpool.train.generator import (
+    GeneratorTrainConfig,
+    load_generator,
+    save_generator,
+    train_generator,
+)
+from outpool.train.losses import gaussian_nll, kl_to_standard_normal
+from outpool.train.ranker import save_ranker
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = GeneratorConfig(z_dim=8, width=4, feature=32, y_embed=8, hidden=32)
+
+
+def tiny_cfg(**changes: Any) -> GeneratorTrainConfig:
+    # lr 3e-3, batch 16, 20 held-out images: val_recon_mse falls ~0.10 -> ~0.04 in 3 epochs
+    base: dict[str, Any] = {
+        "model": TINY,
+        "epochs": 3,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "val_share": 0.2,
+        "device": "cpu",
+        "seed": 0,
+    }
+    return GeneratorTrainConfig(**{**base, **changes})
+
+
+# -- losses --------------------------------------------------------------------------------
+finite = st.floats(-5.0, 5.0, allow_nan=False, width=32)
+SETTINGS = settings(max_examples=60, deadline=None)
+
+
+def test_kl_is_zero_at_the_prior() -> None:
+    kl = kl_to_standard_normal(torch.zeros(3, 8), torch.zeros(3, 8))
+    assert kl.shape == (3,)
+    assert torch.equal(kl, torch.zeros(3))
+
+
+def test_kl_matches_the_analytic_formula() -> None:
+    mu = torch.tensor([[1.0, -2.0], [0.0, 0.5]])
+    lv = torch.tensor([[0.0, 1.0], [-1.0, 0.3]])
+    expected = [
+        0.5 * (1 + 1 - 1 - 0) + 0.5 * (4 + math.e - 1 - 1),
+        0.5 * (0 + math.exp(-1) - 1 + 1) + 0.5 * (0.25 + math.exp(0.3) - 1 - 0.3),
+    ]
+    assert torch.allclose(kl_to_standard_normal(mu, lv), torch.tensor(expected), atol=1e-6)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(finite, finite), min_size=1, max_size=6))
+def test_kl_is_non_negative_and_analytic(rows: list[tuple[float, float]]) -> None:
+    mu = torch.tensor([[m for m, _ in rows]])
+    lv = torch.tensor([[v for _, v in rows]])
+    kl = kl_to_standard_normal(mu, lv)
+    expected = sum(0.5 * (m * m + math.exp(v) - 1 - v) for m, v in rows)
+    assert kl.shape == (1,)
+    assert kl.item() >= -1e-6
+    assert kl.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+def test_gaussian_nll_value_and_shape() -> None:
+    x = torch.full((2, 3, 4, 4), 0.75)
+    mean = torch.full((2, 3, 4, 4), 0.25)
+    lv = torch.full((2, 3, 4, 4), 0.5)
+    nll = gaussian_nll(x, mean, lv)
+    assert nll.shape == (2,)
+    d = (0.75 - 0.25) * 2  # the error in [-1, 1] units
+    per_pixel = 0.5 * (0.5 + d * d * math.exp(-0.5))
+    assert torch.allclose(nll, torch.full((2,), 48 * per_pixel))
+
+
+def test_gaussian_nll_falls_as_the_mean_approaches_x() -> None:
+    x = torch.full((1, 3, 8, 8), 0.8)
+    lv = torch.zeros(1, 3, 8, 8)
+    means = [0.0, 0.2, 0.5, 0.7, 0.79, 0.8]
+    nll = [gaussian_nll(x, torch.full_like(x, m), lv).item() for m in means]
+    assert all(a > b for a, b in itertools.pairwise(nll))
+    # from above too
+    above = [gaussian_nll(x, torch.full_like(x, m), lv).item() for m in (1.0, 0.9, 0.8)]
+    assert above[0] > above[1] > above[2] == pytest.approx(nll[-1])
+
+
+@SETTINGS
+@given(st.floats(0.01, 0.5), st.floats(0.0, 0.5))
+def test_gaussian_nll_is_minimised_at_the_squared_error(error: float, x0: float) -> None:
+    x = torch.full((1, 3, 2, 2), x0, dtype=torch.float64)
+    mean = x + error
+    best = math.log((2 * error) ** 2)  # log of the squared error in [-1, 1] units
+    lv = torch.full_like(x, best, requires_grad=True)
+    gaussian_nll(x, mean, lv).sum().backward()
+    assert lv.grad is not None
+    assert torch.allclose(lv.grad, torch.zeros_like(lv), atol=1e-9)  # stationary ...
+    at_best = gaussian_nll(x, mean, torch.full_like(x, best)).item()
+    for step in (-1.0, -0.1, 0.1, 1.0):  # ... and a minimum
+        assert gaussian_nll(x, mean, torch.full_like(x, best + step)).item() > at_best
+
+
+def test_gaussian_nll_grid_argmin() -> None:
+    x = torch.zeros(1, 3, 4, 4)
+    mean = torch.full_like(x, 0.1)  # error 0.2 in [-1, 1] units
+    grid = torch.linspace(-8, 2, 1001)
+    nll = torch.stack([gaussian_nll(x, mean, torch.full_like(x, float(g)))[0] for g in grid])
+    assert grid[nll.argmin()].item() == pytest.approx(math.log(0.04), abs=0.011)
+
+
+# -- config --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"epochs": 0},
+        {"val_share": 0.7},
+        {"val_share": 0.5},
+        {"val_share": -0.1},
+        {"lr": 0.0},
+        {"batch_size": 0},
+        {"kl_weight": -1.0},
+    ],
+)
+def test_bad_train_config_is_a_config_error(changes: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        GeneratorTrainConfig(**changes)
+
+
+# -- training --------------------------------------------------------------------------------
+def metrics(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def without_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+@pytest.fixture(scope="module")
+def dataset(small_world: World) -> Dataset:
+    return small_world.dataset
+
+
+@pytest.fixture(scope="module")
+def trained(
+    dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[ConditionalVAE, dict[str, Any], Path]:
+    run = tmp_path_factory.mktemp("gen") / "run"
+    model, summary = train_generator(dataset, tiny_cfg(), run, progress=False)
+    return model, summary, run
+
+
+def test_training_writes_the_run_folder(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset
+) -> None:
+    model, summary, run = trained
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "generator.pt"):
+        assert (run / name).is_file(), name
+    assert not any(p.name.endswith(".tmp") for p in run.iterdir())
+    record = json.loads((run / "config.json").read_text())
+    table = dataset.images["generator"]
+    assert record["table"] == "generator" and record["dataset"] == dataset.name
+    assert record["attributes"] == list(table.attributes)
+    assert record["config"]["model"]["width"] == 4 and record["config"]["epochs"] == 3
+    assert summary["epochs"] == 3 and 1 <= summary["best_epoch"] <= 3
+    assert model.attributes == table.attributes and not model.training
+    # y statistics of the training images travel with the model
+    assert model.y_mean.shape == model.y_std.shape == (len(table.attributes),)
+    strengths = np.asarray(table.strengths)
+    assert np.all(model.y_mean.numpy() >= strengths.min(0) - 1e-6)
+    assert np.all(model.y_mean.numpy() <= strengths.max(0) + 1e-6)
+    assert np.all(model.y_std.numpy() > 0)
+
+
+def test_metrics_have_one_line_per_epoch_and_reconstruction_improves(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path],
+) -> None:
+    _, summary, run = trained
+    rows = metrics(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"val_elbo", "val_recon_mse", "train_loss", "train_nll", "train_kl"} <= set(r)
+        assert math.isfinite(r["val_elbo"]) and 0.0 < r["val_recon_mse"] < 1.0
+        assert r["train_kl"] >= 0.0
+    assert rows[2]["val_recon_mse"] < rows[0]["val_recon_mse"]
+    assert rows[2]["val_recon_mse"] < 0.8 * rows[0]["val_recon_mse"]  # a clear margin
+    best = max(rows, key=lambda r: r["val_elbo"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_elbo"] == pytest.approx(best["val_elbo"], abs=1e-3)
+    assert [r["step"] for r in rows] == [5, 10, 15]  # 80 training images / batch 16
+
+
+def test_generator_pt_reloads_to_identical_samples(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path],
+) -> None:
+    model, _, run = trained
+    again = load_generator(run / "generator.pt", attributes=model.attributes)
+    assert again.attributes == model.attributes and again.config == model.config
+    assert torch.equal(again.y_mean, model.y_mean) and torch.equal(again.y_std, model.y_std)
+    gen = torch.Generator().manual_seed(3)
+    y = model.y_mean + model.y_std * torch.randn(5, len(model.attributes), generator=gen)
+    z = torch.randn(5, TINY.z_dim, generator=gen)
+    assert torch.equal(model.sample(y, z), again.sample(y, z))
+    # the generator is the best epoch's weights
+    best = torch.load(run / "best.pt", weights_only=False)["modules"]["generator"]
+    for k, v in again.state_dict().items():
+        assert torch.equal(v, best[k]), k
+
+
+def test_save_generator_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE(
+        TINY, attributes=("a", "b"), y_mean=torch.tensor([1.0, 2.0]), y_std=torch.tensor([3, 4.0])
+    ).eval()
+    save_generator(model, tmp_path / "g.pt", record={"note": 1})
+    again = load_generator(tmp_path / "g.pt")
+    assert again.attributes == ("a", "b")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_resume_equals_an_uninterrupted_run(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset, tmp_path: Path
+) -> None:
+    _, summary, full = trained
+    run = tmp_path / "resumed"
+    train_generator(dataset, tiny_cfg(epochs=2), run, progress=False)
+    assert len(metrics(run)) == 2
+    _, resumed_summary = train_generator(dataset, tiny_cfg(epochs=3), run, progress=False)
+    assert resumed_summary == summary
+    assert without_time(metrics(run)) == without_time(metrics(full))
+    for name in ("last.pt", "best.pt"):
+        a = torch.load(run / name, weights_only=False)
+        b = torch.load(full / name, weights_only=False)
+        assert a["trainer"] == b["trainer"]
+        for k, v in b["modules"]["generator"].items():
+            assert torch.equal(a["modules"]["generator"][k], v), (name, k)
+        opt_a, opt_b = a["optimizers"]["generator"]["state"], b["optimizers"]["generator"]["state"]
+        assert opt_a.keys() == opt_b.keys()
+        for i in opt_b:
+            for k, v in opt_b[i].items():
+                assert torch.equal(opt_a[i][k], v), (name, i, k)
+    a_state = load_generator(run / "generator.pt").state_dict()
+    for k, v in load_generator(full / "generator.pt").state_dict().items():
+        assert torch.equal(a_state[k], v), k
+    # running the finished run again trains nothing more
+    train_generator(dataset, tiny_cfg(epochs=3), run, progress=False)
+    assert len(metrics(run)) == 3
+
+
+def test_without_validation_the_generator_is_the_last_epoch(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    model, _ = train_generator(dataset, tiny_cfg(epochs=2, val_share=0.0), tmp_path, progress=False)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)["modules"]["generator"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, last[k]), k
+
+
+def test_reconstructions_page_shows_held_out_images(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outpool.generators as generators
+
+    shown: list[np.ndarray] = []
+    monkeypatch.setattr(
+        generators, "save_generator_figures", lambda model, run, pixels, s: shown.append(pixels)
+    )
+    cfg = tiny_cfg(epochs=1, val_share=0.2)
+    generators.train_generator_run(dataset, cfg, tmp_path, judge=None, progress=False)
+    pixels = np.asarray(dataset.images["generator"].pixels)
+    # the held-out split of train_generator (seeded permutation, first val_share of it)
+    order = np.random.default_rng(cfg.seed).permutation(len(pixels))
+    held_out = {pixels[i].tobytes() for i in order[: round(cfg.val_share * len(pixels))]}
+    assert len(shown) == 1
+    assert all(img.tobytes() in held_out for img in shown[0])
+
+
+# -- bad input -----------------------------------------------------------------------------
+def test_a_table_without_strengths_is_a_data_error(dataset: Dataset, tmp_path: Path) -> None:
+    assert dataset.images["train"].strengths is None
+    with pytest.raises(DataError, match="strengths"):
+        train_generator(dataset, tiny_cfg(), tmp_path / "r", table="train", progress=False)
+    table = dataset.images["generator"]
+    bare = Dataset(
+        name="bare",
+        attributes=dataset.attributes,
+        images={"generator": ImageTable(ids=table.ids, pixels=np.asarray(table.pixels))},
+    )
+    with pytest.raises(DataError, match=r"'generator'.*strengths"):
+        train_generator(bare, tiny_cfg(), tmp_path / "r2", progress=False)
+
+
+def test_an_unknown_table_is_an_unknown_name_error(dataset: Dataset, tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match=r"'nope'.*generator") as info:
+        train_generator(dataset, tiny_cfg(), tmp_path / "r", table="nope", progress=False)
+    assert set(dataset.images) <= set(info.value.valid)
+    assert not (tmp_path / "r").exists()  # refused before anything is written
+
+
+def test_load_generator_with_other_attributes_names_both_lists(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path],
+) -> None:
+    model, _, run = trained
+    other = tuple(reversed(model.attributes))
+    with pytest.raises(DataError) as info:
+        load_generator(run / "generator.pt", attributes=other)
+    message = str(info.value)
+    assert str(list(model.attributes)) in message and str(list(other)) in message
+    assert str(run / "generator.pt") in message
+    with pytest.raises(DataError):
+        load_generator(run / "generator.pt", attributes=model.attributes[:2])
+
+
+def test_load_generator_bad_files_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(DataError, match="not found") as info:
+        load_generator(missing)
+    assert str(missing) in str(info.value)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"this is not a checkpoint\x00\x01\x02")
+    with pytest.raises(DataError) as info:
+        load_generator(garbage)
+    assert str(garbage) in str(info.value)
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        load_generator(empty)
+    assert str(empty) in str(info.value)
+
+    ranker = tmp_path / "ranker.pt"
+    save_ranker(DeepSTN(RankerConfig(width=4)), ranker, attribute="heel", record={})
+    with pytest.raises(DataError, match="not an outpool generator") as info:
+        load_generator(ranker)
+    assert str(ranker) in str(info.value)
+
+    other = tmp_path / "list.pt"
+    torch.save([1, 2, 3], other)
+    with pytest.raises(DataError, match="not an outpool generator"):
+        load_generator(other)
