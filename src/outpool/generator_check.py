@@ -10,6 +10,7 @@ samples.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,9 @@ def controllability(
         )
         # leakage: mean absolute change of each other attribute from the sweep's start to end,
         # relative to the change of the swept one
-        change = np.abs(measured[:, -1] - measured[:, 0]).mean(0)
+        with warnings.catch_warnings():  # a column the judge could never measure stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            change = np.nanmean(np.abs(measured[:, -1] - measured[:, 0]), axis=0)
         others = [j for j in range(len(col)) if j != k]
         moved = change[k] > 1e-6
         out["leakage"][name] = _json_number(change[others].mean() / change[k] if moved else None)
