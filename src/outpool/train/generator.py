@@ -23,6 +23,7 @@ from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.train.checkpoints import read_checkpoint, write_checkpoint
 from outpool.train.loop import Checkpointer, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import gaussian_nll, kl_to_standard_normal
 from outpool.train.ranker import code_version, pick_device
@@ -170,22 +171,14 @@ def save_generator(model: ConditionalVAE, path: Path, *, record: dict[str, Any])
         "state": model.state_dict(),
         "record": record,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_checkpoint(payload, path)
 
 
 def load_generator(
     path: Path, *, attributes: tuple[str, ...] | None = None, device: str = "cpu"
 ) -> ConditionalVAE:
     """Rebuild a generator; ``attributes``, when given, must be the generator's names."""
-    try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise DataError("generator checkpoint not found", path=path) from None
-    except Exception as exc:  # torch raises many kinds on a corrupt file
-        raise DataError(f"not a readable checkpoint ({type(exc).__name__})", path=path) from None
-    if not isinstance(payload, dict) or payload.get("kind") != "outpool-generator":
-        raise DataError("not an outpool generator checkpoint", path=path)
+    payload = read_checkpoint(path, "generator", device=device)
     names = tuple(payload["attributes"])
     if attributes is not None and tuple(attributes) != names:
         raise DataError(

@@ -29,6 +29,7 @@ from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.train.checkpoints import read_checkpoint, write_checkpoint
 from outpool.train.distributed import from_env
 from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import label_to_target, ranknet_loss
@@ -320,22 +321,14 @@ def save_ranker(model: DeepSTN, path: Path, *, attribute: str, record: dict[str,
         "state": model.state_dict(),
         "record": record,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_checkpoint(payload, path)
 
 
 def load_ranker(path: Path, *, device: str = "cpu") -> tuple[DeepSTN, dict[str, Any]]:
     """Rebuild a ranker from ``save_ranker``'s file; bad files raise ``DataError``."""
     from outpool.config import from_dict
 
-    try:
-        payload = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise DataError("ranker checkpoint not found", path=path) from None
-    except Exception as exc:  # torch raises many kinds on a corrupt file
-        raise DataError(f"not a readable checkpoint ({type(exc).__name__})", path=path) from None
-    if not isinstance(payload, dict) or payload.get("kind") != "outpool-ranker":
-        raise DataError("not an outpool ranker checkpoint", path=path)
+    payload = read_checkpoint(path, "ranker", device=device)
     model = DeepSTN(from_dict(RankerConfig, payload["model_config"]))
     model.set_stage(payload["stage"])
     try:
