@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from outpool import __version__, config
+from outpool import __version__, cli_annotate, config
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset
@@ -329,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--force", action="store_true", help="replace an existing table")
     _add_config_args(label, "crowd")
     label.set_defaults(func=cmd_label)
+
+    cli_annotate.add_parser(sub)
     return parser
 
 

@@ -1,11 +1,19 @@
 """Annotators: the protocol, the simulated crowd, vote tables and aggregation."""
 
-from outpool.annotate.aggregate import AnnotatorStats, majority_vote, per_annotator_stats
+from outpool.annotate.aggregate import (
+    AGGREGATORS,
+    AnnotatorStats,
+    aggregate,
+    dawid_skene,
+    majority_vote,
+    per_annotator_stats,
+)
 from outpool.annotate.crowd import CrowdConfig, SimulatedCrowd
 from outpool.annotate.protocol import Annotator, Judge, LabelResult, PairRequest
 from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT, Vote, VoteTable
 
 __all__ = [
+    "AGGREGATORS",
     "EQUAL",
     "MORE_A",
     "MORE_B",
@@ -19,6 +27,8 @@ __all__ = [
     "SimulatedCrowd",
     "Vote",
     "VoteTable",
+    "aggregate",
+    "dawid_skene",
     "majority_vote",
     "per_annotator_stats",
 ]

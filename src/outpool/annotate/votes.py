@@ -30,6 +30,40 @@ CONFIDENCE_NOT, CONFIDENCE_SOMEWHAT, CONFIDENCE_VERY = 0.0, 0.5, 1.0
 
 COLUMNS = ("pair_id", "annotator", "answer", "confidence", "rationale")
 
+# What a person picks on a page that shows the pair as left / right ("A is more / equally /
+# less ... than B"), and the confidence levels by name. Left and right are randomised per
+# annotator, so every people-facing path maps answers back with ``answer_from_display``.
+DISPLAY_CHOICES = ("left_more", "equal", "left_less", "illegible")
+CONFIDENCE_LEVELS = {
+    "very": CONFIDENCE_VERY,
+    "somewhat": CONFIDENCE_SOMEWHAT,
+    "not": CONFIDENCE_NOT,
+}
+
+
+def answer_from_display(choice: str, swapped: bool) -> int:
+    """The canonical answer (+1 image a more, -1 b more, 0 equal, REJECT) of a displayed
+    ``choice``; ``swapped`` is True when image b was shown on the left."""
+    if choice == "equal":
+        return EQUAL
+    if choice == "illegible":
+        return REJECT
+    if choice not in ("left_more", "left_less"):
+        raise ValueError(f"unknown choice {choice!r}; expected one of {DISPLAY_CHOICES}")
+    left_more = choice == "left_more"
+    return MORE_A if left_more != swapped else MORE_B
+
+
+def display_from_answer(answer: int, swapped: bool) -> str:
+    """Inverse of ``answer_from_display``."""
+    if answer == EQUAL:
+        return "equal"
+    if answer == REJECT:
+        return "illegible"
+    if answer not in (MORE_A, MORE_B):
+        raise ValueError(f"unknown answer {answer!r}")
+    return "left_more" if (answer == MORE_A) != swapped else "left_less"
+
 
 class Vote(NamedTuple):
     """One annotator's answer on one pair (a row of a ``VoteTable``)."""

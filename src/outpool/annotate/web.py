@@ -1,0 +1,370 @@
+"""The annotation web service: an app factory over an ``AnnotationStore`` (thin handlers).
+
+Annotators open ``/a/<token>`` (their own link), see one pair at a time and answer it; admins
+use ``/api/admin/...`` with an admin token to create batches, watch progress, close batches and
+read votes and labels. Every route but none needs a token: without a valid one the answer is
+401, an annotator token on an admin route is 403. Errors are JSON ``{"error": "..."}`` with a
+clear sentence; a traceback never reaches a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive, Scope, Send
+
+from outpool.annotate.aggregate import aggregate, per_annotator_stats
+from outpool.annotate.batch import BatchSpec
+from outpool.annotate.schemas import AnnotatorIn, BatchIn, VoteIn
+from outpool.annotate.store import (
+    AnnotationStore,
+    Annotator,
+    Forbidden,
+    StoreError,
+    Submission,
+    Task,
+    Unauthorized,
+)
+from outpool.errors import DataError, OutpoolError
+
+log = logging.getLogger("outpool.annotate")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """public_url: how annotators reach the service (for the links it hands out; defaults to
+    the URL a request came in on); body limits in bytes: annotator requests are tiny, an
+    admin's new batch carries its images."""
+
+    public_url: str | None = None
+    max_body_bytes: int = 64 * 1024
+    max_admin_body_bytes: int = 512 * 1024 * 1024
+
+
+def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) -> FastAPI:
+    """The service's ASGI app; run it with uvicorn (``outpool annotate serve`` does)."""
+    settings = settings or ServiceSettings()
+    app = FastAPI(
+        title="outpool annotation service",
+        docs_url=None,  # no unauthenticated pages at all
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.store = store
+    page = _page()
+
+    def link(request: Request, token: str) -> str:
+        base = settings.public_url or str(request.base_url)
+        return f"{base.rstrip('/')}/a/{token}"
+
+    # -- annotators -------------------------------------------------------------------------
+
+    @app.get("/a/{token}", response_class=HTMLResponse)
+    def annotate_page(token: str) -> HTMLResponse:
+        who = store.authenticate(token)
+        if who is None or who.role != "annotator":
+            return HTMLResponse(_UNAUTHORIZED_PAGE, status_code=401)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/me")
+    def me(who: AnnotatorDep) -> dict[str, Any]:
+        return {"annotator": who.id, "name": who.name, "progress": _progress(store, who)}
+
+    @app.get("/api/task")
+    def task(who: AnnotatorDep) -> dict[str, Any]:
+        return {"task": _task_json(store.next_task(who)), "progress": _progress(store, who)}
+
+    @app.post("/api/votes")
+    def vote(body: VoteIn, who: AnnotatorDep) -> dict[str, Any]:
+        ack = store.submit(who, Submission(**body.model_dump()))
+        return {
+            "ack": asdict(ack),
+            "task": _task_json(store.next_task(who)),
+            "progress": _progress(store, who),
+        }
+
+    @app.get("/api/images/{batch}/{image}.png")
+    def image(batch: str, image: str, who: Caller) -> Response:
+        png = store.image_png(who, batch, image)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private"})
+
+    # -- admins -----------------------------------------------------------------------------
+
+    @app.post("/api/admin/annotators")
+    def new_annotator(body: AnnotatorIn, request: Request, _: AdminDep) -> dict[str, Any]:
+        who, token = store.create_annotator(body.name, role=body.role)
+        out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role}
+        out["token"] = token
+        if who.role == "annotator":
+            out["link"] = link(request, token)
+        return out
+
+    @app.get("/api/admin/annotators")
+    def list_annotators(_: AdminDep) -> dict[str, Any]:
+        return {"annotators": [asdict(a) for a in store.annotators()]}
+
+    @app.post("/api/admin/batches")
+    def new_batch(body: BatchIn, request: Request, _: AdminDep) -> dict[str, Any]:
+        spec = _spec(body)
+        created = store.create_batch(
+            spec, k=body.k, lease_s=body.lease_s, check_every=body.check_every, meta=body.meta
+        )
+        links = []
+        for i in range(body.new_annotators if created else 0):
+            who, token = store.create_annotator(f"{body.name} #{i + 1}")
+            links.append({"annotator": who.id, "link": link(request, token)})
+        return {"created": created, "batch": store.progress(body.name).as_dict(), "links": links}
+
+    @app.get("/api/admin/batches")
+    def list_batches(_: AdminDep) -> dict[str, Any]:
+        return {"batches": [p.as_dict() for p in store.batches()]}
+
+    @app.get("/api/admin/batches/{batch}")
+    def batch_progress(batch: str, _: AdminDep) -> dict[str, Any]:
+        return store.progress(batch).as_dict()
+
+    @app.post("/api/admin/batches/{batch}/close")
+    def close(batch: str, _: AdminDep) -> dict[str, Any]:
+        return store.close_batch(batch).as_dict()
+
+    @app.get("/api/admin/batches/{batch}/votes")
+    def votes(batch: str, _: AdminDep) -> dict[str, Any]:
+        return {"votes": store.vote_records(batch)}
+
+    @app.get("/api/admin/batches/{batch}/pairs")
+    def pairs(batch: str, _: AdminDep) -> dict[str, Any]:
+        return {"pairs": store.pair_ids(batch).tolist()}
+
+    @app.get("/api/admin/batches/{batch}/labels")
+    def labels(
+        batch: str,
+        _: AdminDep,
+        method: str = "majority",
+        min_agreement: float = 0.6,
+        min_confidence: float = 0.0,
+    ) -> dict[str, Any]:
+        result = aggregate(
+            method,
+            store.votes(batch),
+            store.pair_ids(batch),
+            min_agreement=min_agreement,
+            min_confidence=min_confidence,
+        )
+        stats = per_annotator_stats(result.votes, result)
+        checks = store.check_accuracy(batch)
+        return {
+            "method": method,
+            "labels": [
+                {
+                    "pair_id": str(result.pair_ids[i]),
+                    "label": int(result.label[i]),
+                    "confidence": float(result.confidence[i]),
+                    "agreement": float(result.agreement[i]),
+                    "status": str(result.status[i]),
+                }
+                for i in range(len(result))
+            ],
+            "annotators": {
+                name: {**_finite(dict(s)), "checks": list(checks.get(name, (0, 0)))}
+                for name, s in stats.items()
+            },
+        }
+
+    # -- errors: one JSON shape, no tracebacks ----------------------------------------------
+
+    @app.exception_handler(StoreError)
+    def store_error(_: Request, exc: StoreError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    @app.exception_handler(OutpoolError)
+    def outpool_error(_: Request, exc: OutpoolError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for err in exc.errors()[:5]:
+            if err.get("type") == "json_invalid":
+                problems.append("the body is not valid JSON")
+                continue
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        return JSONResponse({"error": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse({"error": detail}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    def crash(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return JSONResponse({"error": "internal error; the server log has details"}, 500)
+
+    # Unknown paths: 401 without a valid token (nothing is public), 404 with one.
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def unknown(path: str, who: Caller) -> JSONResponse:
+        return JSONResponse({"error": "no such route"}, status_code=404)
+
+    return _BodyLimit(app, settings)  # type: ignore[return-value]
+
+
+class _BodyLimit:
+    """Refuse request bodies over the limit with 413 before a handler reads them (admin
+    routes have their own, larger limit), whether or not a Content-Length is sent."""
+
+    def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    def __getattr__(self, name: str) -> Any:  # let callers reach the FastAPI app's attributes
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        admin = scope["path"].startswith("/api/admin/")
+        limit = self.settings.max_admin_body_bytes if admin else self.settings.max_body_bytes
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except _TooLarge:
+            if not started:
+                await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"error": f"request body over {limit} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- authentication: module-level dependencies (FastAPI resolves annotations by module name) --
+
+
+def caller(request: Request) -> Annotator:
+    """Whoever the request's token names: ``Authorization: Bearer <token>``, or ``?token=``
+    for the ``<img>`` tags of the annotation page, which cannot send headers."""
+    token = request.query_params.get("token", "")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip()
+    store: AnnotationStore = request.app.state.store
+    who = store.authenticate(token) if token else None
+    if who is None:
+        raise Unauthorized("a valid token is needed (Authorization: Bearer <token>)")
+    return who
+
+
+def annotator(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
+    if who.role != "annotator":
+        raise Forbidden("this route is for annotators; admins use /api/admin")
+    return who
+
+
+def admin(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
+    if who.role != "admin":
+        raise Forbidden("this route needs an admin token")
+    return who
+
+
+Caller = Annotated[Annotator, Depends(caller)]
+AnnotatorDep = Annotated[Annotator, Depends(annotator)]
+AdminDep = Annotated[Annotator, Depends(admin)]
+
+
+def _spec(body: BatchIn) -> BatchSpec:
+    images = {}
+    for key, data in body.images.items():
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
+                images[key] = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
+            raise DataError("not a base64 PNG/JPEG image", field=f"images.{key}") from None
+    return BatchSpec(
+        name=body.name,
+        ids=np.array([p.id for p in body.pairs], dtype=str),
+        attribute=np.array([p.attribute for p in body.pairs], dtype=str),
+        a=np.array([p.a for p in body.pairs], dtype=str),
+        b=np.array([p.b for p in body.pairs], dtype=str),
+        images=images,
+        definitions=body.definitions,
+        check_answer=np.array(body.check_answers(), dtype=np.int8),
+    )
+
+
+def _task_json(task: Task | None) -> dict[str, Any] | None:
+    if task is None:
+        return None
+    out = asdict(task)
+    for side in ("left", "right"):
+        out[f"{side}_url"] = f"/api/images/{task.batch}/{getattr(task, side)}.png"
+    return out
+
+
+def _progress(store: AnnotationStore, who: Annotator) -> dict[str, int]:
+    done, left = store.remaining(who)
+    return {"done": done, "left": left}
+
+
+def _finite(stats: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN: an undefined rate (no votes to compare) is null.
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in stats.items()}
+
+
+def _page() -> str:
+    return resources.files("outpool.annotate").joinpath("page.html").read_text(encoding="utf-8")
+
+
+_UNAUTHORIZED_PAGE = (
+    "<!doctype html><meta charset=utf-8><title>outpool</title>"
+    "<p>This link is not valid. Ask whoever sent it for a new one.</p>"
+)
