@@ -75,9 +75,11 @@ class BatchSpec:
             raise DataError(f"must be one of {LABELS} or {NO_CHECK}", field="check_answer")
         if check.size and (check != NO_CHECK).all():
             raise DataError("a batch needs at least one ordinary pair", field="check_answer")
-        images = dict(self.images)
+        # Only the images the pairs show: nothing else is stored or served.
+        used = set(cols["a"].tolist()) | set(cols["b"].tolist())
+        images = {key: img for key, img in self.images.items() if key in used}
         for side in ("a", "b"):
-            missing = sorted(set(cols[side].tolist()) - images.keys())
+            missing = sorted(set(cols[side].tolist()) - self.images.keys())
             if missing:
                 raise DataError(f"no image for id {missing[0]!r}", field=side)
         for key, img in images.items():

@@ -39,9 +39,10 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
-def connect(url: str) -> SQLiteDatabase | PostgresDatabase:
+def connect(url: str | Path) -> SQLiteDatabase | PostgresDatabase:
     """Open a store database by URL: ``sqlite:///path/to/votes.db`` (or a plain file path)
     or ``postgresql://user:password@host:port/dbname``."""
+    url = str(url)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url)
     if url.startswith("sqlite:///"):

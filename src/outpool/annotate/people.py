@@ -85,6 +85,11 @@ class ServiceClient:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as res:
                 return json.load(res)
+        except ValueError:  # a 2xx answer that is not JSON: not the annotation service
+            raise OutpoolError(
+                f"{self.server} answered {method} {path} with something other than JSON; "
+                "is it the outpool annotation service?"
+            ) from None
         except urllib.error.HTTPError as exc:
             try:
                 message = json.load(exc).get("error", exc.reason)
@@ -108,12 +113,13 @@ class PeopleAnnotator:
         config: PeopleConfig,
         *,
         definitions: Mapping[str, str] | None = None,
-        out: TextIO = sys.stderr,
+        out: TextIO | None = None,
     ) -> None:
         self.config = config
         self.definitions = dict(definitions or {})
         self.client = ServiceClient(config.server, config.admin_token)
-        self.out = out
+        # sys.stderr as it is now, not as it was at import (a default argument would pin that)
+        self.out = sys.stderr if out is None else out
 
     def label(self, request: PairRequest) -> LabelResult:
         spec = BatchSpec.from_request(self.batch_name(request), request, self.definitions)

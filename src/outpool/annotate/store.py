@@ -7,8 +7,9 @@ retried submission returns the first one's acknowledgement and never counts twic
 
 Assignment rules: each ordinary pair goes to ``k`` distinct annotators (an unanswered
 assignment holds its slot for ``lease_s`` seconds, then the slot is offered again); nobody gets
-a pair twice; left/right is drawn per (pair, annotator) and stored; every ``check_every``
-ordinary pairs an annotator also gets one of the batch's check pairs. A pair is done at ``k``
+a pair twice; left/right is drawn per (pair, annotator) and stored; in every block of
+``check_every`` ordinary pairs an annotator also gets one of the batch's check pairs, at a
+place in the block drawn per annotator. A pair is done at ``k``
 votes, rejected once "can't tell what this is" has half of ``k``; the batch closes when no
 ordinary pair is left open.
 """
@@ -20,6 +21,7 @@ import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from outpool.annotate.votes import (
 )
 from outpool.errors import OutpoolError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -108,6 +110,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             UNIQUE (batch_id, pair_id, annotator_id),
             FOREIGN KEY (batch_id, pair_id) REFERENCES pairs(batch_id, id))""",
         "CREATE INDEX votes_by_batch ON votes (batch_id, id)",
+    ),
+    (
+        # Version 2: a count of each batch's open ordinary pairs, so progress and "is the
+        # batch done?" cost one row read per vote instead of a count over the batch's pairs.
+        "ALTER TABLE batches ADD COLUMN n_open INTEGER NOT NULL DEFAULT 0",
+        "UPDATE batches SET n_open = (SELECT COUNT(*) FROM pairs p "
+        "WHERE p.batch_id = batches.id AND p.state = 'open' AND p.is_check = 0)",
     ),
 )
 _DIALECT = {
@@ -209,10 +218,15 @@ class AnnotationStore:
 
     def __init__(self, db: SQLiteDatabase | PostgresDatabase) -> None:
         self.db = db
+        # token hash -> annotator, for tokens found before. Annotators are never changed or
+        # removed, so a token once valid stays valid with the same annotator: remembering it
+        # saves a query (and, in the web app, a thread hop) on every request. If tokens can
+        # ever be revoked, revoking must clear this.
+        self._known: dict[str, Annotator] = {}
         self.migrate()
 
     @classmethod
-    def open(cls, url: str) -> AnnotationStore:
+    def open(cls, url: str | Path) -> AnnotationStore:
         """``sqlite:///path.db`` (or a path) or ``postgresql://...``; creates the schema."""
         return cls(connect(url))
 
@@ -260,11 +274,25 @@ class AnnotationStore:
         return Annotator(ident, name, role), token
 
     def authenticate(self, token: str) -> Annotator | None:
+        key = hash_token(token)
+        who = self._known.get(key)
+        if who is not None:
+            return who
         with self.db.transaction(write=False) as cur:
             row = cur.execute(
-                "SELECT id, name, role FROM annotators WHERE token_hash = ?", (hash_token(token),)
+                "SELECT id, name, role FROM annotators WHERE token_hash = ?", (key,)
             ).fetchone()
-        return None if row is None else Annotator(*row)
+        if row is None:
+            return None  # unknown tokens are not remembered: they may be created later
+        if len(self._known) >= 100_000:
+            self._known.clear()
+        who = self._known[key] = Annotator(*row)
+        return who
+
+    def known(self, token: str) -> Annotator | None:
+        """``authenticate`` from memory alone, without the database: the annotator when this
+        token was found before, else None (then ask ``authenticate``)."""
+        return self._known.get(hash_token(token))
 
     def annotators(self) -> list[Annotator]:
         with self.db.transaction(write=False) as cur:
@@ -305,7 +333,7 @@ class AnnotationStore:
                 return False
             cur.execute(
                 "INSERT INTO batches (id, k, lease_s, check_every, state, fingerprint, meta, "
-                "created_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?)",
+                "created_at, n_open) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                 (
                     spec.name,
                     k,
@@ -314,6 +342,7 @@ class AnnotationStore:
                     fingerprint,
                     json.dumps(meta or {}),
                     time.time(),
+                    int((spec.check_answer == NO_CHECK).sum()),
                 ),
             )
             names = sorted(set(spec.attribute.tolist()))
@@ -401,48 +430,79 @@ class AnnotationStore:
         (a reload shows the same pair), else a newly assigned pair; None when nothing is left."""
         now = time.time() if now is None else now
         with self.db.transaction(write=True) as cur:
-            row = cur.execute(
-                "SELECT s.batch_id, s.pair_id FROM assignments s "
-                "JOIN batches b ON b.id = s.batch_id "
-                "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
-                "WHERE s.annotator_id = ? AND s.answered = 0 AND s.expires_at > ? "
-                "AND b.state = 'open' AND (p.state = 'open' OR p.is_check = 1) "
-                "ORDER BY s.assigned_at LIMIT 1",
-                (annotator.id, now),
-            ).fetchone()
-            if row is None:
-                row = self._assign(cur, annotator.id, now)
-                if row is None:
-                    return None
-            return self._task(cur, annotator.id, row[0], row[1])
+            return self._next_task(cur, annotator, now)
 
-    def _assign(self, cur: Cursor, who: str, now: float) -> tuple[str, str] | None:
-        # An open ordinary pair this annotator has not had, with a free slot among its k.
+    def submit_and_next(
+        self, annotator: Annotator, sub: Submission, *, now: float | None = None
+    ) -> tuple[Ack, Task | None]:
+        """``submit``, then ``next_task``, in one transaction: one commit (one fsync, one turn
+        of the write lock) per answer instead of two. As with ``submit``, the answer is
+        committed before this returns; when it is refused, nothing is assigned either."""
+        _check_confidence(sub)
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            ack = self._submit(cur, annotator, sub, now)
+            return ack, self._next_task(cur, annotator, now)
+
+    def _next_task(self, cur: Cursor, annotator: Annotator, now: float) -> Task | None:
         row = cur.execute(
-            "SELECT p.batch_id, p.id, b.lease_s, b.check_every FROM pairs p "
-            "JOIN batches b ON b.id = p.batch_id "
-            "WHERE b.state = 'open' AND p.state = 'open' AND p.is_check = 0 "
-            "AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id "
-            "  AND s.pair_id = p.id AND s.annotator_id = ?) "
-            "AND (SELECT COUNT(*) FROM assignments s WHERE s.batch_id = p.batch_id "
-            "  AND s.pair_id = p.id AND (s.answered = 1 OR s.expires_at > ?)) < b.k "
-            "ORDER BY b.created_at, b.id, p.seq LIMIT 1",
-            (who, now),
+            "SELECT s.batch_id, s.pair_id FROM assignments s "
+            "JOIN batches b ON b.id = s.batch_id "
+            "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+            "WHERE s.annotator_id = ? AND s.answered = 0 AND s.expires_at > ? "
+            "AND b.state = 'open' AND (p.state = 'open' OR p.is_check = 1) "
+            "ORDER BY s.assigned_at LIMIT 1",
+            (annotator.id, now),
         ).fetchone()
         if row is None:
+            row = self._assign(cur, annotator.id, now)
+            if row is None:
+                return None
+        return self._task(cur, annotator.id, row[0], row[1])
+
+    def _assign(self, cur: Cursor, who: str, now: float) -> tuple[str, str] | None:
+        # The first open ordinary pair (oldest open batch first, then by seq) this annotator
+        # has not had, with a free slot among its k. One query per open batch, so that each
+        # walks the pairs_open index in seq order and stops at the first fit; one query over
+        # all batches sorted every open pair of every batch, on every assignment.
+        open_batches = cur.execute(
+            "SELECT id, k, lease_s, check_every FROM batches WHERE state = 'open' "
+            "ORDER BY created_at, id"
+        ).fetchall()
+        for batch, k, lease_s, check_every in open_batches:  # noqa: B007 (used after break)
+            row = cur.execute(
+                "SELECT p.id FROM pairs p "
+                "WHERE p.state = 'open' AND p.is_check = 0 AND p.batch_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id "
+                "  AND s.pair_id = p.id AND s.annotator_id = ?) "
+                "AND (SELECT COUNT(*) FROM assignments s WHERE s.batch_id = p.batch_id "
+                "  AND s.pair_id = p.id AND (s.answered = 1 OR s.expires_at > ?)) < ? "
+                "ORDER BY p.seq LIMIT 1",
+                (batch, who, now, k),
+            ).fetchone()
+            if row is not None:
+                pair = row[0]
+                break
+        else:
             return None
-        batch, pair, lease_s, check_every = row
-        # Every check_every ordinary pairs (and first of all), one unseen check pair.
+        # One unseen check pair in every block of check_every ordinary pairs, at a place in
+        # the block drawn per (batch, annotator, block): a check never comes predictably.
         seen = cur.execute(
             "SELECT COALESCE(SUM(is_check), 0), COUNT(*) FROM assignments "
             "WHERE batch_id = ? AND annotator_id = ?",
             (batch, who),
         ).fetchone()
         n_checks, n_all = (int(seen[0]), int(seen[1])) if seen else (0, 0)
+        block, place = divmod(n_all - n_checks, check_every)
         is_check = 0
-        if n_checks <= (n_all - n_checks) // check_every:
+        if n_checks < block or (
+            n_checks == block and place >= check_place(batch, who, block, check_every)
+        ):
             check = cur.execute(
-                "SELECT p.id FROM pairs p WHERE p.batch_id = ? AND p.is_check = 1 "
+                # Check pairs are never counted, so they stay 'open'; saying so lets the
+                # query use pairs_open instead of reading every pair of the batch.
+                "SELECT p.id FROM pairs p "
+                "WHERE p.state = 'open' AND p.is_check = 1 AND p.batch_id = ? "
                 "AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id "
                 "  AND s.pair_id = p.id AND s.annotator_id = ?) ORDER BY p.seq LIMIT 1",
                 (batch, who),
@@ -471,107 +531,111 @@ class AnnotationStore:
 
     def remaining(self, annotator: Annotator) -> tuple[int, int]:
         """(pairs this annotator answered in open batches, ordinary pairs still open there that
-        they have not had). The second is an upper bound: others may fill those pairs first."""
+        they have not had). The second is an upper bound: others may fill those pairs first.
+        Both cost this annotator's own assignments, not a count over the batches' pairs."""
         with self.db.transaction(write=False) as cur:
-            done = cur.execute(
-                "SELECT COUNT(*) FROM assignments s JOIN batches b ON b.id = s.batch_id "
-                "WHERE s.annotator_id = ? AND s.answered = 1 AND b.state = 'open'",
-                (annotator.id,),
+            row = cur.execute(
+                "SELECT "
+                "(SELECT COUNT(*) FROM assignments s JOIN batches b ON b.id = s.batch_id "
+                "  WHERE s.annotator_id = ? AND s.answered = 1 AND b.state = 'open'), "
+                "(SELECT COALESCE(SUM(n_open), 0) FROM batches WHERE state = 'open'), "
+                "(SELECT COUNT(*) FROM assignments s "
+                "  JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+                "  JOIN batches b ON b.id = s.batch_id "
+                "  WHERE s.annotator_id = ? AND s.is_check = 0 AND p.state = 'open' "
+                "  AND b.state = 'open')",
+                (annotator.id, annotator.id),
             ).fetchone()
-            open_pairs = cur.execute(
-                "SELECT COUNT(*) FROM pairs p JOIN batches b ON b.id = p.batch_id "
-                "WHERE b.state = 'open' AND p.state = 'open' AND p.is_check = 0",
-            ).fetchone()
-            mine = cur.execute(
-                "SELECT COUNT(*) FROM assignments s "
-                "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
-                "JOIN batches b ON b.id = s.batch_id "
-                "WHERE s.annotator_id = ? AND b.state = 'open' AND p.state = 'open' "
-                "AND p.is_check = 0",
-                (annotator.id,),
-            ).fetchone()
-        n_done = int(done[0]) if done else 0
-        left = (int(open_pairs[0]) if open_pairs else 0) - (int(mine[0]) if mine else 0)
-        return n_done, max(left, 0)
+        done, open_pairs, mine = (int(n) for n in row) if row else (0, 0, 0)
+        return done, max(open_pairs - mine, 0)
 
     def submit(self, annotator: Annotator, sub: Submission, *, now: float | None = None) -> Ack:
         """Store one answer; returns once it is committed. Idempotent per ``submission_id``."""
-        if sub.confidence not in CONFIDENCE_LEVELS:
-            raise StoreError(f"confidence must be one of {sorted(CONFIDENCE_LEVELS)}")
+        _check_confidence(sub)
         now = time.time() if now is None else now
         with self.db.transaction(write=True) as cur:
-            prior = cur.execute(
-                "SELECT id, annotator_id, batch_id, pair_id FROM votes WHERE submission_id = ?",
-                (sub.submission_id,),
-            ).fetchone()
-            if prior is not None:
-                if tuple(prior[1:]) != (annotator.id, sub.batch, sub.pair_id):
-                    raise Conflict("this submission_id was already used for another answer")
-                return Ack(sub.submission_id, int(prior[0]), duplicate=True)
-            row = cur.execute(
-                "SELECT s.swapped, s.is_check, s.answered, b.state, b.k FROM assignments s "
-                "JOIN batches b ON b.id = s.batch_id "
-                "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
-                (sub.batch, sub.pair_id, annotator.id),
-            ).fetchone()
-            if row is None:
-                raise NotFound("no such task for this annotator")
-            swapped, is_check, answered, state, k = row
-            if answered:
-                raise Conflict("this pair was already answered by this annotator")
-            if state != "open":
-                raise Conflict(f"batch {sub.batch!r} is closed")
-            try:
-                answer = answer_from_display(sub.choice, bool(swapped))
-            except ValueError as exc:
-                raise StoreError(str(exc)) from None
-            cur.execute(
-                "INSERT INTO votes (submission_id, batch_id, pair_id, annotator_id, answer, "
-                "choice, swapped, confidence, rationale, is_check, elapsed_ms, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sub.submission_id,
-                    sub.batch,
-                    sub.pair_id,
-                    annotator.id,
-                    answer,
-                    sub.choice,
-                    swapped,
-                    CONFIDENCE_LEVELS[sub.confidence],
-                    sub.rationale,
-                    is_check,
-                    sub.elapsed_ms,
-                    now,
-                ),
-            )
-            vote = cur.execute(
-                "SELECT id FROM votes WHERE submission_id = ?", (sub.submission_id,)
-            ).fetchone()
-            assert vote is not None
-            cur.execute(
-                "UPDATE assignments SET answered = 1 "
-                "WHERE batch_id = ? AND pair_id = ? AND annotator_id = ?",
-                (sub.batch, sub.pair_id, annotator.id),
-            )
-            if not is_check:
-                self._count_vote(cur, sub.batch, sub.pair_id, k, reject=answer == REJECT)
+            return self._submit(cur, annotator, sub, now)
+
+    def _submit(self, cur: Cursor, annotator: Annotator, sub: Submission, now: float) -> Ack:
+        prior = cur.execute(
+            "SELECT id, annotator_id, batch_id, pair_id FROM votes WHERE submission_id = ?",
+            (sub.submission_id,),
+        ).fetchone()
+        if prior is not None:
+            if tuple(prior[1:]) != (annotator.id, sub.batch, sub.pair_id):
+                raise Conflict("this submission_id was already used for another answer")
+            return Ack(sub.submission_id, int(prior[0]), duplicate=True)
+        row = cur.execute(
+            "SELECT s.swapped, s.is_check, s.answered, b.state, b.k, p.state "
+            "FROM assignments s JOIN batches b ON b.id = s.batch_id "
+            "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+            "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
+            (sub.batch, sub.pair_id, annotator.id),
+        ).fetchone()
+        if row is None:
+            raise NotFound("no such task for this annotator")
+        swapped, is_check, answered, state, k, pair_state = row
+        if answered:
+            raise Conflict("this pair was already answered by this annotator")
+        if state != "open":
+            raise Conflict(f"batch {sub.batch!r} is closed")
+        if not is_check and pair_state != "open":
+            # A late answer after the lease ran out and the slot went to someone else:
+            # the pair already has its k votes (or was rejected); counting it would
+            # over-fill the pair.
+            raise Conflict(f"pair {sub.pair_id!r} needs no more answers ({pair_state})")
+        try:
+            answer = answer_from_display(sub.choice, bool(swapped))
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        cur.execute(
+            "INSERT INTO votes (submission_id, batch_id, pair_id, annotator_id, answer, "
+            "choice, swapped, confidence, rationale, is_check, elapsed_ms, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                sub.submission_id,
+                sub.batch,
+                sub.pair_id,
+                annotator.id,
+                answer,
+                sub.choice,
+                swapped,
+                CONFIDENCE_LEVELS[sub.confidence],
+                sub.rationale,
+                is_check,
+                sub.elapsed_ms,
+                now,
+            ),
+        )
+        vote = cur.execute(
+            "SELECT id FROM votes WHERE submission_id = ?", (sub.submission_id,)
+        ).fetchone()
+        assert vote is not None
+        cur.execute(
+            "UPDATE assignments SET answered = 1 "
+            "WHERE batch_id = ? AND pair_id = ? AND annotator_id = ?",
+            (sub.batch, sub.pair_id, annotator.id),
+        )
+        if not is_check:
+            self._count_vote(cur, sub.batch, sub.pair_id, k, reject=answer == REJECT)
         return Ack(sub.submission_id, int(vote[0]), duplicate=False)
 
     def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, *, reject: bool) -> None:
+        # Called only for a pair that is open (``_submit`` refuses the others).
         r = int(reject)
-        cur.execute(
+        row = cur.execute(
             "UPDATE pairs SET n_votes = n_votes + 1, n_rejects = n_rejects + ?, state = CASE "
-            "WHEN state <> 'open' THEN state "
             "WHEN 2 * (n_rejects + ?) >= ? THEN 'rejected' "
             "WHEN n_votes + 1 >= ? THEN 'done' ELSE 'open' END "
-            "WHERE batch_id = ? AND id = ?",
+            "WHERE batch_id = ? AND id = ? RETURNING state",
             (r, r, k, k, batch, pair),
-        )
-        left = cur.execute(
-            "SELECT 1 FROM pairs WHERE batch_id = ? AND state = 'open' AND is_check = 0 LIMIT 1",
-            (batch,),
         ).fetchone()
-        if left is None:
+        if row is None or row[0] == "open":
+            return
+        left = cur.execute(
+            "UPDATE batches SET n_open = n_open - 1 WHERE id = ? RETURNING n_open", (batch,)
+        ).fetchone()
+        if left is not None and left[0] <= 0:
             cur.execute(
                 "UPDATE batches SET state = 'closed', closed_at = ? WHERE id = ?",
                 (time.time(), batch),
@@ -702,6 +766,18 @@ class AnnotationStore:
             created_at=float(created_at),
             closed_at=None if closed_at is None else float(closed_at),
         )
+
+
+def _check_confidence(sub: Submission) -> None:
+    if sub.confidence not in CONFIDENCE_LEVELS:
+        raise StoreError(f"confidence must be one of {sorted(CONFIDENCE_LEVELS)}")
+
+
+def check_place(batch: str, annotator: str, block: int, check_every: int) -> int:
+    """After how many of the ordinary pairs of its ``block`` an annotator gets the block's
+    check pair: in [0, check_every), fixed per (batch, annotator, block)."""
+    digest = hashlib.sha256(f"{batch}\x1f{annotator}\x1f{block}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % check_every
 
 
 def _swapped(batch: str, pair: str, annotator: str) -> int:

@@ -14,15 +14,17 @@ import binascii
 import io
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
@@ -76,7 +78,9 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     def annotate_page(token: str) -> HTMLResponse:
         who = store.authenticate(token)
         if who is None or who.role != "annotator":
-            return HTMLResponse(_UNAUTHORIZED_PAGE, status_code=401)
+            return HTMLResponse(
+                _UNAUTHORIZED_PAGE, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @app.get("/api/me")
@@ -88,13 +92,13 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
         return {"task": _task_json(store.next_task(who)), "progress": _progress(store, who)}
 
     @app.post("/api/votes")
-    def vote(body: VoteIn, who: AnnotatorDep) -> dict[str, Any]:
-        ack = store.submit(who, Submission(**body.model_dump()))
-        return {
-            "ack": asdict(ack),
-            "task": _task_json(store.next_task(who)),
-            "progress": _progress(store, who),
-        }
+    def vote(body: VoteIn, who: AnnotatorDep) -> JSONResponse:
+        # The vote and the next assignment in one transaction: one commit per answer. A
+        # JSONResponse, because for a returned dict FastAPI validates the dict against the
+        # return annotation in the thread pool (another thread hop per vote) before encoding.
+        ack, task = store.submit_and_next(who, Submission(**body.model_dump()))
+        progress = _progress(store, who)
+        return JSONResponse({"ack": asdict(ack), "task": _task_json(task), "progress": progress})
 
     @app.get("/api/images/{batch}/{image}.png")
     def image(batch: str, image: str, who: Caller) -> Response:
@@ -153,8 +157,8 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
         batch: str,
         _: AdminDep,
         method: str = "majority",
-        min_agreement: float = 0.6,
-        min_confidence: float = 0.0,
+        min_agreement: Annotated[float, Query(ge=0.0, le=1.0)] = 0.6,
+        min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
     ) -> dict[str, Any]:
         result = aggregate(
             method,
@@ -213,7 +217,7 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     @app.exception_handler(Exception)
     def crash(_: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error")
-        return JSONResponse({"error": "internal error; the server log has details"}, 500)
+        return JSONResponse({"error": _INTERNAL}, 500)
 
     # Unknown paths: 401 without a valid token (nothing is public), 404 with one.
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
@@ -224,8 +228,11 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
 
 
 class _BodyLimit:
-    """Refuse request bodies over the limit with 413 before a handler reads them (admin
-    routes have their own, larger limit), whether or not a Content-Length is sent."""
+    """Check the token, then the body size, before the app reads anything: a request without a
+    valid token gets 401 at once (only ``/a/<token>`` checks its own), and a body over the
+    limit gets 413 whether or not a Content-Length is sent. Only an admin token on an admin
+    route gets the larger admin limit, so nobody without one can make the service read and
+    parse a huge body."""
 
     def __init__(self, app: FastAPI, settings: ServiceSettings) -> None:
         self.app = app
@@ -238,11 +245,27 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        admin = scope["path"].startswith("/api/admin/")
+        path = scope["path"]
+        token = _token(Request(scope))
+        store: AnnotationStore = self.app.state.store
+        try:
+            # A token seen before is known without a thread hop; else ask the database.
+            who = store.known(token) if token else None
+            if who is None and token:
+                who = await run_in_threadpool(store.authenticate, token)
+        except Exception:
+            log.exception("internal error")
+            await _send_json(send, 500, _INTERNAL)
+            return
+        if who is None and not path.startswith("/a/"):
+            await _send_json(send, 401, _NEED_TOKEN, [(b"www-authenticate", b"Bearer")])
+            return
+        scope[_CALLER] = who  # for ``caller``: no second look-up (and thread hop) per request
+        admin = who is not None and who.role == "admin" and path.startswith("/api/admin/")
         limit = self.settings.max_admin_body_bytes if admin else self.settings.max_body_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            await _send_json(send, 413, _too_large(limit))
             return
         seen = 0
         started = False
@@ -253,7 +276,7 @@ class _BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    raise _TooLarge(limit)
             return message
 
         async def tracked(message: Message) -> None:
@@ -265,22 +288,41 @@ class _BodyLimit:
             await self.app(scope, limited, tracked)
         except _TooLarge:
             if not started:
-                await _too_large(send, limit)
+                await _send_json(send, 413, _too_large(limit))
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised from the body stream. An HTTP exception, because FastAPI re-raises those from
+    its body parsing (the app's handler answers 413) but turns any other exception there into
+    a 400 "error parsing the body"."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit))
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"error": f"request body over {limit} bytes"}).encode()
+def _too_large(limit: int) -> str:
+    return f"request body over {limit} bytes"
+
+
+_IMAGE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")  # never a path
+_MAX_IMAGE_PIXELS = 4096 * 4096  # images are shown small; anything bigger is a mistake
+_CALLER = "outpool.caller"  # the scope key where _BodyLimit leaves the authenticated caller
+_NEED_TOKEN = "a valid token is needed (Authorization: Bearer <token>)"
+_INTERNAL = "internal error; the server log has details"
+
+
+async def _send_json(
+    send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"error": error}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", b"%d" % len(body)),
+                *(headers or []),
             ],
         }
     )
@@ -290,27 +332,36 @@ async def _too_large(send: Send, limit: int) -> None:
 # -- authentication: module-level dependencies (FastAPI resolves annotations by module name) --
 
 
-def caller(request: Request) -> Annotator:
+async def caller(request: Request) -> Annotator:
     """Whoever the request's token names: ``Authorization: Bearer <token>``, or ``?token=``
-    for the ``<img>`` tags of the annotation page, which cannot send headers."""
+    for the ``<img>`` tags of the annotation page, which cannot send headers. ``_BodyLimit``
+    has looked the token up already; the dependencies are ``async`` so that FastAPI does not
+    send each of them through the thread pool (a vote went through it four times)."""
+    who: Annotator | None = request.scope.get(_CALLER)
+    if who is None:
+        token = _token(request)
+        store: AnnotationStore = request.app.state.store
+        who = await run_in_threadpool(store.authenticate, token) if token else None
+    if who is None:
+        raise Unauthorized(_NEED_TOKEN)
+    return who
+
+
+def _token(request: Request) -> str:
     token = request.query_params.get("token", "")
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         token = header[7:].strip()
-    store: AnnotationStore = request.app.state.store
-    who = store.authenticate(token) if token else None
-    if who is None:
-        raise Unauthorized("a valid token is needed (Authorization: Bearer <token>)")
-    return who
+    return token
 
 
-def annotator(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
+async def annotator(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
     if who.role != "annotator":
         raise Forbidden("this route is for annotators; admins use /api/admin")
     return who
 
 
-def admin(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
+async def admin(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
     if who.role != "admin":
         raise Forbidden("this route needs an admin token")
     return who
@@ -324,10 +375,23 @@ AdminDep = Annotated[Annotator, Depends(admin)]
 def _spec(body: BatchIn) -> BatchSpec:
     images = {}
     for key, data in body.images.items():
+        if not _IMAGE_ID.fullmatch(key):
+            raise DataError("image ids are letters, digits and _ . : -", field=f"images.{key}")
         try:
             with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as img:
+                if img.width * img.height > _MAX_IMAGE_PIXELS:
+                    raise DataError(
+                        f"image is {img.width} x {img.height}; at most {_MAX_IMAGE_PIXELS} pixels",
+                        field=f"images.{key}",
+                    )
                 images[key] = np.asarray(img.convert("RGB"), dtype=np.uint8)
-        except (binascii.Error, UnidentifiedImageError, OSError, ValueError):
+        except (
+            binascii.Error,
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            OSError,
+            ValueError,
+        ):
             raise DataError("not a base64 PNG/JPEG image", field=f"images.{key}") from None
     return BatchSpec(
         name=body.name,

@@ -1,0 +1,259 @@
+"""The annotation page in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``) against the service under uvicorn.
+
+A person labels three pairs, one with the mouse, one with the keyboard only and one "can't tell",
+and the votes must arrive in the store with the canonical answers of what the page showed
+(left/right is swapped per annotator, so the expected answers come from the images the page
+displayed). On a phone-sized screen both images must sit side by side without horizontal
+scrolling. Without Chromium the tests skip, unless ``OUTPOOL_REQUIRE_SERVICES=1`` (CI) makes
+that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web_support import LiveServer, batch_body, canonical, create_batch, running_server, token_of
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+WAIT_S = 10.0
+
+
+def _unavailable() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            return f"{path} is missing (apt-get install chromium chromium-driver)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    reason = _unavailable()
+    if reason is not None:
+        if os.environ.get("OUTPOOL_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"OUTPOOL_REQUIRE_SERVICES=1 but the browser test cannot run: {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1000,900"):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager is never asked (it would try to download one).
+    service = Service(executable_path=str(CHROMEDRIVER))
+    browser = webdriver.Chrome(service=service, options=options)
+    browser.set_page_load_timeout(WAIT_S)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with running_server(tmp_path_factory.mktemp("browser-service")) as live:
+        yield live
+
+
+def wait(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(
+        lambda d: condition(d), message=f"waiting for {what}"
+    )
+
+
+def shown_pair(driver: Any) -> dict[str, str] | None:
+    """The pair on screen as the page shows it: the image ids in the left and right ``<img>``
+    (once both are loaded), or None while loading / when the page shows no pair."""
+    return driver.execute_script(
+        """
+        const work = document.getElementById("work");
+        if (work.hidden) return null;
+        const out = {};
+        for (const side of ["left", "right"]) {
+            const img = document.getElementById(side);
+            if (!img.src || !img.complete || img.naturalWidth === 0) return null;
+            const path = new URL(img.src).pathname;
+            const m = path.match(/^\\/api\\/images\\/([^/]+)\\/([^/]+)\\.png$/);
+            if (!m) return null;
+            out.batch = m[1];
+            out[side] = decodeURIComponent(m[2]);
+        }
+        out.progress = document.getElementById("progress").textContent;
+        return out;
+        """
+    )
+
+
+def next_pair(driver: Any, done: int) -> dict[str, str]:
+    """Wait until the page shows a loaded pair with ``done`` answers counted."""
+    return wait(
+        driver,
+        lambda d: (s := shown_pair(d)) and s["progress"].startswith(f"{done} labelled") and s,
+        f"pair {done + 1} to show",
+    )
+
+
+def pressed(driver: Any, selector: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector).get_attribute("aria-pressed") == "true"
+
+
+def test_label_three_pairs_with_mouse_keyboard_and_cant_tell(
+    driver: Any, server: LiveServer
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    body = batch_body("web", 3, k=1, new_annotators=1, seed=11)
+    reply = create_batch(server, body)
+    link = reply["links"][0]["link"]
+    pairs = {frozenset((p["a"], p["b"])): p for p in body["pairs"]}
+
+    driver.get(link)
+    assert driver.title == "Compare two images"
+    shown: list[dict[str, str]] = []
+
+    # 1. the mouse: a comparison, a confidence, a typed rationale, the Submit button
+    first = next_pair(driver, 0)
+    shown.append(first)
+    assert "smile" in driver.find_element(By.ID, "question").text
+    assert driver.find_element(By.ID, "definition").text == body["definitions"]["smile"]
+    submit = driver.find_element(By.ID, "submit")
+    assert not submit.is_enabled()  # nothing chosen yet
+    driver.find_element(By.CSS_SELECTOR, '[data-choice="left_more"]').click()
+    assert pressed(driver, '[data-choice="left_more"]')
+    assert not submit.is_enabled()  # a confidence is needed too
+    driver.find_element(By.CSS_SELECTOR, '[data-confidence="somewhat"]').click()
+    assert pressed(driver, '[data-confidence="somewhat"]')
+    rationale = driver.find_element(By.ID, "rationale")
+    rationale.click()
+    rationale.send_keys("A grins wider — ü")
+    assert submit.is_enabled()
+    submit.click()
+
+    # 2. the keyboard only: 2 (equally), S (somewhat), R + text, Escape, Enter
+    second = next_pair(driver, 1)
+    shown.append(second)
+    assert driver.find_element(By.ID, "rationale").get_attribute("value") == ""  # cleared
+    assert not pressed(driver, '[data-choice="left_more"]')  # the last choice is forgotten
+    keys = ActionChains(driver)
+    keys.send_keys("2").send_keys("s").send_keys("r").send_keys("same 2 s v")
+    keys.send_keys(Keys.ESCAPE).send_keys(Keys.ENTER).perform()
+
+    # 3. can't tell: 0, V, Enter
+    third = next_pair(driver, 2)
+    shown.append(third)
+    ActionChains(driver).send_keys("0").send_keys("v").send_keys(Keys.ENTER).perform()
+
+    wait(
+        driver,
+        lambda d: d.find_element(By.ID, "done").is_displayed(),
+        "the done message",
+    )
+    assert not driver.find_element(By.ID, "work").is_displayed()
+    assert driver.find_element(By.ID, "question").text == "Thank you"
+    status = driver.find_element(By.ID, "status")
+    assert "error" not in (status.get_attribute("class") or "")
+
+    # the store has exactly these three votes, in the canonical a/b orientation
+    records = {r["pair_id"]: r for r in server.store.vote_records("web")}
+    assert len(records) == 3
+    expected = [
+        ("left_more", 0.5, "A grins wider — ü"),
+        ("equal", 0.5, "same 2 s v"),
+        ("illegible", 1.0, ""),
+    ]
+    seen_pairs = set()
+    for page, (choice, confidence, text) in zip(shown, expected, strict=True):
+        assert page["batch"] == "web"
+        pair = pairs[frozenset((page["left"], page["right"]))]
+        seen_pairs.add(pair["id"])
+        record = records[pair["id"]]
+        assert record["choice"] == choice
+        assert record["answer"] == canonical(choice, page, pair["a"], pair["b"])
+        assert record["swapped"] == int(page["left"] == pair["b"])
+        assert record["confidence"] == confidence
+        assert record["rationale"] == text
+        assert record["elapsed_ms"] is not None and record["elapsed_ms"] >= 0
+    assert seen_pairs == {p["id"] for p in body["pairs"]}
+    progress = server.store.progress("web")
+    assert (progress.done, progress.rejected, progress.state) == (2, 1, "closed")
+    # a reload after the end shows the done message again, and nothing more is stored
+    driver.get(link)
+    wait(driver, lambda d: d.find_element(By.ID, "done").is_displayed(), "the done message")
+    assert len(server.store.vote_records("web")) == 3
+    assert token_of(link) not in driver.page_source  # the token is not written into the page
+
+
+def test_a_bad_link_shows_a_plain_refusal(driver: Any, server: LiveServer) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server.url}/a/not-a-real-token")
+    text = driver.find_element(By.TAG_NAME, "body").text
+    assert "not valid" in text
+    assert not driver.find_elements(By.ID, "work")
+
+
+def test_a_phone_screen_shows_both_images_side_by_side(driver: Any, server: LiveServer) -> None:
+    reply = create_batch(server, batch_body("phone", 2, k=1, new_annotators=1, seed=12))
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+    )
+    try:
+        driver.get(reply["links"][0]["link"])
+        page = next_pair(driver, 0)
+        assert page["batch"] == "phone"
+        layout = driver.execute_script(
+            """
+            const box = (el) => { const r = el.getBoundingClientRect();
+                                  return {left: r.left, right: r.right, top: r.top,
+                                          bottom: r.bottom, width: r.width}; };
+            return {
+                viewport: window.innerWidth,
+                scrollWidth: document.documentElement.scrollWidth,
+                bodyScrollWidth: document.body.scrollWidth,
+                left: box(document.getElementById("left")),
+                right: box(document.getElementById("right")),
+                buttons: Array.from(document.querySelectorAll("button"), box),
+            };
+            """
+        )
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    vw = layout["viewport"]
+    assert 380 <= vw <= 400, layout
+    assert layout["scrollWidth"] <= vw and layout["bodyScrollWidth"] <= vw, layout
+    left, right = layout["left"], layout["right"]
+    assert left["left"] >= 0 and right["right"] <= vw, layout
+    assert left["right"] <= right["left"], layout  # side by side, A on the left
+    assert abs(left["top"] - right["top"]) < 1, layout  # on one row
+    assert min(left["width"], right["width"]) >= 120, layout  # big enough to compare
+    assert all(b["left"] >= 0 and b["right"] <= vw for b in layout["buttons"]), layout
