@@ -149,8 +149,10 @@ def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
 def test_create_batch_is_idempotent_and_a_reused_name_conflicts(
     make_spec: MakeSpec, store: AnnotationStore
 ) -> None:
-    assert store.create_batch(make_spec("b1", 3, checks=1), k=2) is True
-    assert store.create_batch(make_spec("b1", 3, checks=1), k=2) is False  # same batch again
+    made = store.create_batch(make_spec("b1", 3, checks=1), k=2, new_annotators=2)
+    assert made is not None and [who.name for who, _ in made] == ["b1 #1", "b1 #2"]
+    assert all(store.authenticate(token) == who for who, token in made)
+    assert store.create_batch(make_spec("b1", 3, checks=1), k=2) is None  # same batch again
     with pytest.raises(Conflict, match="different batch named 'b1'"):
         store.create_batch(make_spec("b1", 4, checks=1), k=2, check_every=1)
     with pytest.raises(Conflict):

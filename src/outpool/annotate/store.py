@@ -262,16 +262,8 @@ class AnnotationStore:
         name = name.strip()
         if not name or len(name) > 100:
             raise StoreError("an annotator name must have 1 to 100 characters")
-        token = secrets.token_urlsafe(24)
         with self.db.transaction(write=True) as cur:
-            n = cur.execute("SELECT COUNT(*) FROM annotators").fetchone()
-            ident = f"{'admin' if role == 'admin' else 'w'}{int(n[0]) + 1 if n else 1:04d}"
-            cur.execute(
-                "INSERT INTO annotators (id, name, role, token_hash, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (ident, name, role, hash_token(token), time.time()),
-            )
-        return Annotator(ident, name, role), token
+            return _insert_annotator(cur, name, role)
 
     def authenticate(self, token: str) -> Annotator | None:
         key = hash_token(token)
@@ -309,10 +301,12 @@ class AnnotationStore:
         lease_s: float = 600.0,
         check_every: int = 10,
         meta: dict[str, Any] | None = None,
-    ) -> bool:
-        """Store a batch; False (and nothing changed) when the same batch already exists.
-
-        Raises ``Conflict`` when a different batch already has this name.
+        new_annotators: int = 0,
+    ) -> list[tuple[Annotator, str]] | None:
+        """Store a batch, and ``new_annotators`` annotators (with their tokens) in the same
+        transaction, so a crash cannot keep the batch but lose the only copy of its links.
+        Returns the new annotators (possibly none), or None (nothing changed) when the same
+        batch already exists. Raises ``Conflict`` when a different batch has this name.
         """
         if not 1 <= k <= 100:
             raise StoreError(f"k (votes per pair) must be between 1 and 100, got {k}")
@@ -330,7 +324,7 @@ class AnnotationStore:
             if row is not None:
                 if row[0] != fingerprint:
                     raise Conflict(f"a different batch named {spec.name!r} already exists")
-                return False
+                return None
             cur.execute(
                 "INSERT INTO batches (id, k, lease_s, check_every, state, fingerprint, meta, "
                 "created_at, n_open) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
@@ -371,7 +365,10 @@ class AnnotationStore:
                     )
                 ],
             )
-        return True
+            return [
+                _insert_annotator(cur, f"{spec.name} #{i + 1}", "annotator")
+                for i in range(new_annotators)
+            ]
 
     def batch_spec(self, batch: str) -> BatchSpec:
         """The batch as it was created (images decoded back from PNG)."""
@@ -766,6 +763,17 @@ class AnnotationStore:
             created_at=float(created_at),
             closed_at=None if closed_at is None else float(closed_at),
         )
+
+
+def _insert_annotator(cur: Cursor, name: str, role: str) -> tuple[Annotator, str]:
+    token = secrets.token_urlsafe(24)
+    n = cur.execute("SELECT COUNT(*) FROM annotators").fetchone()
+    ident = f"{'admin' if role == 'admin' else 'w'}{int(n[0]) + 1 if n else 1:04d}"
+    cur.execute(
+        "INSERT INTO annotators (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        (ident, name, role, hash_token(token), time.time()),
+    )
+    return Annotator(ident, name, role), token
 
 
 def _check_confidence(sub: Submission) -> None:

@@ -123,14 +123,20 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     @app.post("/api/admin/batches")
     def new_batch(body: BatchIn, request: Request, _: AdminDep) -> dict[str, Any]:
         spec = _spec(body)
-        created = store.create_batch(
-            spec, k=body.k, lease_s=body.lease_s, check_every=body.check_every, meta=body.meta
+        new = store.create_batch(
+            spec,
+            k=body.k,
+            lease_s=body.lease_s,
+            check_every=body.check_every,
+            meta=body.meta,
+            new_annotators=body.new_annotators,
         )
-        links = []
-        for i in range(body.new_annotators if created else 0):
-            who, token = store.create_annotator(f"{body.name} #{i + 1}")
-            links.append({"annotator": who.id, "link": link(request, token)})
-        return {"created": created, "batch": store.progress(body.name).as_dict(), "links": links}
+        links = [{"annotator": who.id, "link": link(request, token)} for who, token in new or []]
+        return {
+            "created": new is not None,
+            "batch": store.progress(body.name).as_dict(),
+            "links": links,
+        }
 
     @app.get("/api/admin/batches")
     def list_batches(_: AdminDep) -> dict[str, Any]:
