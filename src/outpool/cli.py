@@ -14,25 +14,35 @@ from outpool import __version__, cli_annotate, config
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset
-from outpool.data.open import open_dataset
+from outpool.data.open import open_dataset, open_dataset_with_truth
 from outpool.data.sources import SOURCES
 from outpool.errors import DataError, OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir
-from outpool.synth import PixelOracle, SynthConfig
+from outpool.judges import JUDGES, make_judge, require_judge
+from outpool.synth import SynthConfig
 
 CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
     "world": "train_pairs=100",
     "training": "epochs_full=10",
     "crowd": "noise=0.08",
     "generator": "epochs=5",
+    "judge": "net.epochs=10",
 }
 
 
-def _add_config_args(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--config", type=Path, metavar="TOML", help=f"{what} config file (TOML)")
+def _add_config_args(p: argparse.ArgumentParser, what: str, prefix: str = "") -> None:
+    """--config/--set (or --PREFIXconfig/--PREFIXset) for the ``what`` config."""
+    dest = prefix.replace("-", "_")
     p.add_argument(
-        "--set",
-        dest="overrides",
+        f"--{prefix}config",
+        dest=f"{dest}config",
+        type=Path,
+        metavar="TOML",
+        help=f"{what} config file (TOML)",
+    )
+    p.add_argument(
+        f"--{prefix}set",
+        dest=f"{dest}overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -73,25 +83,24 @@ DATASET_HELP = (
     "a dataset folder, or a real dataset in its official layout: pubfig:ROOT, lfw:ROOT, "
     "zappos:IMAGES_ROOT,LABELS_ROOT, or folder:IMAGES_ROOT,PAIRS_CSV (your images + pairs)"
 )
-JUDGES = {"synthetic-shoes": PixelOracle}  # dataset name -> judge the simulated crowd uses
 
 
 def cmd_label(args: argparse.Namespace) -> int:
-    dataset = Dataset.load(args.dataset)
+    dataset, truth = open_dataset_with_truth(args.dataset)
     if args.pairs not in dataset.pairs:
         raise UnknownNameError("pair table", args.pairs, dataset.pairs)
-    if dataset.name not in JUDGES:
-        raise OutpoolError(
-            f"the simulated crowd has no judge for dataset '{dataset.name}' "
-            f"(it has: {', '.join(JUDGES)})"
-        )
+    entry = require_judge(dataset)
     name = args.name or f"{args.pairs}_crowd"
     if name in dataset.pairs and not args.force:
         raise DataError(
             f"pair table '{name}' already exists; pass --force to replace it", path=args.dataset
         )
     crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
-    crowd = SimulatedCrowd(JUDGES[dataset.name](progress=True), crowd_cfg)
+    # a judge that learns (LFW's teacher) is trained once into DATASET/judges/ and reused
+    judge, _ = entry.build(
+        dataset, None, truth=truth, work_dir=Path(args.dataset) / "judges", progress=True
+    )
+    crowd = SimulatedCrowd(judge, crowd_cfg)
     accepted, result = label_pairs(dataset, dataset.pairs[args.pairs], crowd)
     result.votes.save(Path(args.dataset) / "votes" / f"{name}.csv")
     Dataset.save_pairs(args.dataset, name, accepted)
@@ -105,8 +114,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     if name not in SOURCES:
         raise UnknownNameError("data source", name, SOURCES)  # a folder is already a dataset
     check_output_dir(args.out, overwrite=args.force)
-    dataset = open_dataset(args.source)
-    dataset.save(args.out, overwrite=args.force)
+    dataset, truth = open_dataset_with_truth(args.source)
+    dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
     print(
         json.dumps({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
@@ -156,9 +165,19 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     from outpool.train.generator import GeneratorTrainConfig
 
     cfg = config.load(GeneratorTrainConfig, args.config, args.overrides)
-    dataset = open_dataset(args.dataset)
-    judge = JUDGES[dataset.name]() if dataset.name in JUDGES else None
-    summary = train_generator_run(dataset, cfg, args.run, table=args.table, judge=judge)
+    dataset, truth = open_dataset_with_truth(args.dataset)
+    entry = JUDGES.get(dataset.name)
+    judge_cfg: object = None
+    if entry is not None and entry.config is not None:
+        judge_cfg = config.load(entry.config, args.judge_config, args.judge_overrides)
+    elif args.judge_config or args.judge_overrides:
+        raise OutpoolError(f"dataset '{dataset.name}' has no judge with settings to change")
+    # the judge first: when it cannot be built, fail before minutes of generator training
+    made = make_judge(dataset, judge_cfg, truth=truth, work_dir=args.run, progress=True)
+    judge, record = made if made is not None else (None, None)
+    summary = train_generator_run(
+        dataset, cfg, args.run, table=args.table, judge=judge, judge_record=record
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -231,14 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
         "train-generator",
         help="train the attribute-conditioned generator (conditional VAE)",
         description="Train the conditional VAE on a dataset's generator-training images (image "
-        "table TABLE, with attribute strengths). Writes OUT/ (config.json, metrics.jsonl, "
-        "checkpoints, generator.pt, samples.png, reconstructions.png, sweeps.png and, where the "
-        "dataset has an independent judge, controllability.json). Running it again resumes.",
+        "table TABLE, with attribute strengths). When the dataset also has TABLE_unscored "
+        "(LFW: faces without a score row, of people in no ranker split), a regressor trained on "
+        "TABLE's scores gives them strengths first (OUT/regressor/). Writes OUT/ (config.json, "
+        "metrics.jsonl, checkpoints, generator.pt, samples.png, reconstructions.png, sweeps.png, "
+        "summary.json and, where the dataset has an independent judge, controllability.json: "
+        "the built-in world's pixel oracle, or for LFW a teacher trained on the ranker "
+        "train+val scores into OUT/teacher/). Running it again resumes.",
     )
     tg.add_argument("dataset", help=DATASET_HELP)
     tg.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
     tg.add_argument("--table", default="generator", help="image table to train on")
     _add_config_args(tg, "generator")
+    _add_config_args(tg, "judge", prefix="judge-")
     tg.set_defaults(func=cmd_train_generator)
 
     ev = sub.add_parser(

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from outpool.data.dataset import Dataset
+import numpy as np
+
+from outpool.data.dataset import Dataset, Truth
 from outpool.data.sources import SOURCES, load_source
+from outpool.data.sources.lfw import load_lfw
 from outpool.errors import DataError
 
 
-def open_dataset(spec: str | Path) -> Dataset:
-    """Load the dataset that ``spec`` names (see the module docstring)."""
+def _parse(spec: str | Path) -> tuple[str, list[Path]] | None:
+    """(source name, its paths) of ``SOURCE:ARGS``, or None for a dataset folder."""
     text = str(spec)
     name, sep, rest = text.partition(":")
     if not sep or name not in SOURCES:  # a plain path (also C:\\... on Windows)
-        return Dataset.load(Path(text))
+        return None
     parts = [Path(p) for p in rest.split(",")] if rest else []
     wanted = {"pubfig": 1, "lfw": 1, "zappos": 2, "folder": 2}[name]
     if len(parts) != wanted:
@@ -30,8 +33,44 @@ def open_dataset(spec: str | Path) -> Dataset:
             f"'{text}': {name} needs {wanted} path(s) after '{name}:' (see 'outpool data import "
             "--help')"
         )
+    return name, parts
+
+
+def open_dataset(spec: str | Path) -> Dataset:
+    """Load the dataset that ``spec`` names (see the module docstring)."""
+    parsed = _parse(spec)
+    if parsed is None:
+        return Dataset.load(Path(str(spec)))
+    name, parts = parsed
     if name in ("pubfig", "lfw"):
         return load_source(name, root=parts[0])
     if name == "zappos":
         return load_source(name, root=parts[0], labels_root=parts[1])
     return load_source(name, images_root=parts[0], pairs_csv=parts[1])
+
+
+def open_dataset_with_truth(spec: str | Path) -> tuple[Dataset, dict[str, Truth]]:
+    """The dataset and the true attribute values kept apart from it, by table: LFW's ranker
+    splits' scores (``lfw:ROOT``), or a folder's ``truth/`` files; ``{}`` where there are none.
+    Columns follow the dataset's attribute names."""
+    parsed = _parse(spec)
+    if parsed is not None and parsed[0] == "lfw":
+        return load_lfw(parsed[1][0])
+    dataset = open_dataset(spec)
+    truth: dict[str, Truth] = {}
+    if parsed is None:
+        folder = Path(str(spec))
+        for table in dataset.images:
+            if not (folder / "truth" / f"{table}.csv").is_file():
+                continue
+            ids, values, names = Dataset.load_truth(folder, table)
+            if sorted(names) != sorted(dataset.attribute_names):
+                raise DataError(
+                    f"columns {list(names)} are not the dataset's attributes "
+                    f"{list(dataset.attribute_names)}",
+                    path=folder / "truth" / f"{table}.csv",
+                    line=1,
+                )
+            order = [names.index(n) for n in dataset.attribute_names]
+            truth[table] = (ids, np.asarray(values)[:, order])
+    return dataset, truth

@@ -9,7 +9,7 @@ strengths' mean and std).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.train.attribute_net import AttributeNetTrainConfig
 from outpool.train.checkpoints import read_checkpoint, write_checkpoint
 from outpool.train.loop import Checkpointer, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import gaussian_nll, kl_to_standard_normal
@@ -41,6 +42,9 @@ class GeneratorTrainConfig:
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
     seed: int = 0
+    # strengths for a TABLE_unscored companion table (LFW's faces without a score row): a
+    # regressor trained on TABLE's scored images; unused when there is no such table
+    regressor: AttributeNetTrainConfig = field(default_factory=AttributeNetTrainConfig)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.kl_weight < 0:
@@ -83,8 +87,12 @@ def train_generator(
     *,
     table: str = "generator",
     progress: bool = True,
+    extra_record: Mapping[str, Any] | None = None,
 ) -> tuple[ConditionalVAE, dict[str, Any]]:
-    """Train (or resume) the generator on image table ``table``; returns (model, summary)."""
+    """Train (or resume) the generator on image table ``table``; returns (model, summary).
+
+    ``extra_record`` joins the run record (``config.json`` and ``generator.pt``), e.g. where the
+    strengths of the training images came from."""
     if table not in dataset.images:
         raise UnknownNameError("image table", table, dataset.images)
     images = dataset.images[table]
@@ -100,6 +108,7 @@ def train_generator(
         "seed": cfg.seed,
         "code_version": code_version(),
         "device": str(device),
+        **(extra_record or {}),
     }
     with atomic_path(run_dir / "config.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")

@@ -13,9 +13,12 @@ from outpool.data.sources.lfw import (
     PAPER_ATTRIBUTES,
     RANKER_SPLITS,
     SPLITS,
+    UNSCORED,
     load_lfw,
+    read_attributes,
     sample_pairs,
     split_people,
+    unscored_files,
 )
 from outpool.errors import DataError, UnknownNameError
 
@@ -63,9 +66,10 @@ def _load_tiny(root: Path, **kw: object) -> tuple[Dataset, dict[str, Truth]]:
 
 def test_real_splits_are_person_disjoint(lfw: tuple[Dataset, dict[str, Truth]]) -> None:
     ds = lfw[0]
-    assert tuple(ds.images) == SPLITS and tuple(ds.pairs) == RANKER_SPLITS
-    assert ds.meta["rows_with_scores"] == 4144 and sum(ds.meta["people"].values()) == 1920
-    assert sum(len(t) for t in ds.images.values()) == 4144
+    assert tuple(ds.images) == (*SPLITS, UNSCORED) and tuple(ds.pairs) == RANKER_SPLITS
+    assert ds.meta["rows_with_scores"] == 4144
+    assert sum(ds.meta["people"][s] for s in SPLITS) == 1920
+    assert sum(len(ds.images[s]) for s in SPLITS) == 4144
     people = {s: set(t.groups.tolist()) for s, t in ds.images.items()}
     for a in SPLITS:
         for b in SPLITS:
@@ -74,6 +78,35 @@ def test_real_splits_are_person_disjoint(lfw: tuple[Dataset, dict[str, Truth]]) 
     for s, want in {"generator": 0.4, "train": 0.3, "val": 0.1, "test": 0.2}.items():
         assert abs(shares[s] - want) < 0.03  # whole people per split: close, not exact
     assert "stand-in for LFW-10" in ds.meta["note"]
+
+
+def test_real_unscored_table_is_identity_disjoint_from_ranker_splits(
+    lfw: tuple[Dataset, dict[str, Truth]],
+) -> None:
+    ds = lfw[0]
+    extra = ds.images[UNSCORED]
+    assert extra.strengths is None and extra.attributes == ()
+    assert len(extra) == ds.meta["images"][UNSCORED] == 9072  # 13,233 - 4,144 - 17 (below)
+    ranker_people = set().union(*(ds.images[s].groups.tolist() for s in RANKER_SPLITS))
+    assert not set(extra.groups.tolist()) & ranker_people
+    # the generator's people gain their unscored images; everyone else is absent from the file
+    rows = read_attributes(SHARED / "lfw" / "lfw_attributes.txt", ["Male"])
+    scored_ids = {
+        f"{p.replace(' ', '_')}_{k:04d}" for p, k in zip(rows.persons, rows.numbers, strict=True)
+    }
+    assert not scored_ids & set(extra.ids.tolist())
+    with_rows = set(rows.persons)
+    generator_people = set(ds.images["generator"].groups.tolist())
+    for person in set(extra.groups.tolist()):
+        assert person in generator_people or person not in with_rows
+    # every image of the folder is in exactly one table, except ranker people's unscored ones
+    files = {f.stem for f in (SHARED / "lfw" / "lfw-100").glob("*/*.jpg")}
+    assert len(files) == 13233
+    held = np.concatenate([t.ids for t in ds.images.values()]).tolist()
+    assert len(held) == len(set(held)) and set(held) <= files
+    left = files - set(held)
+    assert len(left) == 17 and not left & scored_ids
+    assert all(f.rsplit("_", 1)[0].replace("_", " ") in ranker_people for f in left)
 
 
 def test_real_strengths_only_for_generator(lfw: tuple[Dataset, dict[str, Truth]]) -> None:
@@ -139,7 +172,9 @@ def test_split_people_balances_images() -> None:
 
 def test_tiny_file_loads_and_is_seeded(tmp_path: Path) -> None:
     ds = _load_tiny(_tiny(tmp_path))[0]
-    assert ds.meta["rows_with_scores"] == 8 and ds.meta["people"] == dict.fromkeys(SPLITS, 1)
+    assert ds.meta["rows_with_scores"] == 8
+    assert ds.meta["people"] == {**dict.fromkeys(SPLITS, 1), UNSCORED: 0}
+    assert len(ds.images[UNSCORED]) == 0  # every image of the folder has a score row
     everyone = {g for t in ds.images.values() for g in t.groups.tolist()}
     assert everyone == {"Ann Lee", "Bob Ray", "Cy Dee", "Di Fox"}  # names keep their spaces
     assert ds.images["generator"].strengths is not None
@@ -148,6 +183,56 @@ def test_tiny_file_loads_and_is_seeded(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds.images[s].ids, again.images[s].ids)
     small, _ = _load_tiny(tmp_path, max_people=2)
     assert sum(len(t) for t in small.images.values()) == 4
+
+
+def _add_unscored(root: Path, person: str, numbers: list[int]) -> None:
+    stem = person.replace(" ", "_")
+    for k in numbers:
+        write_image(root / "lfw-100" / stem / f"{stem}_{k:04d}.jpg", (30, 30), (10, 20 * k, 90))
+
+
+def test_tiny_unscored_table(tmp_path: Path) -> None:
+    root = _tiny(tmp_path)
+    first, _ = _load_tiny(root, unscored=False)
+    assert UNSCORED not in first.images and UNSCORED not in first.meta["people"]
+    gen_person = str(first.images["generator"].groups[0])
+    ranker_person = str(first.images["train"].groups[0])
+    _add_unscored(root, gen_person, [3, 7])  # a generator person's images without a row
+    _add_unscored(root, ranker_person, [3])  # a ranker person's: never for the generator
+    _add_unscored(root, "Eve New", [1, 2])  # a person absent from the file
+    _add_unscored(root, "Flo Other", [1])
+    (root / "lfw-100" / "Eve_New" / "notes.txt").write_text("not an image")
+    ds, truth = _load_tiny(root)
+    extra = ds.images[UNSCORED]
+    gs = gen_person.replace(" ", "_")
+    want = ["Eve_New_0001", "Eve_New_0002", "Flo_Other_0001", f"{gs}_0003", f"{gs}_0007"]
+    assert sorted(extra.ids.tolist()) == sorted(want)
+    assert set(extra.groups.tolist()) == {gen_person, "Eve New", "Flo Other"}  # names: spaces
+    assert extra.strengths is None and extra.pixels.shape == (5, 64, 64, 3)
+    at = extra.index_of([f"{gs}_0007"])[0]
+    assert tuple(extra.pixels[at, 32, 32]) == pytest.approx((10, 140, 90), abs=3)
+    assert ds.meta["people"][UNSCORED] == 3 and ds.meta["images"][UNSCORED] == 5
+    # the scored tables and the truth are the same as without the option
+    for s in SPLITS:
+        np.testing.assert_array_equal(ds.images[s].ids, first.images[s].ids)
+    assert set(truth) == set(RANKER_SPLITS)
+    # max_people keeps a seeded subset of the people absent from the file
+    small, _ = _load_tiny(root, max_people=1)
+    absent = set(small.images[UNSCORED].groups.tolist()) - {
+        "Ann Lee",
+        "Bob Ray",
+        "Cy Dee",
+        "Di Fox",
+    }
+    assert len(absent) == 1
+
+
+def test_unscored_files_needs_the_image_folder(tmp_path: Path) -> None:
+    root = _tiny(tmp_path, images=False)
+    rows = read_attributes(root / "lfw_attributes.txt", COLUMNS)
+    with pytest.raises(DataError, match="image folder does not exist") as err:
+        unscored_files(root / "lfw-100", rows, [], max_people=None, seed=0)
+    assert err.value.path == root / "lfw-100"
 
 
 def _expect(root: Path, match: str, line: int | None, field: str | None = None) -> DataError:

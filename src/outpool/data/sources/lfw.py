@@ -6,9 +6,9 @@ Layout under ``root`` (official)::
                                            'person imagenum Male Asian ...'; one TAB row per image
     lfw-100/<Person_Name>/<Person_Name>_<NNNN>.jpg   (``image_dir``; the official folder is 'lfw')
 
-Only rows of the attribute file are used (images without scores are ignored; the copy in
-shared/data has 4,144 rows of 1,920 people). Attributes are columns chosen BY NAME
-(``PAPER_ATTRIBUTES``: the paper's 8 face attributes).
+The ranker tables use only rows of the attribute file (the copy in shared/data has 4,144 rows
+of 1,920 people). Attributes are columns chosen BY NAME (``PAPER_ATTRIBUTES``: the paper's 8
+face attributes).
 
 People (not images) are shuffled with ``seed`` and cut into ``generator``/``train``/``val``/
 ``test`` so each split gets about its fraction of the IMAGES and no identity is in two splits.
@@ -16,6 +16,14 @@ Image ids are file stems (``Aaron_Eckhart_0001``), groups are person names. Only
 ``generator`` table carries strengths (the generator pre-trains on them); the ranker tables do
 not, and their scores come back separately as ``truth`` (``{split: (ids, (N, K) scores)}``, the
 shape ``Dataset.save(truth=...)`` takes) so no ranker can train on them by accident.
+
+With ``unscored`` (the default), a fifth table ``generator_unscored`` holds the images of the
+image folder that have NO row in the attribute file and whose person is in no ranker split: the
+images of ``generator`` people without a row, and every image of people absent from the file
+(9,072 images in shared/data). No strengths: the generator workflow gives them regressed ones
+(``outpool.pseudo_labels``). A person with any score row outside the ``generator`` split never
+joins it, so no identity is in both the generator's images and a ranker split. With
+``max_people`` it keeps a seeded subset of at most that many of the people absent from the file.
 
 Pairs (a stand-in for LFW-10, whose human labels are not available): for each ranker split and
 attribute, pairs drawn uniformly without replacement from all pairs of images of DIFFERENT
@@ -58,6 +66,7 @@ PAPER_ATTRIBUTES: Mapping[str, str] = MappingProxyType(
 )
 SPLITS = ("generator", "train", "val", "test")
 RANKER_SPLITS = ("train", "val", "test")
+UNSCORED = "generator_unscored"  # images without a score row, of people in no ranker split
 DEFAULT_FRACTIONS: Mapping[str, float] = MappingProxyType(
     {"generator": 0.4, "train": 0.3, "val": 0.1, "test": 0.2}
 )
@@ -250,6 +259,35 @@ def _check_pair_counts(pairs: int | Mapping[str, int]) -> dict[str, int]:
     return counts
 
 
+def unscored_files(
+    images_root: Path,
+    rows: AttributeRows,
+    generator_people: Sequence[str],
+    *,
+    max_people: int | None,
+    seed: int,
+) -> list[Path]:
+    """Image files of ``images_root`` without a row in ``rows``, of ``generator_people`` or of
+    people with no row at all (a seeded subset of ``max_people`` of those), sorted by name."""
+    if not images_root.is_dir():
+        raise DataError("image folder does not exist", path=images_root)
+    folder = {p: p.replace(" ", "_") for p in rows.persons}
+    scored = {(folder[p], k) for p, k in zip(rows.persons, rows.numbers, strict=True)}
+    with_rows = set(folder.values())
+    allowed = {p.replace(" ", "_") for p in generator_people}
+    people = sorted(d.name for d in images_root.iterdir() if d.is_dir())
+    absent = [p for p in people if p not in with_rows]
+    if max_people is not None:
+        keep = np.random.default_rng([seed, 1]).permutation(len(absent))[:max_people]
+        absent = [absent[i] for i in sorted(keep)]
+    files = []
+    for person in sorted(allowed | set(absent)):
+        for f in sorted((images_root / person).glob(f"{person}_[0-9][0-9][0-9][0-9].jpg")):
+            if (person, int(f.stem[-4:])) not in scored:
+                files.append(f)
+    return files
+
+
 def load_lfw(
     root: Path,
     *,
@@ -262,11 +300,13 @@ def load_lfw(
     image_dir: str = "lfw-100",
     max_people: int | None = None,
     cache: Path | None = None,
+    unscored: bool = True,
 ) -> tuple[Dataset, dict[str, Truth]]:
     """The LFW faces dataset at ``root`` and the true scores of its ranker tables.
 
     ``attributes`` maps dataset attribute names to columns of the attribute file;
-    ``max_people`` keeps a seeded random subset of people (for quick tests and demos).
+    ``max_people`` keeps a seeded random subset of people (for quick tests and demos);
+    ``unscored`` adds the ``generator_unscored`` table (see the module docstring).
     """
     root = Path(root)
     fractions = _check_fractions(split_fractions)
@@ -333,6 +373,19 @@ def load_lfw(
             )
         pair_tables[split] = PairTable.concat(parts)
 
+    n_unscored_people = 0
+    if unscored:
+        extra = unscored_files(
+            images_root, rows, by_split["generator"], max_people=max_people, seed=seed
+        )
+        owners = np.asarray([f.parent.name.replace("_", " ") for f in extra], dtype=np.str_)
+        n_unscored_people = len(np.unique(owners))
+        tables[UNSCORED] = ImageTable(
+            ids=np.asarray([f.stem for f in extra], dtype=np.str_),
+            pixels=load_images(extra, source="lfw", crop=crop, cache=cache),
+            groups=owners,
+        )
+
     dataset = Dataset(
         name="lfw",
         attributes=tuple(
@@ -347,11 +400,16 @@ def load_lfw(
             "attribute_columns": dict(attributes),
             "rows_with_scores": len(rows.persons),
             "note": (
-                "only images with a row in the attribute file are used; pairs are a stand-in "
-                "for LFW-10 (not available), derived from score differences of different people"
+                "the generator/train/val/test tables hold the images with a row in the attribute "
+                "file; generator_unscored (when present) the images without one, of people in no "
+                "ranker split; pairs are a stand-in for LFW-10 (not available), derived from "
+                "score differences of different people"
             ),
-            "people": {s: len(by_split[s]) for s in SPLITS},
-            "images": {s: len(members[s]) for s in SPLITS},
+            "people": {
+                **{s: len(by_split[s]) for s in SPLITS},
+                **({UNSCORED: n_unscored_people} if unscored else {}),
+            },
+            "images": {s: len(t) for s, t in tables.items()},
             "split_fractions": fractions,
             "margin": margin,
             "seed": seed,
