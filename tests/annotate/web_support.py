@@ -12,9 +12,6 @@ import http.client
 import io
 import json
 import secrets
-import socket
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from outpool.annotate.server import serving
 from outpool.annotate.store import AnnotationStore
 from outpool.annotate.web import ServiceSettings, create_app
 
@@ -59,36 +57,13 @@ class LiveServer:
 def running_server(folder: Path, settings: ServiceSettings | None = None) -> Iterator[LiveServer]:
     """The real app under uvicorn in a background thread, on a free loopback port, over a new
     SQLite store ``folder/annotations.db`` with one admin."""
-    import uvicorn
-
     db_path = folder / "annotations.db"
     store = AnnotationStore.open(str(db_path))
     _, admin = store.create_annotator("admin", role="admin")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        create_app(store, settings),
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 15
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the annotation server did not start")
-            time.sleep(0.01)
-        port = sock.getsockname()[1]
-        yield LiveServer(f"http://127.0.0.1:{port}", store, admin, db_path)
+        with serving(create_app(store, settings)) as url:
+            yield LiveServer(url, store, admin, db_path)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         store.close()
 
 
