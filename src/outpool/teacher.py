@@ -46,8 +46,7 @@ from outpool.train.attribute_net import (
     score_quantiles,
     train_attribute_net,
 )
-from outpool.train.checkpoints import read_checkpoint, write_checkpoint
-from outpool.train.ranker import code_version
+from outpool.train.checkpoints import code_version, read_checkpoint, write_checkpoint
 
 
 @dataclass(frozen=True)

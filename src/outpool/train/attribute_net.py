@@ -10,7 +10,6 @@ names + score mean/std + quantiles of the training scores + the run record).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,11 +25,15 @@ from outpool.config import from_dict, to_dict
 from outpool.data.images import check_finite
 from outpool.errors import ConfigError, DataError
 from outpool.evaluate import to_tensor
-from outpool.fileio import atomic_path
 from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
-from outpool.train.checkpoints import read_checkpoint, write_checkpoint
+from outpool.train.checkpoints import (
+    read_checkpoint,
+    run_record,
+    write_checkpoint,
+    write_run_config,
+)
 from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
-from outpool.train.ranker import augment, code_version, pick_device
+from outpool.train.ranker import augment, pick_device
 
 QUANTILES = 201  # knots of the training scores' empirical CDF kept with the net
 
@@ -169,21 +172,16 @@ def train_attribute_net(
     where the summary has the held-out people's R² and Spearman per attribute."""
     device = pick_device(cfg.device)
     held_out, train_idx = group_split(data.groups, cfg.val_share, cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
+    fields = {
         "trained_on": data.source,
         "attributes": list(data.attributes),
         "images": len(train_idx),
         "people": len(np.unique(data.groups[train_idx])),
         "held_out_images": len(held_out),
         "held_out_people": len(np.unique(data.groups[held_out])),
-        "config": to_dict(cfg),
-        "seed": cfg.seed,
-        "code_version": code_version(),
-        "device": str(device),
     }
-    with atomic_path(run_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    record = run_record(cfg, device, fields)
+    write_run_config(run_dir, record)
 
     pixels = data.pixels
     fit_scores = data.scores[train_idx]

@@ -1,18 +1,57 @@
-"""Model files that reload without the original command line: one payload dict per file, with
-a ``kind`` ("outpool-ranker", "outpool-generator", ...), the model's config and its weights.
+"""What a run leaves behind: model files that reload without the original command line (one
+payload dict per file, with a ``kind`` ("outpool-ranker", "outpool-generator", ...), the
+model's config and its weights), and the run's ``config.json`` record.
 
-They are Python pickles (torch.save): load only files you trust.
+Model files are Python pickles (torch.save): load only files you trust.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from outpool import __version__
+from outpool.config import to_dict
 from outpool.errors import DataError
 from outpool.fileio import atomic_path
+
+
+def code_version() -> str:
+    """outpool's version and, inside a git checkout, the commit (for the run record)."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def run_record(cfg: Any, device: torch.device, fields: dict[str, Any]) -> dict[str, Any]:
+    """A run's record: ``fields``, then the resolved config, seed, code version and device,
+    so every run can be told apart and repeated (``config.json`` and the model file)."""
+    return {
+        **fields,
+        "config": to_dict(cfg),
+        "seed": cfg.seed,
+        "code_version": code_version(),
+        "device": str(device),
+    }
+
+
+def write_run_config(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as ``run_dir/config.json``, atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "config.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def write_checkpoint(payload: dict[str, Any], path: Path) -> None:

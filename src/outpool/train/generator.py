@@ -8,7 +8,6 @@ strengths' mean and std).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,17 @@ from outpool.config import from_dict, to_dict
 from outpool.data import Dataset
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import to_tensor
-from outpool.fileio import atomic_path
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
 from outpool.train.attribute_net import AttributeNetTrainConfig
-from outpool.train.checkpoints import read_checkpoint, write_checkpoint
+from outpool.train.checkpoints import (
+    read_checkpoint,
+    run_record,
+    write_checkpoint,
+    write_run_config,
+)
 from outpool.train.loop import Checkpointer, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import gaussian_nll, kl_to_standard_normal
-from outpool.train.ranker import code_version, pick_device
+from outpool.train.ranker import pick_device
 
 
 @dataclass(frozen=True)
@@ -99,19 +102,13 @@ def train_generator(
     if images.strengths is None or not images.attributes:
         raise DataError(f"image table '{table}' has no attribute strengths to condition on")
     device = pick_device(cfg.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record = {
+    fields: dict[str, Any] = {
         "dataset": dataset.name,
         "table": table,
         "attributes": list(images.attributes),
-        "config": to_dict(cfg),
-        "seed": cfg.seed,
-        "code_version": code_version(),
-        "device": str(device),
-        **(extra_record or {}),
     }
-    with atomic_path(run_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    record = run_record(cfg, device, {**fields, **(extra_record or {})})
+    write_run_config(run_dir, record)
 
     pixels = np.asarray(images.pixels)
     strengths = np.asarray(images.strengths, np.float32)

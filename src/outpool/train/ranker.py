@@ -8,8 +8,6 @@ checkpoints, and ``ranker.pt`` (the best model, with its config) at the end.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,14 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from outpool import __version__
 from outpool.config import to_dict
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.evaluate import accuracy_on, to_tensor
-from outpool.fileio import atomic_path
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
-from outpool.train.checkpoints import read_checkpoint, write_checkpoint
+from outpool.train.checkpoints import (
+    read_checkpoint,
+    run_record,
+    write_checkpoint,
+    write_run_config,
+)
 from outpool.train.distributed import from_env
 from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
 from outpool.train.losses import label_to_target, ranknet_loss
@@ -175,21 +176,6 @@ def make_step(
     return step
 
 
-def code_version() -> str:
-    """outpool's version and, inside a git checkout, the commit (for the run record)."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
-
-
 def train_ranker(
     dataset: Dataset,
     attribute: str,
@@ -219,20 +205,10 @@ def train_ranker(
     if job.world > 1 and device.type == "cuda":
         device = torch.device("cuda", job.local_rank)
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "attribute": attribute,
-        "dataset": dataset.name,
-        "train_pairs": train,
-        "val_pairs": val,
-        "config": to_dict(cfg),
-        "seed": cfg.seed,
-        "code_version": code_version(),
-        "device": str(device),
-        "processes": job.world,
-    }
+    fields = {"attribute": attribute, "dataset": dataset.name, "train_pairs": train}
+    record = run_record(cfg, device, fields | {"val_pairs": val, "processes": job.world})
     if job.main:
-        with atomic_path(run_dir / "config.json") as tmp:
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
+        write_run_config(run_dir, record)
 
     torch.manual_seed(cfg.seed)
     model = DeepSTN(cfg.model).to(device)
