@@ -27,12 +27,12 @@ def measure(device: torch.device, batch: int, steps: int, seed: int) -> dict[str
     rng = np.random.default_rng(seed)
     n = 512
     pixels = rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
-    data = PairData(
-        pixels=pixels,
-        a=rng.integers(0, n, batch * (steps + 5)),
-        b=rng.integers(0, n, batch * (steps + 5)),
-        target=rng.integers(0, 2, batch * (steps + 5)).astype(np.float32),
-        weight=np.ones(batch * (steps + 5), np.float32),
+    data = PairData.from_arrays(
+        pixels,
+        rng.integers(0, n, batch * (steps + 5)),
+        rng.integers(0, n, batch * (steps + 5)),
+        rng.integers(0, 2, batch * (steps + 5)).astype(np.float32),
+        np.ones(batch * (steps + 5), np.float32),
     )
     optimizer = make_optimizer(model, cfg)
     step = make_step(model, optimizer, cfg, device)

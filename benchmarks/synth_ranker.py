@@ -36,7 +36,9 @@ def main() -> None:
     dataset = build(world_cfg).dataset
     device = pick_device(cfg.device)
     names = args.attributes or list(dataset.attribute_names)
-    test, fine, val = {}, {}, {}
+    test: dict[str, float] = {}
+    fine: dict[str, float] = {}
+    val: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             log(f"training '{name}' ...")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from torch import nn
 
 from outpool.train.loop import (
     Checkpointer,
+    CosineSchedule,
     EarlyStopping,
     EvalHook,
     Hook,
@@ -243,3 +245,43 @@ def test_epoch_seed_is_distinct_per_seed_and_epoch() -> None:
     assert len(seeds) == 250
     assert all(0 <= v < 2**31 - 1 for v in seeds)
     assert epoch_seed(3, 7) == epoch_seed(3, 7)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    sched = CosineSchedule(100, warmup=0.1)
+    f = [sched.factor(i) for i in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(f[:10]))  # rising warm-up
+    assert all(a >= b for a, b in itertools.pairwise(f[9:]))  # then falling
+    assert f[55] == pytest.approx(0.5, abs=0.02)  # half way down at the middle of the decay
+    assert sched.factor(100) == pytest.approx(0.0) and sched.factor(500) == pytest.approx(0.0)
+
+
+def test_cosine_schedule_sets_each_step_and_keeps_group_ratios() -> None:
+    toy = Toy()
+    toy.opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))], "lr": 0.005})
+    seen: list[tuple[float, float]] = []
+
+    class Record(Hook):
+        def after_step(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+            seen.append(tuple(g["lr"] for g in toy.opt.param_groups))
+
+    sched = CosineSchedule(2 * N_BATCHES, warmup=0.0)
+    toy.trainer(2, [sched, Record()]).train()
+    assert [a for a, _ in seen] == pytest.approx([0.05 * sched.factor(i) for i in range(1, 7)])
+    assert all(b == pytest.approx(a / 10) for a, b in seen)
+    assert seen[-1][0] == pytest.approx(0.0)
+
+
+def test_resume_with_a_schedule_gives_the_same_weights(tmp_path: Path) -> None:
+    def hooks(folder: Path) -> list[Hook]:
+        return [CosineSchedule(4 * N_BATCHES), Checkpointer(folder)]
+
+    full = Toy()
+    full.trainer(4, hooks(tmp_path / "full")).train()
+    Toy().trainer(2, hooks(tmp_path / "part")).train()
+    again = Toy(seed=7)
+    trainer = again.trainer(4, hooks(tmp_path / "part"))
+    assert trainer.resume(tmp_path / "part" / "last.pt")
+    trainer.train()
+    assert same(weights(again.model), weights(full.model))

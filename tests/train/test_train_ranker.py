@@ -16,10 +16,10 @@ from outpool.errors import DataError, OutpoolError, UnknownNameError
 from outpool.evaluate import score_images
 from outpool.models.ranker import DeepSTN, RankerConfig
 from outpool.synth import World
+from outpool.train.loop import JsonlLogger, Trainer
 from outpool.train.ranker import (
     PairData,
     RankerTrainConfig,
-    augment,
     load_ranker,
     make_optimizer,
     pick_device,
@@ -54,36 +54,6 @@ def jsonl(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-# -- augmentation ------------------------------------------------------------------------------
-
-
-def test_augment_off_returns_the_input() -> None:
-    x = torch.rand(4, 3, 64, 64)
-    out = augment(x, flip=False, shift=0.0)
-    assert torch.equal(out, x)
-
-
-def test_augment_flip_mirrors_some_images_exactly() -> None:
-    x = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    torch.manual_seed(0)
-    out = augment(x, flip=True, shift=0.0)
-    mirrored = [bool((o - xi.flip(-1)).abs().max() < 1e-5) for o, xi in zip(out, x, strict=True)]
-    kept = [bool((o - xi).abs().max() < 1e-5) for o, xi in zip(out, x, strict=True)]
-    assert all(m != k for m, k in zip(mirrored, kept, strict=True))  # each one or the other
-    assert 0 < sum(mirrored) < 16
-    torch.manual_seed(0)
-    again = augment(x, flip=True, shift=0.0)
-    assert torch.equal(out, again)  # the global torch RNG decides
-
-
-def test_augment_shift_translates() -> None:
-    torch.manual_seed(0)
-    x = torch.rand(4, 3, 64, 64)
-    out = augment(x, flip=False, shift=0.1)
-    assert out.shape == x.shape
-    assert all((o - xi).abs().max() > 0.05 for o, xi in zip(out, x, strict=True))
-
-
 # -- data ----------------------------------------------------------------------------------
 
 
@@ -109,17 +79,24 @@ def test_pair_data_weights(dataset: Dataset) -> None:
     assert np.array_equal(plain.weight, np.ones(len(pairs), np.float32))
 
 
+def pairs_of(batch: tuple[np.ndarray, ...]) -> list[tuple[bytes, bytes]]:
+    """A batch's pairs as (image a, image b) bytes."""
+    pixels, a, b = batch[:3]
+    return [(pixels[i].tobytes(), pixels[j].tobytes()) for i, j in zip(a, b, strict=True)]
+
+
 def test_batches_cover_every_pair_once(dataset: Dataset) -> None:
     data = PairData.build(dataset, dataset.pairs["train"].for_attribute(ATTR), use_confidence=True)
     n = len(data.a)
     batches = list(data.batches(0, size=7, seed=0))
-    assert [len(b[0]) for b in batches] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
-    seen = np.concatenate([b[2] for b in batches])
-    assert len(seen) == n
+    assert [len(b[1]) for b in batches] == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    for pixels, a, b, target, weight in batches:
+        assert len(a) == len(b) == len(target) == len(weight)
+        # each image once per batch, and every image is used
+        assert len({p.tobytes() for p in pixels}) == len(pixels)
+        assert sorted(set(a) | set(b)) == list(range(len(pixels)))
     # every pair exactly once: match (image a, image b) rows back to the pair list
-    keys = sorted(
-        (pa.tobytes(), pb.tobytes()) for b in batches for pa, pb in zip(b[0], b[1], strict=True)
-    )
+    keys = sorted(k for batch in batches for k in pairs_of(batch))
     expected = sorted(
         (data.pixels[i].tobytes(), data.pixels[j].tobytes())
         for i, j in zip(data.a, data.b, strict=True)
@@ -127,9 +104,35 @@ def test_batches_cover_every_pair_once(dataset: Dataset) -> None:
     assert keys == expected
 
 
+def test_pairs_among_finds_exactly_the_pairs_inside_a_set(dataset: Dataset) -> None:
+    data = PairData.build(dataset, dataset.pairs["train"].for_attribute(ATTR), use_confidence=True)
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 5, 40, len(data.pixels)):
+        images = rng.choice(len(data.pixels), size=size, replace=False)
+        inside = np.isin(data.a, images) & np.isin(data.b, images)
+        assert np.array_equal(data.pairs_among(images), np.flatnonzero(inside))
+
+
+def test_all_pairs_batches_add_every_pair_among_their_images(dataset: Dataset) -> None:
+    base = dataset.pairs["train"].for_attribute(ATTR)
+    pairs = dataclasses.replace(base, confidence=np.linspace(0.1, 1.0, len(base)))
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    sampled = list(data.batches(2, size=20, seed=1))
+    dense = list(data.batches(2, size=20, seed=1, all_pairs=True))
+    assert len(sampled) == len(dense)
+    for few, many in zip(sampled, dense, strict=True):
+        assert len(many[0]) == len(few[0])  # the same images: the sampled pairs' images
+        assert set(pairs_of(few)) <= set(pairs_of(many))
+        index = {p.tobytes(): i for i, p in enumerate(data.pixels)}
+        images = np.array([index[p.tobytes()] for p in many[0]])
+        inside = np.isin(data.a, images) & np.isin(data.b, images)
+        assert sorted(many[4].tolist()) == sorted(data.weight[inside].tolist())
+    assert sum(len(b[1]) for b in dense) > sum(len(b[1]) for b in sampled)
+
+
 def order_of(data: PairData, epoch: int, seed: int, limit: int = 0) -> list[float]:
     """The epoch's pair order as the sequence of weights (distinct per pair here)."""
-    return [w for b in data.batches(epoch, size=4, seed=seed, limit=limit) for w in b[3]]
+    return [w for b in data.batches(epoch, size=4, seed=seed, limit=limit) for w in b[4]]
 
 
 def test_batches_order_depends_on_seed_and_epoch(dataset: Dataset) -> None:
@@ -158,20 +161,27 @@ def test_batches_limit_keeps_exactly_limit_pairs(dataset: Dataset) -> None:
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_make_optimizer_gives_the_scale_its_own_learning_rate(name: str) -> None:
+def test_make_optimizer_gives_the_localisation_net_its_own_learning_rates(name: str) -> None:
     model = DeepSTN(RankerConfig(width=4))
-    cfg = tiny_cfg(optimizer=name, lr=0.02, scale_lr_factor=0.25)
+    cfg = tiny_cfg(optimizer=name, lr=0.02, scale_lr_factor=0.25, loc_lr_factor=0.1)
     opt = make_optimizer(model, cfg)
-    assert len(opt.param_groups) == 2
-    rest, scale = opt.param_groups
+    assert len(opt.param_groups) == 3
+    rest, loc, scale = opt.param_groups
     assert rest["lr"] == pytest.approx(0.02)
+    assert loc["lr"] == pytest.approx(0.02 * 0.1)
     assert scale["lr"] == pytest.approx(0.02 * 0.25)
     assert {id(p) for p in scale["params"]} == {id(p) for p in model.loc_scale.parameters()}
+    loc_names = {n for n, p in model.named_parameters() if any(p is q for q in loc["params"])}
+    assert loc_names and all(
+        n.startswith(("loc_features", "loc_fc", "loc_shift")) for n in loc_names
+    )
+    rest_names = {n for n, p in model.named_parameters() if any(p is q for q in rest["params"])}
+    assert not any(n.startswith("loc_") for n in rest_names)
     all_ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert len(all_ids) == len(set(all_ids))  # no parameter twice
     assert set(all_ids) == {id(p) for p in model.parameters()}  # none forgotten
     assert scale["weight_decay"] == 0.0
-    assert rest["weight_decay"] == pytest.approx(cfg.weight_decay)
+    assert rest["weight_decay"] == loc["weight_decay"] == pytest.approx(cfg.weight_decay)
     if name == "sgd":
         assert rest["momentum"] == pytest.approx(0.9)
 
@@ -266,12 +276,42 @@ def test_train_ranker_writes_its_run_folder(tmp_path: Path, dataset: Dataset) ->
     assert same(ranker_weights(run / "ranker.pt"), best)
 
 
-def test_train_ranker_resumes_after_an_interruption(tmp_path: Path, dataset: Dataset) -> None:
-    cfg = tiny_cfg(epochs_full=2)
+RECIPES = {
+    "plain": {},
+    # every per-step and random part at once: the schedule, the extra pairs, all jitter
+    "pubfig recipe": {
+        "lr_schedule": "cosine",
+        "loc_lr_factor": 0.05,
+        "all_pairs_in_batch": True,
+        "flip": True,
+        "shift": 0.05,
+        "zoom": 0.2,
+        "rotate": 10.0,
+        "color": 0.3,
+    },
+}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_train_ranker_resumes_after_an_interruption(
+    tmp_path: Path, dataset: Dataset, recipe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(epochs_full=2, **RECIPES[recipe])
     train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
 
     cut = tmp_path / "cut"
-    train_ranker(dataset, ATTR, dataclasses.replace(cfg, epochs_full=1), cut, progress=False)
+    log_epoch = JsonlLogger.after_epoch
+
+    def interrupted(self: JsonlLogger, trainer: Trainer) -> None:
+        log_epoch(self, trainer)  # the last hook: epoch 1's checkpoint and log are written
+        if self.path.parent.name == "stage_full" and trainer.state.epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JsonlLogger, "after_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train_ranker(dataset, ATTR, cfg, cut, progress=False)
+    assert not (cut / "ranker.pt").exists()
     crop_after_first = (cut / "stage_crop" / "last.pt").read_bytes()
     train_ranker(dataset, ATTR, cfg, cut, progress=False)
 
@@ -311,6 +351,35 @@ def test_train_ranker_is_repeatable(tmp_path: Path, dataset: Dataset) -> None:
     a, b, c = (ranker_weights(tmp_path / n / "ranker.pt") for n in "abc")
     assert same(a, b)
     assert not same(a, c)
+
+
+def test_cosine_schedule_decays_the_rate_within_each_stage(
+    tmp_path: Path, dataset: Dataset
+) -> None:
+    cfg = tiny_cfg(epochs_crop=2, epochs_full=2, lr=0.05, lr_schedule="cosine")
+    train_ranker(dataset, ATTR, cfg, tmp_path / "r", progress=False)
+    for stage in ("crop", "full"):
+        opt = torch.load(tmp_path / "r" / f"stage_{stage}" / "last.pt", weights_only=False)
+        rest, loc, scale = opt["optimizers"]["ranker"]["param_groups"]
+        assert rest["initial_lr"] == pytest.approx(0.05)
+        assert loc["initial_lr"] == pytest.approx(0.05 * cfg.loc_lr_factor)
+        assert scale["initial_lr"] == pytest.approx(0.05 * cfg.scale_lr_factor)
+        assert rest["lr"] == loc["lr"] == scale["lr"] == pytest.approx(0.0)  # end of the cosine
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lr_schedule": "step"}, "constant.*cosine"),
+        ({"color": 1.5}, "color must be <= 1"),
+        ({"zoom": -0.1}, "zoom must be >= 0"),
+        ({"rotate": -1.0}, "rotate must be >= 0"),
+        ({"loc_lr_factor": -0.5}, "loc_lr_factor must be >= 0"),
+    ],
+)
+def test_bad_training_config(change: dict[str, object], message: str) -> None:
+    with pytest.raises(OutpoolError, match=message):
+        tiny_cfg(**change)
 
 
 def test_train_ranker_without_validation(tmp_path: Path, dataset: Dataset) -> None:

@@ -26,6 +26,7 @@ from outpool.data.images import check_finite
 from outpool.errors import ConfigError, DataError
 from outpool.evaluate import to_tensor
 from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
+from outpool.train.augment import augment
 from outpool.train.checkpoints import (
     read_checkpoint,
     run_record,
@@ -33,7 +34,7 @@ from outpool.train.checkpoints import (
     write_run_config,
 )
 from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
-from outpool.train.ranker import augment, pick_device
+from outpool.train.ranker import pick_device
 
 QUANTILES = 201  # knots of the training scores' empirical CDF kept with the net
 

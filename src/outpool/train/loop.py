@@ -202,6 +202,35 @@ class EarlyStopping(Hook):
             s.stop = True
 
 
+class CosineSchedule(Hook):
+    """Per-step learning rate: a linear warm-up over the first ``warmup`` share of
+    ``total_steps``, then a cosine decay to zero. Every parameter group keeps its own base rate
+    (``initial_lr``, saved with the optimiser). The rate is a function of ``state.step`` alone, so
+    a resumed run follows the same curve. Put it first: it sets the rate of the coming step."""
+
+    def __init__(self, total_steps: int, *, warmup: float = 0.05) -> None:
+        self.total = max(1, total_steps)
+        self.warmup = max(1, round(warmup * self.total))
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        done = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+
+    def _apply(self, trainer: Trainer) -> None:
+        f = self.factor(trainer.state.step)
+        for optimizer in trainer.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = group.setdefault("initial_lr", group["lr"]) * f
+
+    def before_train(self, trainer: Trainer) -> None:
+        self._apply(trainer)
+
+    def after_step(self, trainer: Trainer, metrics: Mapping[str, float]) -> None:
+        self._apply(trainer)
+
+
 class Checkpointer(Hook):
     """``last.pt`` after every epoch; ``best.pt`` when the epoch is the best so far (or always,
     when nothing is evaluated). Put it after the hooks that change the state."""
