@@ -25,7 +25,7 @@ from outpool.train.generator import (
     save_generator,
     train_generator,
 )
-from outpool.train.losses import gaussian_nll, kl_to_standard_normal
+from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
 from outpool.train.ranker import save_ranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -125,6 +125,35 @@ def test_gaussian_nll_grid_argmin() -> None:
     assert grid[nll.argmin()].item() == pytest.approx(math.log(0.04), abs=0.011)
 
 
+def test_calibrated_nll_uses_each_image_s_own_best_variance() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 8, generator=g)
+    mean = x + torch.tensor([0.03, 0.08, 0.2]).view(3, 1, 1, 1) * torch.randn(3, 3, 8, 8)
+    nll = calibrated_gaussian_nll(x, mean)
+    mse = (((x - mean) * 2) ** 2).flatten(1).mean(1)
+    assert nll.shape == (3,)
+    # the same as gaussian_nll with that image's mean squared error as its variance ...
+    best = torch.log(mse).view(3, 1, 1, 1).expand_as(x)
+    assert torch.allclose(nll, gaussian_nll(x, mean, best), rtol=1e-5)
+    # ... which no other single variance beats
+    for shift in (-1.0, -0.1, 0.1, 1.0):
+        assert (gaussian_nll(x, mean, best + shift) > nll).all()
+    assert nll[0] < nll[1] < nll[2]  # a larger error costs more
+
+
+def test_calibrated_nll_floors_the_variance_at_a_perfect_fit() -> None:
+    x = torch.rand(2, 3, 4, 4)
+    nll = calibrated_gaussian_nll(x, x.clone(), min_logvar=-7.0)
+    assert torch.allclose(nll, torch.full((2,), 0.5 * 48 * -7.0))
+
+
+def test_calibrated_nll_gradient_pulls_the_mean_to_x() -> None:
+    x = torch.zeros(1, 3, 4, 4)
+    mean = torch.full_like(x, 0.3).requires_grad_()
+    calibrated_gaussian_nll(x, mean).sum().backward()
+    assert mean.grad is not None and (mean.grad > 0).all()
+
+
 # -- config --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "changes",
@@ -136,11 +165,28 @@ def test_gaussian_nll_grid_argmin() -> None:
         {"lr": 0.0},
         {"batch_size": 0},
         {"kl_weight": -1.0},
+        {"kl_warmup": -1.0},
     ],
 )
 def test_bad_train_config_is_a_config_error(changes: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         GeneratorTrainConfig(**changes)
+
+
+def test_an_unknown_likelihood_names_the_choices() -> None:
+    with pytest.raises(UnknownNameError, match=r"calibrated.*per_pixel|per_pixel.*calibrated"):
+        GeneratorTrainConfig(likelihood="laplace")
+
+
+def test_calibrated_likelihood_trains_and_reconstruction_improves(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    train_generator(dataset, tiny_cfg(likelihood="calibrated"), tmp_path / "r", progress=False)
+    rows = metrics(tmp_path / "r")
+    assert all(math.isfinite(r["train_loss"]) for r in rows)
+    assert rows[2]["val_recon_mse"] < 0.8 * rows[0]["val_recon_mse"]
+    record = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert record["config"]["likelihood"] == "calibrated"
 
 
 # -- training --------------------------------------------------------------------------------
@@ -262,6 +308,28 @@ def test_resume_equals_an_uninterrupted_run(
     # running the finished run again trains nothing more
     train_generator(dataset, tiny_cfg(epochs=3), run, progress=False)
     assert len(metrics(run)) == 3
+
+
+def test_kl_warmup_ramps_the_kl_weight_and_resumes_on_the_same_ramp(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    cfg = tiny_cfg(kl_weight=2.0, kl_warmup=2.0)
+    train_generator(dataset, cfg, tmp_path / "full", progress=False)
+    rows = metrics(tmp_path / "full")
+
+    def full_weight_loss(r: dict[str, Any]) -> float:
+        return float(r["train_nll"] + 2.0 * r["train_kl"])
+
+    # epoch 1 runs at weights 2 * (1..5) / 10, epoch 2 at (6..10) / 10, epoch 3 at the full 2
+    assert rows[0]["train_loss"] < full_weight_loss(rows[0]) - 0.2 * rows[0]["train_kl"]
+    assert rows[2]["train_loss"] == pytest.approx(full_weight_loss(rows[2]), rel=1e-4, abs=1e-2)
+
+    one = tiny_cfg(kl_weight=2.0, kl_warmup=2.0, epochs=1)
+    train_generator(dataset, one, tmp_path / "cut", progress=False)
+    train_generator(dataset, cfg, tmp_path / "cut", progress=False)
+    a = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["modules"]["generator"]
+    b = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["modules"]["generator"]
+    assert all(torch.equal(a[k], v) for k, v in b.items())
 
 
 def test_without_validation_the_generator_is_the_last_epoch(

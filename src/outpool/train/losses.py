@@ -34,6 +34,20 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> t
     return 0.5 * (logvar + d * d * torch.exp(-logvar)).flatten(1).sum(1)
 
 
+def calibrated_gaussian_nll(
+    x: torch.Tensor, mean: torch.Tensor, min_logvar: float = -7.0
+) -> torch.Tensor:
+    """``gaussian_nll`` with one variance per image, set to its optimum, the image's mean squared
+    error (the calibrated decoder of sigma-VAE, Rybkin et al. 2021): (B,).
+
+    A per-pixel variance lets the decoder call what it cannot predict (the random hue of an
+    upper) noise; one variance per image makes every pixel's error count, so z must carry it.
+    """
+    d = ((x - mean) * 2).flatten(1)
+    logvar = torch.log((d * d).mean(1)).clamp_min(min_logvar)
+    return 0.5 * d.shape[1] * (logvar + (d * d).mean(1) * torch.exp(-logvar))
+
+
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) per row, summed over latent dims: (B,)."""
     return 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(1)
