@@ -44,10 +44,9 @@ class GeneratorTrainConfig:
     batch_size: int = 64
     epochs: int = 9  # ~10 minutes on a 2-core CPU for the built-in world's 4,000 images
     # A KL weight above 1 brings samples closer to real images; ramping it up from 0 over the
-    # first epochs (per step) lets z learn to carry what y does not say (the random hue of an
-    # upper) before the KL term can push z to the prior. Built-in world, 9 epochs: samples
-    # legible 39% -> 61-68%; Spearman of "colorful" 0.69 / -0.46 / 0.45-0.58 at weight 1 / 3 /
-    # 3 with the ramp (benchmarks/RESULTS.md).
+    # first epochs (per step) keeps "colorful" from going the wrong way. Built-in world, 9
+    # epochs: samples legible 39% -> 61-68%; Spearman of "colorful" 0.69 / -0.46 / 0.45-0.58 at
+    # weight 1 / 3 / 3 with the ramp. z still does not carry the hue (benchmarks/RESULTS.md).
     kl_weight: float = 3.0
     kl_warmup: float = 3.0
     # per_pixel: the decoder's own per-pixel variance (Attribute2Image); calibrated: one
