@@ -36,7 +36,7 @@ from outpool.train.ranker import RankerTrainConfig, pick_device, train_ranker
 # From-scratch recipe for 241 face images of 8 people (what each part is worth is in
 # benchmarks/RESULTS.md): every pair among a batch's images (PubFig's pairs are dense, so a
 # batch of 32 sampled pairs trains on ~1,500), strong label-preserving jitter, SGD with a
-# cosine decay, and a slow localisation net (at the full rate the crops jump about).
+# cosine decay, and a slow localisation net (at the full rate the ranker learns far slower).
 DEFAULTS = (
     "all_pairs_in_batch=true",
     "batch_size=32",

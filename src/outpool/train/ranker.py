@@ -56,9 +56,9 @@ class RankerTrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     scale_lr_factor: float = 0.1  # the crop scale learns this much slower (it barely moves)
-    # The rest of the localisation net (the crop's shifts): at a high rate the crops jump
-    # about and the ranker cannot settle (PubFig White, SGD lr 0.05: 56% test accuracy at factor 1
-    # against 75% at 0.01 after 20 of 100 epochs).
+    # The rest of the localisation net (the crop's shifts): at a high rate the ranker learns
+    # far slower (PubFig White, SGD lr 0.05: 56% test accuracy at factor 1 against 75% at 0.01
+    # after 20 of 100 epochs).
     loc_lr_factor: float = 1.0
     batch_size: int = 25
     epochs_crop: int = 15  # stage 1: crop stream alone
