@@ -5,7 +5,8 @@
 
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
 images (or loads ``--generator``), then sweeps each attribute at fixed z and measures the images
-with the pixel oracle.
+with the pixel oracle; ``colour_recovery`` says whether reconstructions of unseen images keep
+their colour (z must carry the hue of a shoe's upper, which no attribute names).
 
 LFW (``--data lfw:ROOT``): the generator workflow of ``outpool train-generator`` on real faces.
 A teacher (CNN on the ranker train+val splits' scores, eigenface legibility) is trained first as
@@ -24,12 +25,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
-from outpool.generator_check import controllability
+from outpool.generator_check import colour_recovery, controllability
 from outpool.generators import train_generator_run
 from outpool.models.generator import ConditionalVAE
 from outpool.synth import PixelOracle, SynthConfig, build
@@ -49,9 +51,10 @@ def speed(model: ConditionalVAE) -> dict[str, Any]:
 
 
 def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> None:
+    log("rendering the built-in world ...")
+    world = build(SynthConfig(seed=args.seed))
+    dataset = world.dataset
     if args.generator is None:
-        log("rendering the built-in world ...")
-        dataset = build(SynthConfig(seed=args.seed)).dataset
         n_images = len(dataset.images["generator"])
         log(f"training the generator on {n_images} images ...")
         with tempfile.TemporaryDirectory() as tmp:
@@ -72,6 +75,10 @@ def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> Non
     with torch.no_grad():
         check = controllability(model, PixelOracle(), n_z=args.n_z, seed=args.seed)
     result.update(check)
+    # the ranker-test images (their true strengths): the generator never saw them
+    ids, strengths = world.truth["test"]
+    pixels = np.asarray(dataset.lookup(ids))
+    result["colour_recovery"] = colour_recovery(model, pixels, strengths)
 
 
 def lfw(

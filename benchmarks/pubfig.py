@@ -36,7 +36,8 @@ from outpool.train.ranker import RankerTrainConfig, pick_device, train_ranker
 # From-scratch recipe for 241 face images of 8 people (what each part is worth is in
 # benchmarks/RESULTS.md): every pair among a batch's images (PubFig's pairs are dense, so a
 # batch of 32 sampled pairs trains on ~1,500), strong label-preserving jitter, SGD with a
-# cosine decay, and a slow localisation net (at the full rate the ranker learns far slower).
+# cosine decay, a slow localisation net (at the full rate the ranker learns far slower), and
+# a test score averaged with the mirror image's (faces' attributes survive a flip).
 DEFAULTS = (
     "all_pairs_in_batch=true",
     "batch_size=32",
@@ -52,6 +53,7 @@ DEFAULTS = (
     "zoom=0.25",
     "rotate=10.0",
     "color=0.3",
+    "model.mirror_average=true",
 )
 
 
@@ -63,14 +65,19 @@ def _load(root: Path, cache: Path | None) -> None:
     _DATASET = load_pubfig(root, cache=cache)
 
 
-def train_and_test(cfg: RankerTrainConfig, name: str, folder: Path) -> float:
-    """Test accuracy (percent) of a ranker for ``name`` trained in ``folder``."""
+def train_and_test(cfg: RankerTrainConfig, name: str, folder: Path) -> tuple[float, float]:
+    """Test accuracy (percent) of a ranker for ``name`` trained in ``folder``: as configured,
+    and scoring each image once (no mirror average), to show what the average is worth."""
     assert _DATASET is not None
     model, _ = train_ranker(_DATASET, name, cfg, folder, val=None, progress=False)
     test = _DATASET.images["test"]
     assert test.groups is not None  # PubFig tables always name each image's person
-    scores = score_images(model, np.asarray(test.pixels), device=pick_device(cfg.device))
-    return round(ordering_accuracy(scores, test.strength(name), test.groups), 2)
+    accuracies = []
+    for mirror in (cfg.model.mirror_average, False):
+        model.config = dataclasses.replace(model.config, mirror_average=mirror)
+        scores = score_images(model, np.asarray(test.pixels), device=pick_device(cfg.device))
+        accuracies.append(round(ordering_accuracy(scores, test.strength(name), test.groups), 2))
+    return accuracies[0], accuracies[1]
 
 
 def main() -> None:
@@ -93,12 +100,17 @@ def main() -> None:
     baseline = ranksvm_baseline(args.data)
 
     per_seed: dict[str, list[float]] = {n: [] for n in names}
+    single: dict[str, list[float]] = {n: [] for n in names}  # without the mirror average
     jobs = [(seed, name) for seed in args.seeds for name in names]
     with tempfile.TemporaryDirectory() as tmp:
         work = [(dataclasses.replace(cfg, seed=s), n, Path(tmp) / f"{s}-{n}") for s, n in jobs]
-        for (seed, name), acc in zip(jobs, run_all(work, args), strict=True):
+        for (seed, name), (acc, acc_single) in zip(jobs, run_all(work, args), strict=True):
             per_seed[name].append(acc)
-            log(f"seed {seed}: {name} {acc:.2f}% (RankSVM {baseline[name]:.2f}%)")
+            single[name].append(acc_single)
+            log(
+                f"seed {seed}: {name} {acc:.2f}% (one view {acc_single:.2f}%; "
+                f"RankSVM {baseline[name]:.2f}%)"
+            )
 
     ours = {n: round(float(np.mean(v)), 2) for n, v in per_seed.items()}
     seed_means = [float(np.mean([per_seed[n][i] for n in names])) for i in range(len(args.seeds))]
@@ -111,6 +123,8 @@ def main() -> None:
         "outpool_mean_acc_pct": round(float(np.mean(list(ours.values()))), 2),
         "outpool_mean_acc_pct_per_seed": [round(m, 2) for m in seed_means],
         "outpool_acc_pct_per_seed": per_seed,
+        "outpool_mean_acc_pct_one_view": round(float(np.mean(list(single.values()))), 2),
+        "outpool_acc_pct_one_view_per_seed": single,
         "ranksvm_acc_pct": {n: round(baseline[n], 2) for n in names},
         "ranksvm_mean_acc_pct": round(float(np.mean([baseline[n] for n in names])), 2),
         "seeds": args.seeds,
@@ -123,7 +137,7 @@ def main() -> None:
 
 def run_all(
     work: list[tuple[RankerTrainConfig, str, Path]], args: argparse.Namespace
-) -> Iterator[float]:
+) -> Iterator[tuple[float, float]]:
     """Accuracies of ``work`` in order; with ``--workers`` > 1 from a pool of processes."""
     if args.workers <= 1:
         for job in work:

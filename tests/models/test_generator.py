@@ -6,16 +6,23 @@ Tiny sizes throughout; no training here (see tests/train/test_generator_training
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from outpool.annotate.protocol import Judge
-from outpool.errors import DataError
-from outpool.generator_check import controllability, sweep_images, sweep_strengths
+from outpool.errors import ConfigError, DataError
+from outpool.generator_check import (
+    colour_recovery,
+    controllability,
+    sweep_images,
+    sweep_strengths,
+)
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -313,3 +320,104 @@ class FlatJudge(RedJudge):
 def test_controllability_of_an_unmeasurable_generator_is_json_safe() -> None:
     out = controllability(tiny(), FlatJudge(NAMES), steps=3, n_z=2, seed=0)
     json.dumps(out, allow_nan=False)
+
+
+# -- colour layers ---------------------------------------------------------------------------
+def with_colour_layers(k: int, seed: int = 0) -> ConditionalVAE:
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(TINY, colour_layers=k)
+    return ConditionalVAE(cfg, attributes=NAMES, y_mean=Y_MEAN, y_std=Y_STD).eval()
+
+
+def test_colour_layers_start_as_the_plain_decoder() -> None:
+    plain, coloured = with_colour_layers(0), with_colour_layers(3, seed=5)
+    missing = coloured.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == sorted(
+        ["colour_masks.weight", "colour_masks.bias", "colour_values.weight", "colour_values.bias"]
+    )
+    _, y, z = inputs(3)
+    assert torch.allclose(coloured.decode(y, z)[0], plain.decode(y, z)[0], atol=1e-6)
+
+
+def test_a_colour_layer_paints_its_colour_where_its_mask_is() -> None:
+    model = with_colour_layers(1)
+    _, y, z = inputs(2)
+    before = model.decode(y, z)[0]
+    assert model.colour_masks is not None and model.colour_values is not None
+    with torch.no_grad():
+        model.colour_values.bias.copy_(torch.tensor([2.0, 0.0, -2.0]))  # red up, blue down
+        model.colour_masks.weight.zero_()
+        model.colour_masks.bias.fill_(-50.0)  # mask off: no change
+        assert torch.allclose(model.decode(y, z)[0], before, atol=1e-6)
+        model.colour_masks.bias.fill_(50.0)  # mask on everywhere
+        after = model.decode(y, z)[0]
+    change = (after - before).mean(dim=(0, 2, 3))
+    assert change[0] > 0.05 and change[2] < -0.05
+    assert torch.allclose(after[:, 1], before[:, 1], atol=1e-6)
+
+
+def test_the_colour_is_chosen_per_image_by_z() -> None:
+    model = with_colour_layers(2)
+    assert model.colour_masks is not None and model.colour_values is not None
+    with torch.no_grad():
+        model.colour_masks.weight.zero_()
+        model.colour_masks.bias.fill_(50.0)  # both masks on everywhere
+        model.colour_values.weight.normal_(0, 1.0, generator=torch.Generator().manual_seed(2))
+    plain = copy.deepcopy(model)
+    with torch.no_grad():
+        assert plain.colour_values is not None
+        plain.colour_values.weight.zero_()
+
+    def colour_shift(z: torch.Tensor) -> torch.Tensor:
+        """Mean RGB change (B, 3) the colour layers make."""
+        return (model.decode(y, z)[0] - plain.decode(y, z)[0]).mean(dim=(2, 3))
+
+    _, y, z = inputs(2)
+    first, second = colour_shift(z), colour_shift(-z)
+    assert first.abs().max() > 0.02
+    assert (first - second).abs().max() > 0.02  # another z, another colour
+
+
+def test_negative_colour_layers_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="colour_layers"):
+        GeneratorConfig(colour_layers=-1)
+
+
+# -- colour recovery -------------------------------------------------------------------------
+def coloured_squares(n: int = 6, seed: int = 0) -> np.ndarray:
+    """Light grey images (n, 64, 64, 3) uint8, each with a square of one vivid random colour."""
+    rng = np.random.default_rng(seed)
+    images = np.full((n, 64, 64, 3), 200, np.uint8)
+    for i in range(n):
+        colour = rng.permutation([230, 40, rng.integers(40, 230)])
+        images[i, 20:44, 16:48] = colour
+    return images
+
+
+@pytest.mark.parametrize(
+    ("rebuild", "cosine", "ratio"),
+    [
+        (lambda x: x, (0.999, 1.001), (0.999, 1.001)),  # perfect
+        (lambda x: x.mean(1, keepdim=True).expand_as(x), None, (-0.001, 0.001)),  # grey
+        (lambda x: x[:, [1, 2, 0]], (-1.0, 0.5), (0.5, 1.5)),  # vivid, wrong hue
+    ],
+)
+def test_colour_recovery_scores_hue_and_vividness(
+    monkeypatch: pytest.MonkeyPatch,
+    rebuild: Any,
+    cosine: tuple[float, float] | None,
+    ratio: tuple[float, float],
+) -> None:
+    model = tiny()
+    monkeypatch.setattr(model, "reconstruct", lambda x, y: rebuild(x))
+    out = colour_recovery(model, coloured_squares(), np.zeros((6, 3), np.float32))
+    assert out["images"] == 6
+    if cosine is not None:
+        assert cosine[0] <= out["hue_cosine"] <= cosine[1]  # type: ignore[operator]
+    assert ratio[0] <= out["chroma_ratio"] <= ratio[1]  # type: ignore[operator]
+
+
+def test_colour_recovery_without_coloured_images_has_no_figures() -> None:
+    grey = np.full((3, 64, 64, 3), 120, np.uint8)
+    out = colour_recovery(tiny(), grey, np.zeros((3, 3), np.float32))
+    assert out == {"images": 0, "hue_cosine": None, "chroma_ratio": None}

@@ -288,3 +288,25 @@ def test_each_stage_trains_its_own_head() -> None:
         assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0, stage
         # (the bias gets ~0: a common offset cancels in every score difference)
         assert all(g is None for g in grads(getattr(model, unused))), stage
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_mirror_average_scores_an_image_and_its_mirror_alike_at_test_time(stage: str) -> None:
+    averaged, single = tiny(mirror_average=True), tiny()
+    for model in (averaged, single):
+        with torch.no_grad():
+            model.loc_shift.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(3))
+        model.set_stage(stage)
+        model.eval()
+    x = images(4)
+    with torch.no_grad():
+        one_view, mirrored = single(x), single(x.flip(-1))
+        assert not torch.allclose(one_view, mirrored, atol=1e-4)  # the net is not symmetric
+        assert torch.allclose(averaged(x), (one_view + mirrored) / 2, atol=1e-5)
+        assert torch.allclose(averaged(x), averaged(x.flip(-1)), atol=1e-5)
+    averaged.train()  # training scores each image once: the jitter already mirrors
+    single.train()
+    torch.manual_seed(0)
+    train_averaged = averaged(x)
+    torch.manual_seed(0)
+    assert torch.allclose(train_averaged, single(x))

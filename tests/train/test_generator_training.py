@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -189,6 +190,15 @@ def test_calibrated_likelihood_trains_and_reconstruction_improves(
     assert record["config"]["likelihood"] == "calibrated"
 
 
+def test_colour_layers_train_and_reconstruction_improves(dataset: Dataset, tmp_path: Path) -> None:
+    cfg = tiny_cfg(model=dataclasses.replace(TINY, colour_layers=3))
+    model, _ = train_generator(dataset, cfg, tmp_path / "r", progress=False)
+    rows = metrics(tmp_path / "r")
+    assert rows[2]["val_recon_mse"] < 0.8 * rows[0]["val_recon_mse"]
+    assert model.colour_values is not None
+    assert model.colour_values.weight.abs().sum() > 0  # trained away from its zero start
+
+
 # -- training --------------------------------------------------------------------------------
 def metrics(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -269,14 +279,18 @@ def test_generator_pt_reloads_to_identical_samples(
         assert torch.equal(v, best[k]), k
 
 
-def test_save_generator_round_trip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("colour_layers", [0, 3])
+def test_save_generator_round_trip(tmp_path: Path, colour_layers: int) -> None:
     torch.manual_seed(0)
     model = ConditionalVAE(
-        TINY, attributes=("a", "b"), y_mean=torch.tensor([1.0, 2.0]), y_std=torch.tensor([3, 4.0])
+        dataclasses.replace(TINY, colour_layers=colour_layers),
+        attributes=("a", "b"),
+        y_mean=torch.tensor([1.0, 2.0]),
+        y_std=torch.tensor([3, 4.0]),
     ).eval()
     save_generator(model, tmp_path / "g.pt", record={"note": 1})
     again = load_generator(tmp_path / "g.pt")
-    assert again.attributes == ("a", "b")
+    assert again.attributes == ("a", "b") and again.config.colour_layers == colour_layers
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
 
@@ -424,3 +438,18 @@ def test_load_generator_bad_files_name_the_file(tmp_path: Path) -> None:
     torch.save([1, 2, 3], other)
     with pytest.raises(DataError, match="not an outpool generator"):
         load_generator(other)
+
+
+def test_a_generator_saved_before_colour_layers_loads_without_them(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE(
+        TINY, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+    ).eval()
+    save_generator(model, tmp_path / "g.pt", record={})
+    payload = torch.load(tmp_path / "g.pt", weights_only=False)
+    del payload["model_config"]["colour_layers"]  # the file layout before the option
+    torch.save(payload, tmp_path / "g.pt")
+    again = load_generator(tmp_path / "g.pt")
+    assert again.config.colour_layers == 0
+    y, z = torch.zeros(2, 1), torch.randn(2, 8)
+    assert torch.equal(again.sample(y, z), model.sample(y, z))

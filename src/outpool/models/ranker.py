@@ -39,6 +39,9 @@ class RankerConfig:
     scale_ratio: float = 0.05  # the scale output moves this much slower than the shifts
     loc_hidden: int = 128
     crop_size: int = 64  # the crop is resampled to this many pixels before the shared CNN
+    # At test time score an image as the mean of its score and its mirror image's: less noise
+    # where a flip preserves the attribute (train with ``flip`` then). Training is unchanged.
+    mirror_average: bool = False
 
 
 class DeepSTN(nn.Module):
@@ -116,6 +119,8 @@ class DeepSTN(nn.Module):
         """Scores (B,); with ``with_transform`` also the crop parameters (B, 3). (One entry
         point, so a DistributedDataParallel wrapper sees every training forward.)"""
         scores, params = self.score_and_transform(x)
+        if self.config.mirror_average and not self.training:
+            scores = (scores + self.score_and_transform(x.flip(-1))[0]) / 2
         return (scores, params) if with_transform else scores
 
 

@@ -46,11 +46,13 @@ class GeneratorTrainConfig:
     # A KL weight above 1 brings samples closer to real images; ramping it up from 0 over the
     # first epochs (per step) keeps "colorful" from going the wrong way. Built-in world, 9
     # epochs: samples legible 39% -> 61-68%; Spearman of "colorful" 0.69 / -0.46 / 0.45-0.58 at
-    # weight 1 / 3 / 3 with the ramp. z still does not carry the hue (benchmarks/RESULTS.md).
+    # weight 1 / 3 / 3 with the ramp. With the per-pixel likelihood z still does not carry the
+    # hue of a shoe's upper (benchmarks/RESULTS.md).
     kl_weight: float = 3.0
     kl_warmup: float = 3.0
-    # per_pixel: the decoder's own per-pixel variance (Attribute2Image); calibrated: one
-    # variance per image at its optimum (see losses.calibrated_gaussian_nll)
+    # per_pixel: the decoder's own per-pixel variance (Attribute2Image; it lets the decoder call
+    # an unpredictable colour noise); calibrated: one variance per image at its optimum (see
+    # losses.calibrated_gaussian_nll)
     likelihood: str = "per_pixel"
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
