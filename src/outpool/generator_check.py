@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 
 from outpool.annotate.protocol import Judge
 from outpool.errors import DataError
+from outpool.evaluate import to_tensor
 from outpool.models.generator import ConditionalVAE
 
 
@@ -104,7 +105,7 @@ def _json_number(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def chroma(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _chroma(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean chroma (B, 2) -- red-green and yellow-blue opponent axes -- of images (B, 3, H, W)
     in [0, 1] over the pixels where ``mask`` (B, H, W) is true."""
     r, g, b = images.unbind(1)
@@ -130,15 +131,15 @@ def colour_recovery(
     decoder that cannot draw a per-image colour (the hue of a shoe's upper, which no attribute
     names) gives about 0 and 0 however sharp its shapes."""
     device = model.y_mean.device
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(0, 3, 1, 2) / 255.0
+    x = to_tensor(pixels, device)
     y = torch.from_numpy(np.asarray(strengths, np.float32)).to(device)
     top, bottom = x.amax(1), x.amin(1)
     mask = (top - bottom) / top.clamp_min(1e-3) > min_saturation
-    original = chroma(x, mask)
+    original = _chroma(x, mask)
     keep = original.norm(dim=1) >= min_chroma
     if not keep.any():
         return {"images": 0, "hue_cosine": None, "chroma_ratio": None}
-    rebuilt = chroma(model.reconstruct(x[keep], y[keep]), mask[keep])
+    rebuilt = _chroma(model.reconstruct(x[keep], y[keep]), mask[keep])
     cosine = torch.nn.functional.cosine_similarity(rebuilt, original[keep], dim=1)
     ratio = rebuilt.norm(dim=1) / original[keep].norm(dim=1)
     return {

@@ -42,7 +42,8 @@ def calibrated_gaussian_nll(
 
     A per-pixel variance lets the decoder call what it cannot predict (the random hue of an
     upper) noise; one variance per image makes every pixel's error count. (On the built-in
-    world it did not bring the hue back: benchmarks/RESULTS.md.)
+    world it brought some hue back only with colour layers and many small steps:
+    benchmarks/RESULTS.md.)
     """
     d = ((x - mean) * 2).flatten(1)
     logvar = torch.log((d * d).mean(1)).clamp_min(min_logvar)
