@@ -1,6 +1,6 @@
 """The generator: does y control what it draws (judged independently), and how fast?
 
-    python benchmarks/generator.py [--set key=value] [--generator generator.pt]
+    python benchmarks/generator.py [--set key=value] [--generator generator.pt] [--run DIR]
     python benchmarks/generator.py --data lfw:ROOT [--run DIR] [--set key=value]
 
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
@@ -59,7 +59,8 @@ def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> Non
         log(f"training the generator on {n_images} images ...")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            model, summary = train_generator(dataset, cfg, Path(tmp) / "gen", progress=True)
+            run = args.run or Path(tmp) / "gen"
+            model, summary = train_generator(dataset, cfg, run, progress=True)
             train_s = time.perf_counter() - t0
         result.update(
             train_images=n_images,
@@ -130,7 +131,7 @@ def main() -> None:
     )
     p.add_argument("--generator", type=Path, help="evaluate this generator.pt instead of training")
     p.add_argument("--n-z", type=int, default=32, help="latents per attribute sweep")
-    p.add_argument("--run", type=Path, help="LFW: keep the run folder here (default: temporary)")
+    p.add_argument("--run", type=Path, help="keep the run folder here (default: temporary)")
     p.add_argument(
         "--teacher-set",
         dest="teacher_overrides",

@@ -124,6 +124,46 @@ def test_same_z_and_y_give_identical_samples_in_eval_mode() -> None:
     assert not torch.equal(first, model.sample(y, z + 1.0))
 
 
+# -- the fitted latent prior -----------------------------------------------------------------
+def test_fit_prior_makes_the_codes_gaussian_the_prior() -> None:
+    model = tiny()
+    gen = torch.Generator().manual_seed(2)
+    mix = torch.randn(TINY.z_dim, TINY.z_dim, generator=gen)
+    codes = 3.0 + torch.randn(4000, TINY.z_dim, generator=gen) @ mix.T  # mean 3, cov mix mix^T
+    model.fit_prior(codes)
+    assert torch.allclose(model.prior_mean, codes.mean(0), atol=1e-5)
+    cov = model.prior_scale @ model.prior_scale.T
+    assert torch.allclose(cov, torch.cov(codes.T) + 1e-4 * torch.eye(TINY.z_dim), atol=1e-3)
+    # a sample decodes the code prior_mean + prior_scale u
+    _, y, u = inputs(4)
+    z = model.prior_mean + u @ model.prior_scale.T
+    assert torch.allclose(model.sample(y, u), model.decode(y, z)[0], atol=1e-6)
+    assert not torch.allclose(model.sample(y, u), model.decode(y, u)[0], atol=1e-4)
+
+
+def test_latent_inverts_the_prior_so_a_sample_of_it_is_the_reconstruction() -> None:
+    model = tiny()
+    x, y, _ = inputs(6)
+    gen = torch.Generator().manual_seed(4)
+    model.fit_prior(1.0 + 2.0 * torch.randn(500, TINY.z_dim, generator=gen))
+    u = model.latent(x, y)
+    assert u.shape == (6, TINY.z_dim)
+    assert torch.allclose(model.sample(y, u), model.reconstruct(x, y), atol=1e-5)
+
+
+def test_before_a_fit_the_prior_is_the_standard_normal() -> None:
+    model = tiny()
+    x, y, _ = inputs(3)
+    assert torch.equal(model.prior_mean, torch.zeros(TINY.z_dim))
+    assert torch.equal(model.prior_scale, torch.eye(TINY.z_dim))
+    assert torch.allclose(model.latent(x, y), model.encode(x, y)[0])
+
+
+def test_a_prior_fitted_to_one_code_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="at least 2 images, got 1"):
+        tiny().fit_prior(torch.zeros(1, TINY.z_dim))
+
+
 # -- y standardisation -------------------------------------------------------------------------
 def shifted(model: ConditionalVAE, *, mean: torch.Tensor, std: torch.Tensor) -> ConditionalVAE:
     other = copy.deepcopy(model)
@@ -333,7 +373,11 @@ def test_colour_layers_start_as_the_plain_decoder() -> None:
     plain, coloured = with_colour_layers(0), with_colour_layers(3, seed=5)
     missing = coloured.load_state_dict(plain.state_dict(), strict=False).missing_keys
     assert sorted(missing) == sorted(
-        ["colour_masks.weight", "colour_masks.bias", "colour_values.weight", "colour_values.bias"]
+        [
+            *("colour_masks.weight", "colour_masks.bias"),
+            *("colour_values.weight", "colour_values.bias"),
+            *("colour_gains.weight", "colour_gains.bias"),
+        ]
     )
     _, y, z = inputs(3)
     assert torch.allclose(coloured.decode(y, z)[0], plain.decode(y, z)[0], atol=1e-6)
@@ -376,6 +420,34 @@ def test_the_colour_is_chosen_per_image_by_z() -> None:
     first, second = colour_shift(z), colour_shift(-z)
     assert first.abs().max() > 0.02
     assert (first - second).abs().max() > 0.02  # another z, another colour
+
+
+def test_a_colour_gain_scales_its_colour_without_turning_it() -> None:
+    # the gain comes from (y, z) and multiplies the colour: y can make the colour more vivid
+    # while z chooses it (one layer, on everywhere, its colour fixed by the bias)
+    model = with_colour_layers(1)
+    assert model.colour_masks is not None and model.colour_values is not None
+    assert model.colour_gains is not None
+    plain = copy.deepcopy(model)
+    with torch.no_grad():
+        model.colour_masks.weight.zero_()
+        model.colour_masks.bias.fill_(50.0)
+        model.colour_values.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
+        model.colour_gains.bias.fill_(0.0)
+    _, y, z = inputs(3)
+
+    def shift(gain: float) -> torch.Tensor:
+        """The change (B, 3) in pre-tanh mean colour the layer makes at this gain."""
+        assert model.colour_gains is not None
+        with torch.no_grad():
+            model.colour_gains.bias.fill_(gain)
+        mean, plain_mean = model.decode(y, z)[0], plain.decode(y, z)[0]
+        return (torch.atanh(mean * 2 - 1) - torch.atanh(plain_mean * 2 - 1)).mean(dim=(2, 3))
+
+    assert torch.allclose(shift(0.0), torch.zeros(3, 3), atol=1e-4)  # gain 0: no colour
+    one, two = shift(1.0), shift(2.0)
+    assert torch.allclose(one, torch.tensor([0.3, -0.2, 0.1]).expand(3, 3), atol=1e-3)
+    assert torch.allclose(two, 2 * one, atol=2e-3)  # twice as vivid, the same hue
 
 
 def test_negative_colour_layers_is_a_config_error() -> None:

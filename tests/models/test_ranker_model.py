@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from outpool.errors import UnknownNameError
-from outpool.models.ranker import STAGES, DeepSTN, RankerConfig, crop_penalty
+from outpool.errors import ConfigError, UnknownNameError
+from outpool.models.ranker import STAGES, DeepSTN, RankerConfig, crop_penalty, zoom_in
 
 LOC_PARTS = ("loc_features", "loc_fc", "loc_scale", "loc_shift")
 
@@ -310,3 +311,40 @@ def test_mirror_average_scores_an_image_and_its_mirror_alike_at_test_time(stage:
     train_averaged = averaged(x)
     torch.manual_seed(0)
     assert torch.allclose(train_averaged, single(x))
+
+
+def test_zoom_in_magnifies_about_the_centre() -> None:
+    x = images(2)
+    assert torch.allclose(zoom_in(x, 1.0), x, atol=1e-5)  # factor 1: the image itself
+    # factor 2 shows the central half, each of its pixels spread over 2x2 output pixels
+    centre = x[..., 16:48, 16:48]
+    twice = F.interpolate(centre, scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(zoom_in(x, 2.0)[..., 2:-2, 2:-2], twice[..., 2:-2, 2:-2], atol=1e-5)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_test_zooms_average_the_score_over_magnified_views(stage: str) -> None:
+    single = tiny()
+    zoomed, both = tiny(test_zooms=(1.125, 1.25)), tiny(test_zooms=(1.125,), mirror_average=True)
+    for model in (single, zoomed, both):
+        model.set_stage(stage)
+        model.eval()
+    x = images(4)
+    with torch.no_grad():
+        views = [single(x), single(zoom_in(x, 1.125)), single(zoom_in(x, 1.25))]
+        assert not torch.allclose(views[0], views[1], atol=1e-4)  # the views differ
+        assert torch.allclose(zoomed(x), torch.stack(views).mean(0), atol=1e-5)
+        four = [*views[:2], single(x.flip(-1)), single(zoom_in(x, 1.125).flip(-1))]
+        assert torch.allclose(both(x), torch.stack(four).mean(0), atol=1e-5)
+    zoomed.train()  # training scores each image once
+    single.train()
+    torch.manual_seed(0)
+    train_zoomed = zoomed(x)
+    torch.manual_seed(0)
+    assert torch.allclose(train_zoomed, single(x))
+
+
+@pytest.mark.parametrize("bad", [(0.0,), (-1.0,), (float("nan"),)])
+def test_test_zooms_must_be_positive(bad: tuple[float, ...]) -> None:
+    with pytest.raises(ConfigError, match="test_zooms"):
+        RankerConfig(test_zooms=bad)

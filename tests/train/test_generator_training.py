@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from outpool.data import Dataset, ImageTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.evaluate import to_tensor
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
 from outpool.models.ranker import DeepSTN, RankerConfig
 from outpool.synth import World
@@ -24,6 +25,7 @@ from outpool.train.generator import (
     GeneratorTrainConfig,
     load_generator,
     save_generator,
+    split_indices,
     train_generator,
 )
 from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
@@ -273,10 +275,36 @@ def test_generator_pt_reloads_to_identical_samples(
     y = model.y_mean + model.y_std * torch.randn(5, len(model.attributes), generator=gen)
     z = torch.randn(5, TINY.z_dim, generator=gen)
     assert torch.equal(model.sample(y, z), again.sample(y, z))
-    # the generator is the best epoch's weights
+    # the generator is the best epoch's weights, with the prior fitted after training
     best = torch.load(run / "best.pt", weights_only=False)["modules"]["generator"]
     for k, v in again.state_dict().items():
-        assert torch.equal(v, best[k]), k
+        if not k.startswith("prior_"):
+            assert torch.equal(v, best[k]), k
+    assert torch.equal(best["prior_mean"], torch.zeros(TINY.z_dim))  # N(0, I) while training
+    assert not torch.equal(again.prior_mean, best["prior_mean"])
+
+
+def test_the_prior_is_fitted_to_the_training_images_codes(
+    trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset
+) -> None:
+    model, summary, _ = trained
+    assert "fitted to the codes of 80 training images" in summary["latent_prior"]
+    table = dataset.images["generator"]
+    _, train_idx = split_indices(len(table), 0.2, 0)
+    x = to_tensor(np.asarray(table.pixels)[train_idx], "cpu")
+    y = torch.from_numpy(np.asarray(table.strengths, np.float32)[train_idx])
+    with torch.no_grad():
+        codes = model.encode(x, y)[0]
+    assert torch.allclose(model.prior_mean, codes.mean(0), atol=1e-5)
+    cov = model.prior_scale @ model.prior_scale.T
+    assert torch.allclose(cov, torch.cov(codes.T) + 1e-4 * torch.eye(TINY.z_dim), atol=1e-4)
+    # the training codes' prior coordinates are whitened: mean 0, covariance I (once the ridge,
+    # whitened too, is added back: it matters in this tiny model's barely used directions)
+    u = model.latent(x, y)
+    assert torch.allclose(u.mean(0), torch.zeros(TINY.z_dim), atol=1e-4)
+    inv = torch.linalg.inv(model.prior_scale)
+    whitened_ridge = 1e-4 * inv @ inv.T
+    assert torch.allclose(torch.cov(u.T) + whitened_ridge, torch.eye(TINY.z_dim), atol=1e-3)
 
 
 @pytest.mark.parametrize("colour_layers", [0, 3])
@@ -352,7 +380,8 @@ def test_without_validation_the_generator_is_the_last_epoch(
     model, _ = train_generator(dataset, tiny_cfg(epochs=2, val_share=0.0), tmp_path, progress=False)
     last = torch.load(tmp_path / "last.pt", weights_only=False)["modules"]["generator"]
     for k, v in model.state_dict().items():
-        assert torch.equal(v, last[k]), k
+        if not k.startswith("prior_"):  # the prior is fitted after training
+            assert torch.equal(v, last[k]), k
 
 
 def test_reconstructions_page_shows_held_out_images(
@@ -443,7 +472,10 @@ def test_load_generator_bad_files_name_the_file(tmp_path: Path) -> None:
 def test_a_generator_saved_before_colour_layers_loads_without_them(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = ConditionalVAE(
-        TINY, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+        dataclasses.replace(TINY, colour_layers=0),
+        attributes=("a",),
+        y_mean=torch.tensor([0.0]),
+        y_std=torch.tensor([1.0]),
     ).eval()
     save_generator(model, tmp_path / "g.pt", record={})
     payload = torch.load(tmp_path / "g.pt", weights_only=False)
@@ -453,3 +485,39 @@ def test_a_generator_saved_before_colour_layers_loads_without_them(tmp_path: Pat
     assert again.config.colour_layers == 0
     y, z = torch.zeros(2, 1), torch.randn(2, 8)
     assert torch.equal(again.sample(y, z), model.sample(y, z))
+
+
+def test_a_generator_saved_before_the_fitted_prior_loads_with_the_standard_normal(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE(
+        TINY, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+    ).eval()
+    save_generator(model, tmp_path / "g.pt", record={})
+    payload = torch.load(tmp_path / "g.pt", weights_only=False)
+    del payload["state"]["prior_mean"], payload["state"]["prior_scale"]  # the older layout
+    torch.save(payload, tmp_path / "g.pt")
+    again = load_generator(tmp_path / "g.pt")
+    assert torch.equal(again.prior_mean, torch.zeros(TINY.z_dim))
+    assert torch.equal(again.prior_scale, torch.eye(TINY.z_dim))
+    y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
+    assert torch.equal(again.sample(y, u), model.sample(y, u))
+
+
+def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY, colour_layers=2)
+    model = ConditionalVAE(
+        config, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+    ).eval()
+    assert model.colour_values is not None
+    with torch.no_grad():
+        model.colour_values.weight.normal_(0, 1.0)  # trained colours, with the gains at 1
+    save_generator(model, tmp_path / "g.pt", record={})
+    payload = torch.load(tmp_path / "g.pt", weights_only=False)
+    del payload["state"]["colour_gains.weight"], payload["state"]["colour_gains.bias"]
+    torch.save(payload, tmp_path / "g.pt")
+    again = load_generator(tmp_path / "g.pt")
+    y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
+    assert torch.equal(again.sample(y, u), model.sample(y, u))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from outpool.errors import UnknownNameError
+from outpool.errors import ConfigError, UnknownNameError
 from outpool.models.backbone import BACKBONES, conv_block
 
 STAGES = ("crop", "full")  # stage 1: crop stream alone; stage 2: crop + global streams
@@ -42,6 +42,15 @@ class RankerConfig:
     # At test time score an image as the mean of its score and its mirror image's: less noise
     # where a flip preserves the attribute (train with ``flip`` then). Training is unchanged.
     mirror_average: bool = False
+    # Extra test-time views magnified about the centre by these factors (e.g. 1.125, the mean
+    # magnification of training with ``zoom=0.25``: the jitter shows the net faces larger than
+    # the plain test image); the score is the mean over all views (each also mirrored with
+    # ``mirror_average``). Training is unchanged.
+    test_zooms: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not z > 0 for z in self.test_zooms):  # also rejects NaN
+            raise ConfigError(f"test_zooms must be > 0, got {list(self.test_zooms)}")
 
 
 class DeepSTN(nn.Module):
@@ -119,9 +128,21 @@ class DeepSTN(nn.Module):
         """Scores (B,); with ``with_transform`` also the crop parameters (B, 3). (One entry
         point, so a DistributedDataParallel wrapper sees every training forward.)"""
         scores, params = self.score_and_transform(x)
-        if self.config.mirror_average and not self.training:
-            scores = (scores + self.score_and_transform(x.flip(-1))[0]) / 2
+        if not self.training:
+            views = [x] + [zoom_in(x, z) for z in self.config.test_zooms]
+            views += [v.flip(-1) for v in views] if self.config.mirror_average else []
+            if len(views) > 1:  # the first view's score is already known
+                others = [self.score_and_transform(v)[0] for v in views[1:]]
+                scores = torch.stack([scores, *others]).mean(0)
         return (scores, params) if with_transform else scores
+
+
+def zoom_in(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Images (B, 3, H, W) magnified about the centre by ``factor`` (> 1 shows less)."""
+    theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]], dtype=x.dtype)
+    theta = theta.to(x.device).expand(len(x), 2, 3)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def crop_penalty(params: torch.Tensor) -> torch.Tensor:

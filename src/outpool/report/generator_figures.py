@@ -22,7 +22,7 @@ def samples_page(model: ConditionalVAE, *, n: int = 32, seed: int = 0) -> Image.
     device = model.y_mean.device
     images = to_uint8(model.sample(y.to(device), z.to(device)))
     return image_grid(
-        images, None, title="random samples (y around the training mean, z ~ N(0, I))"
+        images, None, title="random samples (y around the training mean, z from the fitted prior)"
     )
 
 
