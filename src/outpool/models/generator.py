@@ -19,7 +19,7 @@ decoder never saw: 56-59% of random shoes were legible against 90-99% of reconst
 training a full-covariance Gaussian is fitted to those codes (``fit_prior``; ex-post density
 estimation, Ghosh et al. 2020) and the public methods speak of its standard-normal coordinates
 u: ``sample(y, u)`` decodes z = prior_mean + prior_scale @ u and ``latent(x, y)`` returns an
-image's u (86-88% legible then). So the prior over u is N(0, I), as in Attribute2Image:
+image's u (85-89% legible then). So the prior over u is N(0, I), as in Attribute2Image:
 whatever draws or optimises latents (the control network's z halves) works in u and renders
 with ``decode(y, from_standard(u))``. ``encode`` / ``decode`` are the networks' own q and p on
 raw codes z; before the fit the prior is N(0, I) itself.
