@@ -1,7 +1,7 @@
 """The generator: does y control what it draws (judged independently), and how fast?
 
     python benchmarks/generator.py [--set key=value] [--generator generator.pt] [--run DIR]
-    python benchmarks/generator.py --data lfw:ROOT [--run DIR] [--set key=value]
+    python benchmarks/generator.py --data lfw:ROOT [--crop F] [--run DIR] [--set key=value]
 
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
 images (or loads ``--generator``), then sweeps each attribute at fixed z and measures the images
@@ -86,7 +86,7 @@ def lfw(
     args: Any, cfg: GeneratorTrainConfig, root: Path, run: Path, result: dict[str, Any]
 ) -> None:
     log(f"loading LFW from {root} ...")
-    dataset, truth = load_lfw(root, seed=args.seed)
+    dataset, truth = load_lfw(root, seed=args.seed, crop=args.crop)
     teacher_cfg = config.load(TeacherConfig, None, args.teacher_overrides)
     t0 = time.perf_counter()
     teacher = fit_teacher(dataset, truth, run / "teacher", teacher_cfg, progress=True)
@@ -112,6 +112,7 @@ def lfw(
         train_wall_s=summary["train_wall_s"],
         train_images_per_s=round(n_images * summary["epochs"] / summary["train_wall_s"], 1),
         config=config.to_dict(cfg),
+        crop=args.crop,
         regressor={**pseudo["regressor"], "wall_s": summary["pseudo_labels_wall_s"]},
         teacher={**teacher.record, "wall_s": round(teacher_s, 1)},
     )
@@ -130,8 +131,16 @@ def main() -> None:
         help="'builtin' (the built-in world, default) or lfw:ROOT (LFW in its official layout)",
     )
     p.add_argument("--generator", type=Path, help="evaluate this generator.pt instead of training")
-    p.add_argument("--n-z", type=int, default=32, help="latents per attribute sweep")
+    p.add_argument(
+        "--n-z", type=int, default=64, help="latents per attribute sweep (x32 random samples)"
+    )
     p.add_argument("--run", type=Path, help="keep the run folder here (default: temporary)")
+    p.add_argument(
+        "--crop",
+        type=float,
+        default=1.0,
+        help="LFW: keep this central fraction of each frame (0.6: the face fills the image)",
+    )
     p.add_argument(
         "--teacher-set",
         dest="teacher_overrides",

@@ -54,9 +54,17 @@ def sweep_images(
 
 
 def controllability(
-    model: ConditionalVAE, judge: Judge, *, steps: int = 9, n_z: int = 32, seed: int = 0
+    model: ConditionalVAE,
+    judge: Judge,
+    *,
+    steps: int = 9,
+    n_z: int = 32,
+    samples: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Per attribute: Spearman(commanded, measured), leakage, and legibility of samples."""
+    """Per attribute: Spearman(commanded, measured), leakage, and legibility of ``samples``
+    random samples (default 32 per sweep latent: at 90% legible, 1,024 of them pin the rate to
+    about +-1 point; 128 left it +-2.7)."""
     names = tuple(judge.attributes)
     missing = [a for a in model.attributes if a not in names]
     if missing:
@@ -81,13 +89,14 @@ def controllability(
         out["leakage"][name] = _json_number(change[others].mean() / change[k] if moved else None)
         out["sweep_legible_pct"][name] = round(100.0 * float((legible >= 0.5).mean()), 2)
     gen = torch.Generator().manual_seed(seed + 1)
-    n = max(64, n_z * 4)
+    n = 32 * n_z if samples is None else samples
     z = torch.randn(n, model.config.z_dim, generator=gen).to(model.y_mean.device)
     # random samples: strengths drawn around the training distribution
     noise = torch.randn(n, len(col), generator=gen).to(z.device)
     y_random = model.y_mean + model.y_std * noise * 0.7
     _, legible = judge.assess(to_uint8(model.sample(y_random, z)))
     out["samples_legible_pct"] = round(100.0 * float((legible >= 0.5).mean()), 2)
+    out["samples_judged"] = n
     finite = [v for v in out["spearman"].values() if v is not None]
     out["spearman_min"] = min(finite) if len(finite) == len(out["spearman"]) else None
     return out

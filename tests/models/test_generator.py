@@ -284,6 +284,7 @@ def test_controllability_reports_every_attribute() -> None:
         "leakage",
         "sweep_legible_pct",
         "samples_legible_pct",
+        "samples_judged",
         "spearman_min",
     }
     for key in ("spearman", "leakage", "sweep_legible_pct"):
@@ -296,7 +297,8 @@ def test_controllability_reports_every_attribute() -> None:
     assert out["samples_legible_pct"] == 100.0
     assert out["spearman_min"] == min(out["spearman"].values())
     # one judge call per attribute sweep (n_z * steps images) and one for the random samples
-    assert judge.calls == [15, 15, 15, 64]
+    assert judge.calls == [15, 15, 15, 96] and out["samples_judged"] == 96  # 32 per latent
+    assert controllability(model, judge, steps=5, n_z=3, samples=10, seed=0)["samples_judged"] == 10
     # deterministic for a seed
     assert controllability(model, RedJudge(NAMES), steps=5, n_z=3, seed=0) == out
 

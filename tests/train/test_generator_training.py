@@ -28,6 +28,7 @@ from outpool.train.generator import (
     split_indices,
     train_generator,
 )
+from outpool.train.loop import JsonlLogger, Trainer
 from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
 from outpool.train.ranker import save_ranker
 
@@ -179,6 +180,38 @@ def test_bad_train_config_is_a_config_error(changes: dict[str, Any]) -> None:
 def test_an_unknown_likelihood_names_the_choices() -> None:
     with pytest.raises(UnknownNameError, match=r"calibrated.*per_pixel|per_pixel.*calibrated"):
         GeneratorTrainConfig(likelihood="laplace")
+
+
+def test_an_unknown_lr_schedule_names_the_choices() -> None:
+    with pytest.raises(UnknownNameError, match=r"constant.*cosine"):
+        GeneratorTrainConfig(lr_schedule="step")
+
+
+def test_the_cosine_schedule_decays_the_rate_to_zero_and_resumes_on_the_same_curve(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_cfg(lr_schedule="cosine")
+    train_generator(dataset, cfg, tmp_path / "full", progress=False)
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    (group,) = full["optimizers"]["generator"]["param_groups"]
+    assert group["initial_lr"] == cfg.lr and group["lr"] < 1e-3 * cfg.lr  # the end of the curve
+
+    log_epoch = JsonlLogger.after_epoch
+
+    def interrupted(self: JsonlLogger, trainer: Trainer) -> None:
+        log_epoch(self, trainer)  # the last hook: epoch 1's checkpoint is written
+        if trainer.state.epoch == 1:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JsonlLogger, "after_epoch", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            train_generator(dataset, cfg, tmp_path / "cut", progress=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert cut["optimizers"]["generator"]["param_groups"][0]["lr"] > 0.5 * cfg.lr  # mid-curve
+    train_generator(dataset, cfg, tmp_path / "cut", progress=False)
+    resumed = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["modules"]["generator"]
+    assert all(torch.equal(resumed[k], v) for k, v in full["modules"]["generator"].items())
 
 
 def test_calibrated_likelihood_trains_and_reconstruction_improves(

@@ -28,7 +28,14 @@ from outpool.train.checkpoints import (
     write_checkpoint,
     write_run_config,
 )
-from outpool.train.loop import Checkpointer, EvalHook, JsonlLogger, Trainer
+from outpool.train.loop import (
+    LR_SCHEDULES,
+    Checkpointer,
+    CosineSchedule,
+    EvalHook,
+    JsonlLogger,
+    Trainer,
+)
 from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
 from outpool.train.ranker import pick_device
 
@@ -44,6 +51,7 @@ class GeneratorTrainConfig:
 
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (a short warm-up, then decay to zero)
     # Built-in world, 2-core CPU, about 9 minutes: batch 16 gives 4x the steps of batch 64 in
     # less time (small batches run faster per image there), and the colour of a shoe's upper
     # needs those steps (benchmarks/RESULTS.md).
@@ -69,6 +77,8 @@ class GeneratorTrainConfig:
             raise ConfigError("epochs, batch_size and lr must be positive, kl_weight >= 0")
         if self.kl_warmup < 0:
             raise ConfigError(f"kl_warmup must be >= 0, got {self.kl_warmup}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UnknownNameError("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.likelihood not in LIKELIHOODS:
             raise UnknownNameError("likelihood", self.likelihood, LIKELIHOODS)
         if not 0.0 <= self.val_share < 0.5:
@@ -146,7 +156,8 @@ def train_generator(
             j = perm[i : i + cfg.batch_size]
             yield pixels[j], strengths[j]
 
-    warmup_steps = cfg.kl_warmup * -(-len(train_idx) // cfg.batch_size)
+    steps_per_epoch = -(-len(train_idx) // cfg.batch_size)
+    warmup_steps = cfg.kl_warmup * steps_per_epoch
 
     def kl_weight(step: int) -> float:
         """A function of the trainer's step alone, so a resumed run follows the same ramp."""
@@ -170,6 +181,7 @@ def train_generator(
         mse = ((model.reconstruct(x, y) - x) ** 2).mean()
         return {"val_elbo": -(nll + kl).mean().item(), "val_recon_mse": mse.item()}
 
+    cosine = cfg.lr_schedule == "cosine"
     trainer = Trainer(
         modules={"generator": model},
         optimizers={"generator": optimizer},
@@ -177,6 +189,7 @@ def train_generator(
         batches=batches,
         epochs=cfg.epochs,
         hooks=[  # without held-out images the last epoch is the one kept
+            *([CosineSchedule(cfg.epochs * steps_per_epoch)] if cosine else []),
             *([EvalHook(evaluate, metric="val_elbo")] if len(val_idx) else []),
             Checkpointer(run_dir),
             JsonlLogger(run_dir / "metrics.jsonl"),

@@ -202,6 +202,9 @@ class EarlyStopping(Hook):
             s.stop = True
 
 
+LR_SCHEDULES = ("constant", "cosine")  # the names a training config may give
+
+
 class CosineSchedule(Hook):
     """Per-step learning rate: a linear warm-up over the first ``warmup`` share of
     ``total_steps``, then a cosine decay to zero. Every parameter group keeps its own base rate

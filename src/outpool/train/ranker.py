@@ -33,6 +33,7 @@ from outpool.train.checkpoints import (
 )
 from outpool.train.distributed import from_env
 from outpool.train.loop import (
+    LR_SCHEDULES,
     Checkpointer,
     CosineSchedule,
     EarlyStopping,
@@ -43,7 +44,6 @@ from outpool.train.loop import (
 from outpool.train.losses import label_to_target, ranknet_loss
 
 OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
