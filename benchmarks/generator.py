@@ -152,7 +152,11 @@ def main() -> None:
     started = time.perf_counter()
     cfg = config.load(GeneratorTrainConfig, None, [f"seed={args.seed}", *args.overrides])
     result: dict[str, object] = {"benchmark": "generator", "machine": machine()}
+    if not 0.0 < args.crop <= 1.0:
+        p.error(f"--crop must be a fraction in (0, 1] of the frame, got {args.crop}")
     if args.data == "builtin":
+        if args.crop != 1.0:
+            p.error("--crop is for LFW only (the built-in world's shoes fill their frame)")
         builtin(args, cfg, result)
     elif args.data.startswith("lfw:"):
         if args.generator is not None:
