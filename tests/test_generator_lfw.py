@@ -208,6 +208,29 @@ def test_import_keeps_the_true_scores_for_the_teacher(
     assert Dataset.load(out).name == "lfw"
 
 
+def test_import_with_a_crop_keeps_the_face_filling_the_frame(
+    root: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "ds"
+    assert run_cli(["data", "import", f"lfw:{root}", "--out", str(out), "--crop", "0.6"])[0] == 0
+    saved = Dataset.load(out)
+    cropped, whole = load_lfw(root, crop=0.6)[0], load_lfw(root)[0]
+    ids = saved.image_ids()
+    np.testing.assert_array_equal(saved.lookup(ids), cropped.lookup(ids))
+    assert not np.array_equal(saved.lookup(ids), whole.lookup(ids))
+    capsys.readouterr()
+    # a crop outside (0, 1], or for a source that does not read image files, is refused
+    for spec, crop, words in [
+        (f"lfw:{root}", "0", "crop must be a fraction in (0, 1]"),
+        (f"lfw:{root}", "1.5", "crop must be a fraction in (0, 1]"),
+        (f"pubfig:{root}", "0.6", "a crop applies only to the lfw and folder sources"),
+    ]:
+        bad = tmp_path / f"bad_{crop}"
+        assert main(["data", "import", spec, "--out", str(bad), "--crop", crop]) == 2
+        assert words in one_error_line(capsys)
+        assert not bad.exists()
+
+
 def test_the_crowd_labels_lfw_pairs_through_the_teacher(
     root: Path, cache: Path, tmp_path: Path
 ) -> None:

@@ -114,7 +114,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if name not in SOURCES:
         raise UnknownNameError("data source", name, SOURCES)  # a folder is already a dataset
     check_output_dir(args.out, overwrite=args.force)
-    dataset, truth = open_dataset_with_truth(args.source)
+    dataset, truth = open_dataset_with_truth(args.source, crop=args.crop)
     dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
     print(
@@ -325,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
         "source", help="pubfig:ROOT, lfw:ROOT, zappos:IMAGES,LABELS, folder:IMAGES,CSV"
     )
     imp.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    imp.add_argument(
+        "--crop",
+        type=float,
+        help="lfw: and folder: only: keep the central fraction F of each square frame "
+        "(e.g. 0.6: LFW faces fill the image; default: the whole frame)",
+        metavar="F",
+    )
     imp.add_argument("--force", action="store_true", help="replace an existing dataset")
     imp.set_defaults(func=cmd_import)
 

@@ -6,6 +6,9 @@ dataset read from its official layout.
     lfw:ROOT                            LFW (lfw_attributes.txt + lfw-100/ or lfw/)
     zappos:IMAGES_ROOT,LABELS_ROOT      UT-Zappos50K images + its label .mat files
     folder:IMAGES_ROOT,PAIRS_CSV        your images and a CSV of pairs
+
+``crop`` (LFW and folder sources) keeps the central fraction of each square frame, e.g. 0.6
+for LFW faces that fill the image.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from outpool.data.dataset import Dataset, Truth
 from outpool.data.sources import SOURCES, load_source
+from outpool.data.sources.images import check_crop
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import DataError
 
@@ -36,27 +40,48 @@ def _parse(spec: str | Path) -> tuple[str, list[Path]] | None:
     return name, parts
 
 
-def open_dataset(spec: str | Path) -> Dataset:
+CROPPABLE = ("lfw", "folder")  # the sources that read image files at a chosen crop
+
+
+def _crop(spec: str | Path, parsed: tuple[str, list[Path]] | None, crop: float | None) -> float:
+    """The crop to read ``spec`` at (1.0: the whole frame); an error naming ``spec`` where a
+    crop is asked of a source that does not read image files."""
+    if crop is None:
+        return 1.0
+    if parsed is None or parsed[0] not in CROPPABLE:
+        raise DataError(
+            f"'{spec}': a crop applies only to the {' and '.join(CROPPABLE)} sources, which "
+            "read image files (a dataset folder keeps the crop it was imported with)"
+        )
+    return check_crop(crop)
+
+
+def open_dataset(spec: str | Path, *, crop: float | None = None) -> Dataset:
     """Load the dataset that ``spec`` names (see the module docstring)."""
     parsed = _parse(spec)
+    crop = _crop(spec, parsed, crop)
     if parsed is None:
         return Dataset.load(Path(str(spec)))
     name, parts = parsed
-    if name in ("pubfig", "lfw"):
+    if name == "lfw":
+        return load_source(name, root=parts[0], crop=crop)
+    if name == "pubfig":
         return load_source(name, root=parts[0])
     if name == "zappos":
         return load_source(name, root=parts[0], labels_root=parts[1])
-    return load_source(name, images_root=parts[0], pairs_csv=parts[1])
+    return load_source(name, images_root=parts[0], pairs_csv=parts[1], crop=crop)
 
 
-def open_dataset_with_truth(spec: str | Path) -> tuple[Dataset, dict[str, Truth]]:
+def open_dataset_with_truth(
+    spec: str | Path, *, crop: float | None = None
+) -> tuple[Dataset, dict[str, Truth]]:
     """The dataset and the true attribute values kept apart from it, by table: LFW's ranker
     splits' scores (``lfw:ROOT``), or a folder's ``truth/`` files; ``{}`` where there are none.
     Columns follow the dataset's attribute names."""
     parsed = _parse(spec)
     if parsed is not None and parsed[0] == "lfw":
-        return load_lfw(parsed[1][0])
-    dataset = open_dataset(spec)
+        return load_lfw(parsed[1][0], crop=_crop(spec, parsed, crop))
+    dataset = open_dataset(spec, crop=crop)
     truth: dict[str, Truth] = {}
     if parsed is None:
         folder = Path(str(spec))
