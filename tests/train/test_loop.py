@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from outpool.errors import DataError
 from outpool.train.loop import (
     Checkpointer,
     CosineSchedule,
@@ -215,6 +216,26 @@ def test_resume_from_a_missing_file_starts_fresh(tmp_path: Path) -> None:
     trainer = Toy().trainer(1)
     assert trainer.resume(tmp_path / "nothing.pt") is False
     assert trainer.state.epoch == 0
+
+
+def test_resume_with_a_network_the_checkpoint_lacks_names_it_and_the_file(
+    tmp_path: Path,
+) -> None:
+    Toy().trainer(1, [Checkpointer(tmp_path)]).train()
+    toy = Toy()
+    extra = nn.Linear(2, 1)
+    trainer = Trainer(
+        modules={"toy": toy.model, "extra": extra},
+        optimizers={"toy": toy.opt},
+        step=toy.step,
+        batches=toy.batches,
+        epochs=2,
+    )
+    before = weights(toy.model)
+    with pytest.raises(DataError, match=r"no modules \['extra'\].*another config") as err:
+        trainer.resume(tmp_path / "last.pt")
+    assert err.value.path == tmp_path / "last.pt"
+    assert trainer.state.epoch == 0 and same(weights(toy.model), before)
 
 
 def test_a_finished_run_does_not_train_again(tmp_path: Path) -> None:

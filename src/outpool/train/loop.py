@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from outpool.errors import DataError
 from outpool.fileio import atomic_path
 
 StepFn = Callable[[Any], Mapping[str, float]]
@@ -123,7 +124,16 @@ class Trainer:
         """Load ``path`` if it exists; True when training continues from it."""
         if not path.exists():
             return False
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for part in ("modules", "optimizers"):
+            missing = sorted(set(getattr(self, part)) - set(state[part]))
+            if missing:  # e.g. a run started before an option that adds a network
+                raise DataError(
+                    f"this checkpoint has no {part} {missing}: it was written by a run with "
+                    "another config; finish it with that config, or start a new run folder",
+                    path=path,
+                )
+        self.load_state_dict(state)
         return True
 
     # -- the loop ------------------------------------------------------------------------
