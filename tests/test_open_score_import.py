@@ -340,6 +340,21 @@ def test_import_folder_spec_round_trip(tmp_path: Path) -> None:
     assert siblings(out) == []
 
 
+def test_import_folder_spec_with_a_crop(dataset_dir: Path, tmp_path: Path) -> None:
+    images, pairs = write_folder_source(tmp_path)
+    spec = f"folder:{images},{pairs}"
+    out = tmp_path / "ds"
+    code, _, err = run_cli(["data", "import", spec, "--out", str(out), "--crop", "0.5"])
+    assert code == 0, err
+    ids = Dataset.load(out).image_ids()
+    saved = Dataset.load(out).lookup(ids)
+    np.testing.assert_array_equal(saved, open_dataset(spec, crop=0.5).lookup(ids))
+    assert not np.array_equal(saved, open_dataset(spec).lookup(ids))
+    # a dataset folder keeps the crop it was imported with: asking for another is refused
+    with pytest.raises(DataError, match="a crop applies only to the lfw and folder sources"):
+        open_dataset(dataset_dir, crop=0.5)
+
+
 def test_import_plain_folder_lists_the_sources(dataset_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     code, _, err = run_cli(["data", "import", str(dataset_dir), "--out", str(out)])
