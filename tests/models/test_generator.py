@@ -281,13 +281,14 @@ def test_controllability_reports_every_attribute() -> None:
     out = controllability(model, judge, steps=5, n_z=3, seed=0)
     assert set(out) == {
         "spearman",
+        "latents_missed_pct",
         "leakage",
         "sweep_legible_pct",
         "samples_legible_pct",
         "samples_judged",
         "spearman_min",
     }
-    for key in ("spearman", "leakage", "sweep_legible_pct"):
+    for key in ("spearman", "latents_missed_pct", "leakage", "sweep_legible_pct"):
         assert list(out[key]) == list(NAMES)
     for name in NAMES:
         assert -1.0 <= out["spearman"][name] <= 1.0
@@ -336,11 +337,33 @@ def test_controllability_numbers_on_a_known_generator() -> None:
     ).eval()
     out = controllability(model, ChannelJudge(), steps=9, n_z=4, seed=0)
     assert out["spearman"] == {"a": 1.0, "b": -1.0}
+    assert out["latents_missed_pct"] == {"a": 0.0, "b": 100.0}  # b's sweeps all run backwards
     assert out["spearman_min"] == -1.0
     assert out["leakage"] == {"a": 0.0, "b": 0.0}  # the other attribute stays at its mean
     # a's sweep: red = sigmoid(-1.5 .. 1.5), legible from the middle step on (5 of 9)
     assert out["sweep_legible_pct"] == {"a": round(100 * 5 / 9, 2), "b": 100.0}
     assert 0.0 < out["samples_legible_pct"] < 100.0
+
+
+class HalfPainted(Painted):
+    """Red rises with attribute a where z's first coordinate is positive and falls elsewhere."""
+
+    def decode(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        img, logvar = super().decode(y, z)
+        img[:, 0] = torch.sigmoid(self.standardise(y)[:, 0] * z[:, 0].sign())[:, None, None]
+        return img, logvar
+
+
+def test_latents_missed_counts_the_sweeps_that_go_the_wrong_way() -> None:
+    model = HalfPainted(
+        TINY, attributes=("a", "b"), y_mean=torch.zeros(2), y_std=torch.ones(2)
+    ).eval()
+    out = controllability(model, ChannelJudge(), steps=5, n_z=16, seed=3)
+    images, _ = sweep_images(model, 0, steps=5, n_z=16, seed=3)
+    backwards = (images[:, 0, 0, 0, 2] < 128).mean()  # blue = sigmoid(z0): z0 < 0
+    assert 0.0 < backwards < 1.0
+    assert out["latents_missed_pct"]["a"] == pytest.approx(100.0 * backwards, abs=0.01)
+    assert out["spearman"]["a"] == pytest.approx(1.0 - 2.0 * backwards, abs=1e-3)
 
 
 def test_a_judge_that_cannot_measure_an_attribute_is_an_error() -> None:
@@ -362,6 +385,7 @@ class FlatJudge(RedJudge):
 def test_controllability_of_an_unmeasurable_generator_is_json_safe() -> None:
     out = controllability(tiny(), FlatJudge(NAMES), steps=3, n_z=2, seed=0)
     json.dumps(out, allow_nan=False)
+    assert out["latents_missed_pct"] == dict.fromkeys(NAMES, 100.0)  # nothing moved: all miss
 
 
 # -- colour layers ---------------------------------------------------------------------------
