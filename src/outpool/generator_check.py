@@ -88,7 +88,7 @@ def controllability(
         out["spearman"][name] = _json_number(
             float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None
         )
-        # a mean hides how: on the built-in world a "colorful" miss was a fifth of the latents
+        # a mean hides how: on the built-in world a "colorful" miss was 10-20% of the latents
         # drawing a grey upper at every command, not every sweep a little off
         hit = np.asarray([r >= MISS_BELOW for r in rhos if np.isfinite(r)])
         out["latents_missed_pct"][name] = round(100.0 * (1 - hit.sum() / n_z), 2)
