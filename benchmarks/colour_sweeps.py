@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from outpool.bench import emit, log, machine, parser
-from outpool.generator_check import MISS_BELOW, sweep_images
+from outpool.generator_check import spearman_or_nan, sweep_images, sweeps_followed
 from outpool.synth import ATTRIBUTE_NAMES, Nuisance, PixelOracle, render
 from outpool.train.generator import load_generator
 
@@ -57,8 +56,7 @@ def sweeps(path: Path, n_z: int, seed: int, oracle: PixelOracle) -> dict[str, An
     flat = images.reshape(-1, *images.shape[2:])
     measured = oracle.assess(flat)[0][:, col].reshape(n_z, 9)
     sat, value = (a.reshape(n_z, 9) for a in upper_hsv(flat))
-    rho = np.array([spearmanr(y[:, k], m)[0] if np.ptp(m) > 0 else np.nan for m in measured])
-    hit = np.nan_to_num(rho, nan=-1.0) >= MISS_BELOW
+    hit = sweeps_followed(np.array([spearman_or_nan(y[:, k], m) for m in measured]))
     out: dict[str, Any] = {"commanded": rounded(y[:, k]), "latents": n_z}
     for name, rows in (("hit", hit), ("missed", ~hit)):
         out[name] = {
@@ -82,7 +80,7 @@ def dark_renders(n: int, seed: int, oracle: PixelOracle) -> dict[str, Any]:
         values, legible = oracle.assess(render(attrs, nuisance, seed=seed))
         truth = attrs[:, ATTRIBUTE_NAMES.index("colorful")]
         out[f"{v:.2f}"] = {
-            "colorful_spearman": round(float(spearmanr(truth, values[:, col])[0]), 3),
+            "colorful_spearman": round(spearman_or_nan(truth, values[:, col]), 3),
             "legible_pct": round(100.0 * float((legible >= 0.5).mean()), 1),
         }
     return out

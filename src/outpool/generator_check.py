@@ -56,6 +56,12 @@ def sweep_images(
 MISS_BELOW = 0.5  # a sweep latent whose own Spearman is below this misses
 
 
+def sweeps_followed(rhos: np.ndarray) -> np.ndarray:
+    """Per sweep latent, whether its own sweep follows the command: Spearman >= ``MISS_BELOW``
+    (one whose measurement never moved, NaN, does not)."""
+    return np.nan_to_num(rhos, nan=-1.0) >= MISS_BELOW
+
+
 def controllability(
     model: ConditionalVAE,
     judge: Judge,
@@ -84,14 +90,13 @@ def controllability(
         images, y = sweep_images(model, k, steps=steps, n_z=n_z, seed=seed)
         values, legible = judge.assess(images.reshape(-1, *images.shape[2:]))
         measured = values[:, col].reshape(n_z, steps, len(col))
-        rhos = [_spearman(y[:, k], measured[i, :, k]) for i in range(n_z)]
+        rhos = np.array([spearman_or_nan(y[:, k], measured[i, :, k]) for i in range(n_z)])
         out["spearman"][name] = _json_number(
             float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None
         )
         # a mean hides how: on the built-in world a "colorful" miss was 10-20% of the latents
         # drawing a grey upper at every command, not every sweep a little off
-        hit = np.asarray([r >= MISS_BELOW for r in rhos if np.isfinite(r)])
-        out["latents_missed_pct"][name] = round(100.0 * (1 - hit.sum() / n_z), 2)
+        out["latents_missed_pct"][name] = round(100.0 * (1 - sweeps_followed(rhos).mean()), 2)
         # leakage: mean absolute change of each other attribute from the sweep's start to end,
         # relative to the change of the swept one
         with warnings.catch_warnings():  # a column the judge could never measure stays NaN
@@ -115,7 +120,7 @@ def controllability(
     return out
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+def spearman_or_nan(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman correlation; NaN (not a warning) when either side is constant."""
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
