@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from outpool.annotate.protocol import Judge
-from outpool.errors import ConfigError, DataError
+from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.generator_check import (
     colour_recovery,
     controllability,
@@ -82,9 +83,10 @@ def test_decode_mean_in_unit_range_and_logvar_clamped() -> None:
 def test_forward_and_reconstruct_shapes() -> None:
     model = tiny()
     x, y, _ = inputs(3)
-    mean, pix_logvar, mu, logvar = model(x, y)
+    mean, pix_logvar, mu, logvar, excess = model(x, y)
     assert mean.shape == pix_logvar.shape == (3, 3, 64, 64)
     assert mu.shape == logvar.shape == (3, TINY.z_dim)
+    assert excess.shape == (3,)
     recon = model.reconstruct(x, y)
     assert recon.shape == (3, 3, 64, 64)
     # the reconstruction is the decoder's mean at the encoder's mean z
@@ -449,9 +451,11 @@ def test_the_colour_is_chosen_per_image_by_z() -> None:
 
 
 def test_a_colour_gain_scales_its_colour_without_turning_it() -> None:
-    # the gain comes from (y, z) and multiplies the colour: y can make the colour more vivid
-    # while z chooses it (one layer, on everywhere, its colour fixed by the bias)
-    model = with_colour_layers(1)
+    # the earlier "mixed" layers: the gain comes from (y, z) and multiplies the colour
+    # (one layer, on everywhere, its colour fixed by the bias)
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, colour_layers=1, colours="mixed")
+    model = ConditionalVAE(cfg, attributes=NAMES, y_mean=Y_MEAN, y_std=Y_STD).eval()
     assert model.colour_masks is not None and model.colour_values is not None
     assert model.colour_gains is not None
     plain = copy.deepcopy(model)
@@ -474,6 +478,86 @@ def test_a_colour_gain_scales_its_colour_without_turning_it() -> None:
     one, two = shift(1.0), shift(2.0)
     assert torch.allclose(one, torch.tensor([0.3, -0.2, 0.1]).expand(3, 3), atol=1e-3)
     assert torch.allclose(two, 2 * one, atol=2e-3)  # twice as vivid, the same hue
+
+
+def trained_looking_hue_layers(seed: int = 3) -> ConditionalVAE:
+    """Two hue_from_z layers with random (trained-looking) colour and strength weights."""
+    model = with_colour_layers(2)
+    assert model.colour_values is not None and model.colour_gains is not None
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.colour_values.weight.normal_(0, 1.0, generator=g)
+        model.colour_gains.weight.normal_(0, 1.0, generator=g)
+    return model
+
+
+def layer_colours(model: ConditionalVAE, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    ys = model.standardise(y)
+    code = model.dec_mix(torch.cat([z, model.dec_y(ys)], dim=1))
+    return model.layer_colours(ys, z, code)
+
+
+def test_a_hue_layer_takes_its_hue_from_z_and_its_strength_from_y() -> None:
+    model = trained_looking_hue_layers()
+    _, y, z = inputs(4)
+    colours = layer_colours(model, y, z)  # (B, K, RGB)
+    assert torch.allclose(colours.mean(-1), torch.zeros(4, 2), atol=1e-6)  # pure chroma
+    # another y at the same z: the same hue (direction), another strength (length)
+    other = layer_colours(model, y.flip(0), z)
+    cosine = nn.functional.cosine_similarity(colours, other, dim=-1)
+    assert torch.allclose(cosine, torch.ones(4, 2), atol=1e-5)
+    assert (colours.norm(dim=-1) - other.norm(dim=-1)).abs().max() > 0.05
+    # another z at the same y: another hue, the same strength
+    turned = layer_colours(model, y, -z)
+    assert torch.allclose(turned.norm(dim=-1), colours.norm(dim=-1), atol=1e-5)
+    assert nn.functional.cosine_similarity(colours, turned, dim=-1).max() < 0.99
+
+
+def test_a_hue_layer_s_strength_rises_with_y_the_same_way_for_every_z() -> None:
+    model = trained_looking_hue_layers()
+    assert model.colour_gains is not None
+    _, _, z = inputs(5)
+    with torch.no_grad():
+        model.colour_gains.weight.zero_()
+        model.colour_gains.weight[:, 2] = 1.0  # both layers follow "colorful" only
+    strengths = []
+    for c in (0.1, 0.5, 0.9, 1.3):
+        y = Y_MEAN.clone().repeat(5, 1)
+        y[:, 2] = c
+        strengths.append(layer_colours(model, y, z).norm(dim=-1))  # (B, K)
+    rise = torch.stack(strengths)  # (steps, B, K)
+    assert (rise[1:] > rise[:-1]).all()  # monotone in the command ...
+    # ... and z plays no part (beyond the soft unit length: within 1%)
+    assert torch.allclose(rise, rise[:, :1].expand_as(rise), rtol=0.01)
+
+
+def test_the_pre_tanh_excess_is_zero_in_the_live_range_and_pulls_back_beyond_it() -> None:
+    # a tanh saturated at a pixel passes no gradient (the white spots of unpenalised runs);
+    # the excess term does
+    model = tiny()
+    model.train()
+    x, y, _ = inputs(2)
+    torch.manual_seed(0)
+    assert model(x, y).excess.abs().max() == 0  # a fresh decoder stays well inside +-3
+    with torch.no_grad():
+        model.dec_mean.bias.fill_(20.0)  # every pixel far past white
+    torch.manual_seed(0)
+    out = model(x, y)
+    assert torch.allclose(out.mean, torch.ones_like(out.mean))
+    assert (out.excess > 64 * 64 * 3 * 15.0**2).all()  # at least (20 - 2 - 3)^2 per pixel
+    ((out.mean - x) ** 2).sum().backward()
+    assert model.dec_mean.bias.grad is not None
+    assert model.dec_mean.bias.grad.abs().max() < 1e-6  # the likelihood alone: stuck
+    model.zero_grad()
+    torch.manual_seed(0)
+    model(x, y).excess.sum().backward()
+    assert model.dec_mean.bias.grad is not None
+    assert (model.dec_mean.bias.grad > 1.0).all()  # the excess: pulled back down
+
+
+def test_an_unknown_colour_design_names_the_choices() -> None:
+    with pytest.raises(UnknownNameError, match="hue_from_z, mixed"):
+        GeneratorConfig(colours="rgb")
 
 
 def test_negative_colour_layers_is_a_config_error() -> None:

@@ -29,7 +29,12 @@ from outpool.train.generator import (
     train_generator,
 )
 from outpool.train.loop import JsonlLogger, Trainer
-from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
+from outpool.train.losses import (
+    calibrated_gaussian_nll,
+    gaussian_nll,
+    kl_to_standard_normal,
+    luma_chroma_nll,
+)
 from outpool.train.ranker import save_ranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -158,6 +163,68 @@ def test_calibrated_nll_gradient_pulls_the_mean_to_x() -> None:
     assert mean.grad is not None and (mean.grad > 0).all()
 
 
+def luma_chroma_by_hand(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    d = (x - mean) * 2
+    r, g, b = d[:, 0], d[:, 1], d[:, 2]
+    luma = ((r + g + b) / math.sqrt(3)).flatten(1)
+    chroma = torch.cat(
+        [((r - g) / math.sqrt(2)).flatten(1), ((r + g - 2 * b) / math.sqrt(6)).flatten(1)], 1
+    )
+    return sum(0.5 * p.shape[1] * (torch.log((p * p).mean(1)) + 1) for p in (luma, chroma))
+
+
+def test_luma_chroma_nll_is_two_calibrated_gaussians_in_a_rotated_colour_basis() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 8, 8, generator=g)
+    mean = x + torch.tensor([0.03, 0.08, 0.2]).view(3, 1, 1, 1) * torch.randn(
+        3, 3, 8, 8, generator=g
+    )
+    nll = luma_chroma_nll(x, mean)
+    assert nll.shape == (3,)
+    assert torch.allclose(nll, luma_chroma_by_hand(x, mean), rtol=1e-5)
+    assert nll[0] < nll[1] < nll[2]  # a larger error costs more
+
+
+def test_luma_chroma_nll_floors_each_part_separately() -> None:
+    x = torch.rand(2, 3, 4, 4)
+    grey_error = x + 0.1  # the same error in R, G and B: luma only
+    nll = luma_chroma_nll(x, grey_error, min_logvar=-7.0)
+    luma_mse = 3 * 0.2**2  # (3 * 0.2 / sqrt(3))^2 per pixel
+    expected = 0.5 * 16 * (math.log(luma_mse) + 1) + 0.5 * 32 * -7.0
+    assert torch.allclose(nll, torch.full((2,), expected), rtol=1e-4)
+
+
+def test_luma_chroma_nll_does_not_depend_on_which_hue_is_wrong() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 8, 8, generator=g)
+    edges = 0.2 * torch.randn(1, 1, 8, 8, generator=g).expand(1, 3, 8, 8)  # grey errors
+    nlls = []
+    for angle in (0.0, 1.0, 2.5):
+        chroma = torch.tensor([math.cos(angle), math.sin(angle)])
+        basis = torch.tensor([[2**-0.5, -(2**-0.5), 0.0], [6**-0.5, 6**-0.5, -2 * 6**-0.5]])
+        rgb = (chroma @ basis).view(1, 3, 1, 1) * 0.1
+        nlls.append(luma_chroma_nll(x, x + edges + rgb).item())
+    assert nlls == pytest.approx([nlls[0]] * 3, rel=1e-5)
+
+
+def test_luma_chroma_nll_prices_a_wrong_hue_beside_large_grey_errors() -> None:
+    """An upper drawn grey where it is coloured (a tenth of the pixels), beside edge errors that
+    are grey: the one-variance likelihood barely notices, the luma/chroma one does."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.full((1, 3, 16, 16), 0.5)
+    x[:, 0, :4, :6] += 0.1  # a reddish upper on 24 of 256 pixels
+    x[:, 1, :4, :6] -= 0.05
+    x[:, 2, :4, :6] -= 0.05
+    edges = 0.15 * torch.randn(1, 1, 16, 16, generator=g).expand(1, 3, 16, 16)
+    right = x + edges
+    grey = right.clone()
+    grey[:, :, :4, :6] = grey[:, :, :4, :6].mean(1, keepdim=True)  # the hue averaged away
+    one = (calibrated_gaussian_nll(x, grey) - calibrated_gaussian_nll(x, right)).item()
+    two = (luma_chroma_nll(x, grey) - luma_chroma_nll(x, right)).item()
+    assert 0 < one < 20  # nats: less than the KL of a few latent dimensions
+    assert two > 10 * one
+
+
 # -- config --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "changes",
@@ -178,7 +245,7 @@ def test_bad_train_config_is_a_config_error(changes: dict[str, Any]) -> None:
 
 
 def test_an_unknown_likelihood_names_the_choices() -> None:
-    with pytest.raises(UnknownNameError, match=r"calibrated.*per_pixel|per_pixel.*calibrated"):
+    with pytest.raises(UnknownNameError, match=r"calibrated, luma_chroma, per_pixel"):
         GeneratorTrainConfig(likelihood="laplace")
 
 
@@ -289,6 +356,7 @@ def test_metrics_have_one_line_per_epoch_and_reconstruction_improves(
         assert {"val_elbo", "val_recon_mse", "train_loss", "train_nll", "train_kl"} <= set(r)
         assert math.isfinite(r["val_elbo"]) and 0.0 < r["val_recon_mse"] < 1.0
         assert r["train_kl"] >= 0.0
+        assert 0.0 <= r["train_excess"] < 1.0  # pre-tanh means stay inside +-3
     assert rows[2]["val_recon_mse"] < rows[0]["val_recon_mse"]
     assert rows[2]["val_recon_mse"] < 0.8 * rows[0]["val_recon_mse"]  # a clear margin
     best = max(rows, key=lambda r: r["val_elbo"])
@@ -538,9 +606,28 @@ def test_a_generator_saved_before_the_fitted_prior_loads_with_the_standard_norma
     assert torch.equal(again.sample(y, u), model.sample(y, u))
 
 
+def test_a_generator_saved_before_hue_layers_loads_as_it_was_trained(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY, colour_layers=2, colours="mixed")
+    model = ConditionalVAE(
+        config, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+    ).eval()
+    assert model.colour_values is not None
+    with torch.no_grad():
+        model.colour_values.weight.normal_(0, 1.0)
+    save_generator(model, tmp_path / "g.pt", record={})
+    payload = torch.load(tmp_path / "g.pt", weights_only=False)
+    del payload["model_config"]["colours"]
+    torch.save(payload, tmp_path / "g.pt")
+    again = load_generator(tmp_path / "g.pt")
+    assert again.config.colours == "mixed"
+    y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
+    assert torch.equal(again.sample(y, u), model.sample(y, u))
+
+
 def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = dataclasses.replace(TINY, colour_layers=2)
+    config = dataclasses.replace(TINY, colour_layers=2, colours="mixed")
     model = ConditionalVAE(
         config, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
     ).eval()
@@ -550,6 +637,7 @@ def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Pat
     save_generator(model, tmp_path / "g.pt", record={})
     payload = torch.load(tmp_path / "g.pt", weights_only=False)
     del payload["state"]["colour_gains.weight"], payload["state"]["colour_gains.bias"]
+    del payload["model_config"]["colours"]
     torch.save(payload, tmp_path / "g.pt")
     again = load_generator(tmp_path / "g.pt")
     y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)

@@ -25,23 +25,42 @@ with ``decode(y, from_standard(u))``. ``encode`` / ``decode`` are the networks' 
 raw codes z; before the fit the prior is N(0, I) itself.
 
 Colour layers (``colour_layers``, default 4): the decoder also draws K soft masks, each filled
-with one RGB colour computed from the mixed code of (y, z) and added to the pixel mean. An
-object's colour is one per-image vector times a shape, which a plain conv decoder learns slowly:
-on the built-in world, with a fixed pixel variance and no KL term, a shoe's upper took ~2,000
-steps to get its hue without them and ~1,000 with them. Each colour is multiplied by a gain,
-also from the code: with a sum alone, sweeping "colorful" added one fixed colour (pink to teal)
-instead of making z's colour more vivid (benchmarks/RESULTS.md).
+with one colour and added to the pixel mean. An object's colour is one per-image vector times a
+shape, which a plain conv decoder learns slowly (on the built-in world a shoe's upper took ~2,000
+steps to get its hue without them, ~1,000 with them). Each layer's colour (``colours``):
+- ``hue_from_z`` (default): a hue, the chroma part of a linear function of z scaled to unit
+  length, times a strength, softplus of a linear function of the standardised y alone. No z
+  gives "no hue" (the grey a Gaussian likelihood averages uncertain hues into), and how vivid a
+  colour is rises with y the same way at every z, so sweeping "colorful" saturates whatever
+  colour z chose.
+- ``mixed`` (files saved before it): colour and gain each linear in the mixed code of (y, z);
+  along a "colorful" sweep some latents' gains crossed zero or y added a hue of its own, and a
+  tenth to a fifth of latents drew a grey upper at any command.
+(benchmarks/RESULTS.md has the measurements.)
+
+The pixel mean is a tanh, as in the original. Training also penalises pre-tanh means beyond
++-3 (``Pass.excess``): without it up to a tenth of the random samples of some runs had a white
+spot at a fixed place on the border, where a pixel once pushed far past white (pre-tanh values
+of 18 were found) sat where tanh passes no gradient, so nothing pulled it back. An unsquashed
+mean (clamped only for display) removed the spots but drew faint rings and ghosts instead.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from outpool.errors import ConfigError, DataError
+from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.models.backbone import conv_block
+
+COLOURS = ("hue_from_z", "mixed")
+# tanh passes gradient inside this range of pre-activations (tanh(3) = 0.995); the training
+# loss penalises the excess (``Pass.excess``)
+PRE_LIVE = 3.0
+SOFTPLUS_ONE = 0.5413  # softplus(0.5413) = 1: a strength of 1 at the start
 
 
 @dataclass(frozen=True)
@@ -54,11 +73,16 @@ class GeneratorConfig:
     y_embed: int = 64
     hidden: int = 256
     logvar_range: tuple[float, float] = (-7.0, 1.0)  # pixel log-variance clamp (stability)
-    colour_layers: int = 4  # K masks, each filled with one colour from (y, z); 0: none
+    colour_layers: int = 4  # K masks, each filled with one colour; 0: none
+    # hue_from_z: each colour is a hue (a unit chroma direction) from z times a strength from y
+    # alone; mixed: colour and gain both linear in the mixed code of (y, z) (earlier files)
+    colours: str = "hue_from_z"
 
     def __post_init__(self) -> None:
         if self.colour_layers < 0:
             raise ConfigError(f"colour_layers must be >= 0, got {self.colour_layers}")
+        if self.colours not in COLOURS:
+            raise UnknownNameError("colours", self.colours, COLOURS)
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -69,6 +93,18 @@ def up_block(c_in: int, c_out: int) -> nn.Sequential:
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     )
+
+
+class Pass(NamedTuple):
+    """What one training pass of the VAE gives: each (B, ...)."""
+
+    mean: torch.Tensor  # pixel mean in [0, 1]
+    pix_logvar: torch.Tensor
+    z_mean: torch.Tensor
+    z_logvar: torch.Tensor
+    # per image, the summed square of how far pre-tanh means went past +-PRE_LIVE: a pixel
+    # pushed far past white sits where tanh passes no gradient and stays a white spot
+    excess: torch.Tensor
 
 
 class ConditionalVAE(nn.Module):
@@ -117,16 +153,17 @@ class ConditionalVAE(nn.Module):
         self.dec_mean = nn.Conv2d(w, 3, 5, padding=2)
         self.dec_logvar = nn.Conv2d(w, 3, 5, padding=2)
         k = config.colour_layers
+        mixed = config.colours == "mixed"
         self.colour_masks = nn.Conv2d(w, k, 5, padding=2) if k else None
-        self.colour_values = nn.Linear(config.hidden, 3 * k) if k else None
-        # each colour times a gain, also from (y, z): a product lets one attribute set how vivid
-        # a colour is while z sets which colour (a sum can only add a fixed colour)
-        self.colour_gains = nn.Linear(config.hidden, k) if k else None
+        self.colour_values = nn.Linear(config.hidden if mixed else m, 3 * k) if k else None
+        # each colour times a gain: a product lets y set how vivid a colour is while z sets
+        # which colour (a sum can only add a fixed colour)
+        self.colour_gains = nn.Linear(config.hidden if mixed else n, k) if k else None
         if self.colour_values is not None and self.colour_gains is not None:
             nn.init.zeros_(self.colour_values.weight)  # starts as the plain decoder
             nn.init.zeros_(self.colour_values.bias)
             nn.init.zeros_(self.colour_gains.weight)  # starts at gain 1
-            nn.init.ones_(self.colour_gains.bias)
+            nn.init.constant_(self.colour_gains.bias, 1.0 if mixed else SOFTPLUS_ONE)
 
     def standardise(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.y_mean) / self.y_std
@@ -138,27 +175,44 @@ class ConditionalVAE(nn.Module):
 
     def decode(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel mean in [0, 1] and pixel log-variance (in [-1, 1] units), each (B, 3, 64, 64)."""
-        code = self.dec_mix(torch.cat([z, self.dec_y(self.standardise(y))], dim=1))
+        pre, logvar = self.decode_pre(y, z)
+        return (torch.tanh(pre) + 1) / 2, logvar
+
+    def decode_pre(self, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``decode`` before the tanh of the mean (whose [-1, 1] is the image's [0, 1])."""
+        ys = self.standardise(y)
+        code = self.dec_mix(torch.cat([z, self.dec_y(ys)], dim=1))
         h = self.dec_fc(code).view(len(z), 4 * self.config.width, 8, 8)
         h = self.dec_conv(h)
         pre = self.dec_mean(h)
-        if self.colour_masks is not None and self.colour_values is not None:
-            assert self.colour_gains is not None
+        if self.colour_masks is not None:
             masks = torch.sigmoid(self.colour_masks(h))  # (B, K, H, W)
-            colours = self.colour_values(code).view(len(z), -1, 3)  # (B, K, RGB)
-            colours = colours * self.colour_gains(code).unsqueeze(-1)
-            pre = pre + torch.einsum("bkhw,bkc->bchw", masks, colours)
+            pre = pre + torch.einsum("bkhw,bkc->bchw", masks, self.layer_colours(ys, z, code))
         lo, hi = self.config.logvar_range
-        return (torch.tanh(pre) + 1) / 2, self.dec_logvar(h).clamp(lo, hi)
+        return pre, self.dec_logvar(h).clamp(lo, hi)
 
-    def forward(
-        self, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pixel mean, pixel log-variance, z mean, z log-variance) of a reparameterised pass."""
+    def layer_colours(self, ys: torch.Tensor, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """The colour (B, K, RGB) each colour layer adds, from standardised y, z and their code."""
+        assert self.colour_values is not None and self.colour_gains is not None
+        if self.config.colours == "mixed":
+            colours = self.colour_values(code).view(len(z), -1, 3)
+            return colours * self.colour_gains(code).unsqueeze(-1)
+        # a hue from z: the chroma part of a colour (its grey removed), scaled to length 1
+        # (softly, so that the zero start has no direction and a zero gradient is not a NaN)
+        c = self.colour_values(z).view(len(z), -1, 3)
+        c = c - c.mean(-1, keepdim=True)
+        hue = c / torch.sqrt((c * c).sum(-1, keepdim=True) + 0.01)
+        # how vivid, from y alone: the same rise for every z
+        strength = nn.functional.softplus(self.colour_gains(ys))
+        return hue * strength.unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> Pass:
+        """One reparameterised pass (see ``Pass``)."""
         mu, logvar = self.encode(x, y)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        mean, pix_logvar = self.decode(y, z)
-        return mean, pix_logvar, mu, logvar
+        pre, pix_logvar = self.decode_pre(y, z)
+        excess = ((pre.abs() - PRE_LIVE).relu() ** 2).flatten(1).sum(1)
+        return Pass((torch.tanh(pre) + 1) / 2, pix_logvar, mu, logvar, excess)
 
     def from_standard(self, u: torch.Tensor) -> torch.Tensor:
         """Codes z (B, M) of the prior's standard-normal coordinates u (B, M)."""

@@ -36,13 +36,20 @@ from outpool.train.loop import (
     JsonlLogger,
     Trainer,
 )
-from outpool.train.losses import calibrated_gaussian_nll, gaussian_nll, kl_to_standard_normal
+from outpool.train.losses import (
+    calibrated_gaussian_nll,
+    gaussian_nll,
+    kl_to_standard_normal,
+    luma_chroma_nll,
+)
 from outpool.train.ranker import pick_device
 
-LIKELIHOODS = ("per_pixel", "calibrated")
+LIKELIHOODS = ("per_pixel", "calibrated", "luma_chroma")
 # Weights that files saved by earlier versions lack; their initial values give the earlier
 # behaviour (the N(0, I) prior; colour gains of 1).
 ADDED_LATER = ("prior_mean", "prior_scale", "colour_gains.weight", "colour_gains.bias")
+# Options that files saved by earlier versions lack, with the values those files were trained with.
+EARLIER_OPTIONS = {"colour_layers": 0, "colours": "mixed"}
 
 
 @dataclass(frozen=True)
@@ -61,10 +68,12 @@ class GeneratorTrainConfig:
     # weight above 1 keeps the codes closer to the prior; the ramp lets the decoder learn first.
     kl_weight: float = 2.0
     kl_warmup: float = 3.0
-    # calibrated: one variance per image at its optimum (losses.calibrated_gaussian_nll);
-    # per_pixel: the decoder's own per-pixel variance (Attribute2Image), which lets the decoder
-    # call a colour it cannot predict noise, so z never learns the hue of a shoe's upper
-    likelihood: str = "calibrated"
+    # luma_chroma: two variances per image at their optimum, for the grey axis of RGB and for
+    # colour (losses.luma_chroma_nll), so a wrong hue costs as much as a wrong shape;
+    # calibrated: one variance per image, where edge errors set the scale and z learns the hue
+    # of a shoe's upper only partly; per_pixel: the decoder's own per-pixel variance
+    # (Attribute2Image), which lets it call a colour it cannot predict noise (RESULTS.md)
+    likelihood: str = "luma_chroma"
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
     seed: int = 0
@@ -106,14 +115,17 @@ def split_indices(n: int, val_share: float, seed: int) -> tuple[np.ndarray, np.n
 
 def elbo_terms(
     model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, likelihood: str = "per_pixel"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image reconstruction NLL and KL (B,) of one reparameterised pass."""
-    mean, pix_logvar, mu, logvar = model(x, y)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image reconstruction NLL, KL and pre-tanh excess (``Pass.excess``), each (B,), of one
+    reparameterised pass. The ELBO is -(NLL + KL); training also adds the excess."""
+    out = model(x, y)
     if likelihood == "calibrated":
-        nll = calibrated_gaussian_nll(x, mean, model.config.logvar_range[0])
+        nll = calibrated_gaussian_nll(x, out.mean, model.config.logvar_range[0])
+    elif likelihood == "luma_chroma":
+        nll = luma_chroma_nll(x, out.mean, model.config.logvar_range[0])
     else:
-        nll = gaussian_nll(x, mean, pix_logvar)
-    return nll, kl_to_standard_normal(mu, logvar)
+        nll = gaussian_nll(x, out.mean, out.pix_logvar)
+    return nll, kl_to_standard_normal(out.z_mean, out.z_logvar), out.excess
 
 
 def train_generator(
@@ -167,17 +179,22 @@ def train_generator(
     def step(batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
         x = to_tensor(batch[0], device)
         y = torch.from_numpy(batch[1]).to(device)
-        nll, kl = elbo_terms(model, x, y, cfg.likelihood)
-        loss = (nll + kl_weight(trainer.state.step) * kl).mean()  # trainer: defined below
+        nll, kl, excess = elbo_terms(model, x, y, cfg.likelihood)
+        loss = (nll + kl_weight(trainer.state.step) * kl + excess).mean()  # trainer: below
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return {"loss": loss.item(), "nll": nll.mean().item(), "kl": kl.mean().item()}
+        return {
+            "loss": loss.item(),
+            "nll": nll.mean().item(),
+            "kl": kl.mean().item(),
+            "excess": excess.mean().item(),
+        }
 
     def evaluate() -> dict[str, float]:
         x = to_tensor(pixels[val_idx], device)
         y = torch.from_numpy(strengths[val_idx]).to(device)
-        nll, kl = elbo_terms(model, x, y, cfg.likelihood)
+        nll, kl, _ = elbo_terms(model, x, y, cfg.likelihood)
         mse = ((model.reconstruct(x, y) - x) ** 2).mean()
         return {"val_elbo": -(nll + kl).mean().item(), "val_recon_mse": mse.item()}
 
@@ -258,8 +275,8 @@ def load_generator(
             f"generator attributes {list(names)} do not match {list(attributes)}", path=path
         )
     model = ConditionalVAE(
-        # a file saved before colour layers existed has none (the default is now 4)
-        from_dict(GeneratorConfig, {"colour_layers": 0, **payload["model_config"]}),
+        # a file saved before an option existed gets the behaviour it was trained with
+        from_dict(GeneratorConfig, {**EARLIER_OPTIONS, **payload["model_config"]}),
         attributes=names,
         y_mean=torch.tensor(payload["y_mean"]),
         y_std=torch.tensor(payload["y_std"]),
