@@ -606,26 +606,10 @@ def test_a_generator_saved_before_the_fitted_prior_loads_with_the_standard_norma
     assert torch.equal(again.sample(y, u), model.sample(y, u))
 
 
-def test_a_generator_saved_before_hue_layers_loads_as_it_was_trained(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    config = dataclasses.replace(TINY, colour_layers=2, colours="mixed")
-    model = ConditionalVAE(
-        config, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
-    ).eval()
-    assert model.colour_values is not None
-    with torch.no_grad():
-        model.colour_values.weight.normal_(0, 1.0)
-    save_generator(model, tmp_path / "g.pt", record={})
-    payload = torch.load(tmp_path / "g.pt", weights_only=False)
-    del payload["model_config"]["colours"]
-    torch.save(payload, tmp_path / "g.pt")
-    again = load_generator(tmp_path / "g.pt")
-    assert again.config.colours == "mixed"
-    y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
-    assert torch.equal(again.sample(y, u), model.sample(y, u))
-
-
-def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Path) -> None:
+def mixed_colour_generator_file(path: Path, *, drop_gains: bool) -> ConditionalVAE:
+    """A trained-looking generator with the earlier ("mixed") colour layers, saved to ``path``
+    in the layout of a file written before ``colours`` existed (and, with ``drop_gains``,
+    before colour gains existed)."""
     torch.manual_seed(0)
     config = dataclasses.replace(TINY, colour_layers=2, colours="mixed")
     model = ConditionalVAE(
@@ -634,11 +618,25 @@ def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Pat
     assert model.colour_values is not None
     with torch.no_grad():
         model.colour_values.weight.normal_(0, 1.0)  # trained colours, with the gains at 1
-    save_generator(model, tmp_path / "g.pt", record={})
-    payload = torch.load(tmp_path / "g.pt", weights_only=False)
-    del payload["state"]["colour_gains.weight"], payload["state"]["colour_gains.bias"]
+    save_generator(model, path, record={})
+    payload = torch.load(path, weights_only=False)
+    if drop_gains:
+        del payload["state"]["colour_gains.weight"], payload["state"]["colour_gains.bias"]
     del payload["model_config"]["colours"]
-    torch.save(payload, tmp_path / "g.pt")
+    torch.save(payload, path)
+    return model
+
+
+def test_a_generator_saved_before_hue_layers_loads_as_it_was_trained(tmp_path: Path) -> None:
+    model = mixed_colour_generator_file(tmp_path / "g.pt", drop_gains=False)
+    again = load_generator(tmp_path / "g.pt")
+    assert again.config.colours == "mixed"
+    y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
+    assert torch.equal(again.sample(y, u), model.sample(y, u))
+
+
+def test_a_generator_saved_before_colour_gains_loads_with_gain_one(tmp_path: Path) -> None:
+    model = mixed_colour_generator_file(tmp_path / "g.pt", drop_gains=True)
     again = load_generator(tmp_path / "g.pt")
     y, u = torch.zeros(2, 1), torch.randn(2, TINY.z_dim)
     assert torch.equal(again.sample(y, u), model.sample(y, u))
