@@ -6,7 +6,9 @@
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
 images (or loads ``--generator``), then sweeps each attribute at fixed z and measures the images
 with the pixel oracle; ``colour_recovery`` says whether reconstructions of unseen images keep
-their colour (z must carry the hue of a shoe's upper, which no attribute names).
+their colour (z must carry the hue of a shoe's upper, which no attribute names);
+``colour_errors`` how large their colour errors are beside their grey ones (what the
+luma/chroma likelihood's ``chroma_ratio`` bounds; LFW: on the test split's faces).
 
 LFW (``--data lfw:ROOT``): the generator workflow of ``outpool train-generator`` on real faces.
 A teacher (CNN on the ranker train+val splits' scores, eigenface legibility) is trained first as
@@ -31,7 +33,7 @@ import torch
 from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
-from outpool.generator_check import colour_recovery, controllability
+from outpool.generator_check import colour_error_share, colour_recovery, controllability
 from outpool.generators import train_generator_run
 from outpool.models.generator import ConditionalVAE
 from outpool.synth import PixelOracle, SynthConfig, build
@@ -80,6 +82,7 @@ def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> Non
     ids, strengths = world.truth["test"]
     pixels = np.asarray(dataset.lookup(ids))
     result["colour_recovery"] = colour_recovery(model, pixels, strengths)
+    result["colour_errors"] = colour_error_share(model, pixels, strengths)
 
 
 def lfw(
@@ -116,8 +119,11 @@ def lfw(
         regressor={**pseudo["regressor"], "wall_s": summary["pseudo_labels_wall_s"]},
         teacher={**teacher.record, "wall_s": round(teacher_s, 1)},
     )
-    result.update(speed(load_generator(run / "generator.pt")))
+    model = load_generator(run / "generator.pt")
+    result.update(speed(model))
     result.update(summary["controllability"])
+    ids, scores = truth["test"]  # faces of people the generator never saw, with their scores
+    result["colour_errors"] = colour_error_share(model, np.asarray(dataset.lookup(ids)), scores)
 
 
 def main() -> None:

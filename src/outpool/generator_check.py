@@ -21,6 +21,7 @@ from outpool.annotate.protocol import Judge
 from outpool.errors import DataError
 from outpool.evaluate import to_tensor
 from outpool.models.generator import ConditionalVAE
+from outpool.train.losses import luma_chroma_errors
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -174,3 +175,24 @@ def colour_recovery(
         "hue_cosine": _json_number(float(cosine.mean())),
         "chroma_ratio": _json_number(float(ratio.mean())),
     }
+
+
+def colour_error_share(
+    model: ConditionalVAE, pixels: np.ndarray, strengths: np.ndarray
+) -> dict[str, float | int | None]:
+    """How large the colour errors of reconstructions of unseen images are beside their grey
+    (luma) errors: the medians over images of both mean squared errors and of their ratio.
+
+    The luma/chroma likelihood weighs a unit of colour error by that ratio (a shoe's ~16, a
+    face's ~50), which is what ``chroma_ratio`` bounds."""
+    device = model.y_mean.device
+    x = to_tensor(pixels, device)
+    y = torch.from_numpy(np.asarray(strengths, np.float32)).to(device)
+    luma, chroma = luma_chroma_errors(x, model.reconstruct(x, y))
+    figures = {
+        "luma_mse": luma.median(),
+        "chroma_mse": chroma.median(),
+        "luma_to_chroma": (luma / chroma.clamp_min(1e-12)).median(),
+    }
+    # four significant digits: colour errors are of the order of 1e-3
+    return {"images": len(x), **{k: float(f"{float(v):.4g}") for k, v in figures.items()}}

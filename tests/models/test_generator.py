@@ -19,6 +19,7 @@ from torch import nn
 from outpool.annotate.protocol import Judge
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.generator_check import (
+    colour_error_share,
     colour_recovery,
     controllability,
     sweep_images,
@@ -603,3 +604,26 @@ def test_colour_recovery_without_coloured_images_has_no_figures() -> None:
     grey = np.full((3, 64, 64, 3), 120, np.uint8)
     out = colour_recovery(tiny(), grey, np.zeros((3, 3), np.float32))
     assert out == {"images": 0, "hue_cosine": None, "chroma_ratio": None}
+
+
+def test_colour_error_share_splits_reconstruction_errors_into_grey_and_colour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = tiny()
+    images = coloured_squares()
+    # every pixel 0.1 too bright in R, G and B alike, plus a colour error on the square only
+    colour = torch.tensor([0.05, -0.05, 0.0]).view(1, 3, 1, 1)
+
+    def rebuild(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = x + 0.1
+        out[:, :, 20:44, 16:48] += colour
+        return out
+
+    monkeypatch.setattr(model, "reconstruct", rebuild)
+    out = colour_error_share(model, images, np.zeros((6, 3), np.float32))
+    luma = 3 * 0.2**2  # (3 * 0.2 / sqrt(3))^2 in [-1, 1] units, on every pixel
+    chroma = (0.1**2 + 0.1**2) / 2 * (24 * 32) / (64 * 64)  # |(0.1, -0.1, 0)|^2 over 2 axes
+    assert out["images"] == 6
+    assert out["luma_mse"] == pytest.approx(luma, rel=1e-3)  # 4 significant digits
+    assert out["chroma_mse"] == pytest.approx(chroma, rel=1e-3)
+    assert out["luma_to_chroma"] == pytest.approx(luma / chroma, rel=1e-3)

@@ -221,8 +221,67 @@ def test_luma_chroma_nll_prices_a_wrong_hue_beside_large_grey_errors() -> None:
     grey[:, :, :4, :6] = grey[:, :, :4, :6].mean(1, keepdim=True)  # the hue averaged away
     one = (calibrated_gaussian_nll(x, grey) - calibrated_gaussian_nll(x, right)).item()
     two = (luma_chroma_nll(x, grey) - luma_chroma_nll(x, right)).item()
+    bounded = (
+        luma_chroma_nll(x, grey, chroma_ratio=10.0) - luma_chroma_nll(x, right, chroma_ratio=10.0)
+    ).item()
     assert 0 < one < 20  # nats: less than the KL of a few latent dimensions
     assert two > 10 * one
+    assert bounded > 5 * one  # the default bound keeps most of it
+
+
+def face_like_errors(chroma_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image and a guess whose errors are mostly grey, with colour errors ``chroma_scale``
+    times as large (a face's are ~0.14: its colour variance ~1/50 of its luma variance)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.full((1, 3, 8, 8), 0.5)
+    grey = 0.1 * torch.randn(1, 1, 8, 8, generator=g).expand(1, 3, 8, 8)
+    colour = 0.1 * chroma_scale * torch.randn(1, 3, 8, 8, generator=g)
+    colour = colour - colour.mean(1, keepdim=True)  # no grey part
+    return x, x + grey + colour
+
+
+def error_weights(x: torch.Tensor, mean: torch.Tensor, chroma_ratio: float) -> tuple[float, float]:
+    """d NLL / d (squared error), for a luma and for a chroma error: what one unit of each costs."""
+    mean = mean.clone().requires_grad_()
+    luma_chroma_nll(x, mean, chroma_ratio=chroma_ratio).sum().backward()
+    assert mean.grad is not None
+    basis = torch.tensor(
+        [[3**-0.5] * 3, [2**-0.5, -(2**-0.5), 0.0], [6**-0.5, 6**-0.5, -2 * 6**-0.5]]
+    )
+    err = torch.einsum("cr,brhw->bchw", basis, (x - mean.detach()) * 2)
+    grad = torch.einsum("cr,brhw->bchw", basis, mean.grad)
+    # nll = sum w_part * err^2 locally, and d err / d mean = -2: grad = -4 w err
+    w = (-grad / (4 * err)).flatten(2)
+    return w[0, 0].mean().item(), w[0, 1:].mean().item()
+
+
+def test_chroma_ratio_bounds_what_a_colour_error_costs_against_a_grey_one() -> None:
+    x, mean = face_like_errors(0.14)
+    luma, chroma = error_weights(x, mean, math.inf)
+    assert chroma / luma > 30  # unbounded: the colour errors' own small variance
+    luma, chroma = error_weights(x, mean, 10.0)
+    assert chroma / luma == pytest.approx(10.0, rel=1e-3)
+    luma_4, chroma_4 = error_weights(x, mean, 4.0)
+    assert chroma_4 / luma_4 == pytest.approx(4.0, rel=1e-3)
+
+
+def test_chroma_ratio_is_the_optimum_under_the_bound_and_free_where_it_does_not_bind() -> None:
+    x, mean = face_like_errors(0.14)
+    d = torch.einsum("cr,brhw->bchw", torch.eye(3), (x - mean) * 2)  # any rotation: same sums
+    total = (d * d).sum()
+    luma = ((d.sum(1) / math.sqrt(3)) ** 2).sum()
+    chroma = total - luma
+    n = 64
+    var = (luma + 10.0 * chroma) / (3 * n)  # the tied optimum: one variance, chroma scaled
+    by_hand = 0.5 * (3 * n * torch.log(var) + 2 * n * math.log(1 / 10.0) + 3 * n)
+    bounded = luma_chroma_nll(x, mean, chroma_ratio=10.0)
+    assert torch.allclose(bounded, by_hand.view(1), rtol=1e-5)
+    assert (bounded > luma_chroma_nll(x, mean)).all()  # a constrained optimum is no better
+    colourful_x, colourful = face_like_errors(1.0)  # colour errors as large as grey ones
+    assert torch.allclose(
+        luma_chroma_nll(colourful_x, colourful, chroma_ratio=10.0),
+        luma_chroma_nll(colourful_x, colourful),
+    )
 
 
 # -- config --------------------------------------------------------------------------------
@@ -237,6 +296,8 @@ def test_luma_chroma_nll_prices_a_wrong_hue_beside_large_grey_errors() -> None:
         {"batch_size": 0},
         {"kl_weight": -1.0},
         {"kl_warmup": -1.0},
+        {"chroma_ratio": 0.5},
+        {"chroma_ratio": float("nan")},
     ],
 )
 def test_bad_train_config_is_a_config_error(changes: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ strengths' mean and std).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +65,11 @@ class GeneratorTrainConfig:
     # needs those steps (benchmarks/RESULTS.md).
     batch_size: int = 16
     epochs: int = 12
-    # The KL weight ramps from 0 to kl_weight over the first kl_warmup epochs (per step): a
-    # weight above 1 keeps the codes closer to the prior; the ramp lets the decoder learn first.
-    kl_weight: float = 2.0
+    # The KL weight ramps from 0 to kl_weight over the first kl_warmup epochs (per step), so the
+    # decoder learns first. luma_chroma fits luma's variance to luma alone, so a luma error
+    # weighs about a third of what one shared variance gave it: 2/3 keeps the balance of detail
+    # against the KL that 'calibrated' had at 2 (at 2, faces came out blurred: RESULTS.md).
+    kl_weight: float = 0.67
     kl_warmup: float = 3.0
     # luma_chroma: two variances per image at their optimum, for the grey axis of RGB and for
     # colour (losses.luma_chroma_nll), so a wrong hue costs as much as a wrong shape;
@@ -74,6 +77,10 @@ class GeneratorTrainConfig:
     # of a shoe's upper only partly; per_pixel: the decoder's own per-pixel variance
     # (Attribute2Image), which lets it call a colour it cannot predict noise (RESULTS.md)
     likelihood: str = "luma_chroma"
+    # luma_chroma: the chroma variance is at least the luma variance / chroma_ratio (inf: no
+    # bound). A face's colour errors are ~1/50 of its luma errors: unbounded, colour took the
+    # decoder's capacity from the face's shape (RESULTS.md); a shoe's are ~1/16.
+    chroma_ratio: float = 10.0
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
     seed: int = 0
@@ -90,6 +97,8 @@ class GeneratorTrainConfig:
             raise UnknownNameError("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.likelihood not in LIKELIHOODS:
             raise UnknownNameError("likelihood", self.likelihood, LIKELIHOODS)
+        if not self.chroma_ratio >= 1.0:  # NaN fails too
+            raise ConfigError(f"chroma_ratio must be >= 1 (inf: no bound), got {self.chroma_ratio}")
         if not 0.0 <= self.val_share < 0.5:
             raise ConfigError(f"val_share must be in [0, 0.5), got {self.val_share}")
 
@@ -114,7 +123,11 @@ def split_indices(n: int, val_share: float, seed: int) -> tuple[np.ndarray, np.n
 
 
 def elbo_terms(
-    model: ConditionalVAE, x: torch.Tensor, y: torch.Tensor, likelihood: str = "per_pixel"
+    model: ConditionalVAE,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    likelihood: str = "per_pixel",
+    chroma_ratio: float = math.inf,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image reconstruction NLL, KL and pre-tanh excess (``Pass.excess``), each (B,), of one
     reparameterised pass. The ELBO is -(NLL + KL); training also adds the excess."""
@@ -122,7 +135,7 @@ def elbo_terms(
     if likelihood == "calibrated":
         nll = calibrated_gaussian_nll(x, out.mean, model.config.logvar_range[0])
     elif likelihood == "luma_chroma":
-        nll = luma_chroma_nll(x, out.mean, model.config.logvar_range[0])
+        nll = luma_chroma_nll(x, out.mean, model.config.logvar_range[0], chroma_ratio)
     else:
         nll = gaussian_nll(x, out.mean, out.pix_logvar)
     return nll, kl_to_standard_normal(out.z_mean, out.z_logvar), out.excess
@@ -179,7 +192,7 @@ def train_generator(
     def step(batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
         x = to_tensor(batch[0], device)
         y = torch.from_numpy(batch[1]).to(device)
-        nll, kl, excess = elbo_terms(model, x, y, cfg.likelihood)
+        nll, kl, excess = elbo_terms(model, x, y, cfg.likelihood, cfg.chroma_ratio)
         loss = (nll + kl_weight(trainer.state.step) * kl + excess).mean()  # trainer: below
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,7 +207,7 @@ def train_generator(
     def evaluate() -> dict[str, float]:
         x = to_tensor(pixels[val_idx], device)
         y = torch.from_numpy(strengths[val_idx]).to(device)
-        nll, kl, _ = elbo_terms(model, x, y, cfg.likelihood)
+        nll, kl, _ = elbo_terms(model, x, y, cfg.likelihood, cfg.chroma_ratio)
         mse = ((model.reconstruct(x, y) - x) ** 2).mean()
         return {"val_elbo": -(nll + kl).mean().item(), "val_recon_mse": mse.item()}
 

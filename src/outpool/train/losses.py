@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -60,7 +62,17 @@ _LUMA_CHROMA = torch.tensor(
 )
 
 
-def luma_chroma_nll(x: torch.Tensor, mean: torch.Tensor, min_logvar: float = -7.0) -> torch.Tensor:
+def luma_chroma_errors(x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared error per image (B,) along the grey axis of RGB and along the two colour
+    axes orthogonal to it, in [-1, 1] units: the two variances' optima in ``luma_chroma_nll``."""
+    basis = _LUMA_CHROMA.to(x.device, x.dtype)
+    sq = torch.einsum("cr,brhw->bchw", basis, (x - mean) * 2) ** 2
+    return sq[:, 0].flatten(1).mean(1), sq[:, 1:].flatten(1).mean(1)
+
+
+def luma_chroma_nll(
+    x: torch.Tensor, mean: torch.Tensor, min_logvar: float = -7.0, chroma_ratio: float = math.inf
+) -> torch.Tensor:
     """Gaussian NLL with two variances per image, each at its optimum: one along the grey axis
     of RGB (luma) and one shared by the two axes orthogonal to it (chroma): (B,).
 
@@ -70,15 +82,24 @@ def luma_chroma_nll(x: torch.Tensor, mean: torch.Tensor, min_logvar: float = -7.
     a wrong hue costs little; a grey guess at a hue z could have told is then cheaper than the
     KL of telling it (benchmarks/RESULTS.md). Here colour errors are scored against the colour
     errors of the same image, whatever its saturation.
+
+    ``chroma_ratio`` R bounds the chroma variance below by the luma variance / R (the optimum
+    under that constraint: where it binds, one variance for luma and chroma scaled by sqrt(R)).
+    Unbounded, a photo's small colour errors (a face's are ~1/50 of its luma errors) weigh 50x
+    a luma error and take the decoder's capacity from the face's shape.
     """
-    basis = _LUMA_CHROMA.to(x.device, x.dtype)
-    d = torch.einsum("cr,brhw->bchw", basis, (x - mean) * 2).flatten(2)  # (B, 3, H*W)
-    sq = d * d
-    luma, chroma = sq[:, 0], sq[:, 1:].flatten(1)
+    var_luma, var_chroma = luma_chroma_errors(x, mean)
+    n_luma, n_chroma = x[0, 0].numel(), 2 * x[0, 0].numel()
+    luma, chroma = var_luma * n_luma, var_chroma * n_chroma
+    if math.isfinite(chroma_ratio):
+        tied = (luma + chroma_ratio * chroma) / (n_luma + n_chroma)
+        binds = var_chroma * chroma_ratio < var_luma
+        var_luma = torch.where(binds, tied, var_luma)
+        var_chroma = torch.where(binds, tied / chroma_ratio, var_chroma)
     nll = x.new_zeros(len(x))
-    for part in (luma, chroma):
-        logvar = torch.log(part.mean(1)).clamp_min(min_logvar)
-        nll = nll + 0.5 * part.shape[1] * (logvar + part.mean(1) * torch.exp(-logvar))
+    for total, n, var in ((luma, n_luma, var_luma), (chroma, n_chroma, var_chroma)):
+        logvar = torch.log(var).clamp_min(min_logvar)
+        nll = nll + 0.5 * (n * logvar + total * torch.exp(-logvar))
     return nll
 
 
