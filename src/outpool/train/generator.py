@@ -66,9 +66,10 @@ class GeneratorTrainConfig:
     batch_size: int = 16
     epochs: int = 12
     # The KL weight ramps from 0 to kl_weight over the first kl_warmup epochs (per step), so the
-    # decoder learns first. luma_chroma fits luma's variance to luma alone, so a luma error
-    # weighs about a third of what one shared variance gave it: 2/3 keeps the balance of detail
-    # against the KL that 'calibrated' had at 2 (at 2, faces came out blurred: RESULTS.md).
+    # decoder learns first. luma_chroma fits luma's variance to luma alone (where chroma_ratio
+    # does not bind), so a luma error weighs about a third of what one shared variance gave it:
+    # 2/3 keeps the balance of detail against the KL that 'calibrated' had at 2 (at 2 and with
+    # no bound, faces came out blurred: RESULTS.md).
     kl_weight: float = 0.67
     kl_warmup: float = 3.0
     # luma_chroma: two variances per image at their optimum, for the grey axis of RGB and for
