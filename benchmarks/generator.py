@@ -1,7 +1,7 @@
 """The generator: does y control what it draws (judged independently), and how fast?
 
-    python benchmarks/generator.py [--set key=value] [--generator generator.pt] [--run DIR]
-    python benchmarks/generator.py --data lfw:ROOT [--crop F] [--run DIR] [--set key=value]
+    python benchmarks/generator.py [--config TOML] [--set key=value] [--generator generator.pt]
+    python benchmarks/generator.py --data lfw:ROOT [--crop F] [--config TOML] [--set key=value]
 
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
 images (or loads ``--generator``), then sweeps each attribute at fixed z and measures the images
@@ -33,6 +33,7 @@ import torch
 from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
+from outpool.errors import OutpoolError
 from outpool.generator_check import colour_error_share, colour_recovery, controllability
 from outpool.generators import train_generator_run
 from outpool.models.generator import ConditionalVAE
@@ -128,6 +129,7 @@ def lfw(
 
 def main() -> None:
     p = parser(__doc__ or "")
+    p.add_argument("--config", type=Path, help="training config file (TOML), e.g. configs/...")
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], help="training key=value"
     )
@@ -156,7 +158,10 @@ def main() -> None:
     )
     args = p.parse_args()
     started = time.perf_counter()
-    cfg = config.load(GeneratorTrainConfig, None, [f"seed={args.seed}", *args.overrides])
+    try:
+        cfg = config.load(GeneratorTrainConfig, args.config, [f"seed={args.seed}", *args.overrides])
+    except OutpoolError as exc:  # a bad file or --set: say which, before any work
+        p.error(str(exc))
     result: dict[str, object] = {"benchmark": "generator", "machine": machine()}
     if not 0.0 < args.crop <= 1.0:
         p.error(f"--crop must be a fraction in (0, 1] of the frame, got {args.crop}")

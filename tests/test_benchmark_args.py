@@ -1,4 +1,5 @@
-"""The generator benchmark refuses a bad ``--crop`` before any work, naming the option."""
+"""The generator benchmark refuses a bad ``--crop``, ``--config`` or ``--set`` before any work,
+naming the option."""
 
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
         (["--crop", "nan"], "--crop must be a fraction in (0, 1]"),
         (["--crop", "1.5", "--data", "lfw:nowhere"], "--crop must be a fraction in (0, 1]"),
         (["--crop", "0.6"], "--crop is for LFW only"),
+        (["--config", "nowhere.toml"], "config file nowhere.toml does not exist"),
+        (["--set", "chroma_ratio=0.5"], "chroma_ratio must be >= 1"),
+        (["--set", "likelihood=laplace"], "likelihood"),
+        (["--set", "no_such_key=1"], "unknown key 'no_such_key'"),
     ],
 )
-def test_a_bad_crop_exits_2_naming_the_option(args: list[str], message: str) -> None:
+def test_a_bad_option_exits_2_naming_it(args: list[str], message: str) -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
     )

@@ -79,8 +79,10 @@ class GeneratorTrainConfig:
     # (Attribute2Image), which lets it call a colour it cannot predict noise (RESULTS.md)
     likelihood: str = "luma_chroma"
     # luma_chroma: the chroma variance is at least the luma variance / chroma_ratio (inf: no
-    # bound). A face's colour errors are ~1/50 of its luma errors: unbounded, colour took the
-    # decoder's capacity from the face's shape (RESULTS.md); a shoe's are ~1/16.
+    # bound; 1: one shared variance unless colour errors are the larger). A face's colour errors
+    # are ~1/50 of its luma errors, a shoe's ~1/16: the shoes need colour weighted up (at 1 their
+    # uppers turn grey), faces lose eyes and mouths to it (configs/generator_faces.toml: 1, with
+    # KL weight 2; RESULTS.md)
     chroma_ratio: float = 10.0
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
