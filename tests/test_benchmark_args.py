@@ -1,5 +1,4 @@
-"""The generator benchmark refuses a bad ``--crop``, ``--config`` or ``--set`` before any work,
-naming the option."""
+"""The generator benchmarks refuse bad options before any work, naming the option."""
 
 from __future__ import annotations
 
@@ -28,6 +27,27 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
 def test_a_bad_option_exits_2_naming_it(args: list[str], message: str) -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stdout == ""
+
+
+FACES = Path(__file__).resolve().parents[1] / "benchmarks" / "face_legibility.py"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run", "nowhere", "--data", "pubfig:x"], "--data must be lfw:ROOT"),
+        (["--run", "nowhere", "--data", "lfw:x"], "nowhere/generator.pt does not exist"),
+    ],
+)
+def test_the_face_legibility_benchmark_refuses_a_bad_run_or_data(
+    args: list[str], message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(FACES), *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
     assert message in done.stderr

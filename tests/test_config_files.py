@@ -19,7 +19,7 @@ def test_crowd_default_file_matches_the_code_defaults() -> None:
     assert config.load(CrowdConfig, CONFIGS / "crowd_default.toml") == CrowdConfig()
 
 
-def test_the_faces_generator_file_changes_only_the_colour_weight_and_the_kl_weight() -> None:
+def test_the_faces_generator_file_sets_only_the_colour_bound_and_the_kl_weight() -> None:
     faces = config.load(GeneratorTrainConfig, CONFIGS / "generator_faces.toml")
     assert faces == replace(GeneratorTrainConfig(), chroma_ratio=1.0, kl_weight=2.0)
     # and an override on top of the file still wins

@@ -107,18 +107,23 @@ def controllability(
         moved = change[k] > 1e-6
         out["leakage"][name] = _json_number(change[others].mean() / change[k] if moved else None)
         out["sweep_legible_pct"][name] = round(100.0 * float((legible >= 0.5).mean()), 2)
-    gen = torch.Generator().manual_seed(seed + 1)
     n = 32 * n_z if samples is None else samples
-    z = torch.randn(n, model.config.z_dim, generator=gen).to(model.y_mean.device)
-    # random samples: strengths drawn around the training distribution
-    noise = torch.randn(n, len(col), generator=gen).to(z.device)
-    y_random = model.y_mean + model.y_std * noise * 0.7
+    y_random, z = random_inputs(model, n, seed + 1)
     _, legible = judge.assess(to_uint8(model.sample(y_random, z)))
     out["samples_legible_pct"] = round(100.0 * float((legible >= 0.5).mean()), 2)
     out["samples_judged"] = n
     finite = [v for v in out["spearman"].values() if v is not None]
     out["spearman_min"] = min(finite) if len(finite) == len(out["spearman"]) else None
     return out
+
+
+def random_inputs(model: ConditionalVAE, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y (n, K), u (n, M)) of random samples: each strength drawn independently around its
+    training mean (0.7 of its std), the latent from the prior; on the model's device."""
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(n, model.config.z_dim, generator=gen).to(model.y_mean.device)
+    noise = torch.randn(n, len(model.attributes), generator=gen).to(u.device)
+    return model.y_mean + model.y_std * noise * 0.7, u
 
 
 def spearman_or_nan(a: np.ndarray, b: np.ndarray) -> float:

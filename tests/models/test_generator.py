@@ -22,6 +22,7 @@ from outpool.generator_check import (
     colour_error_share,
     colour_recovery,
     controllability,
+    random_inputs,
     sweep_images,
     sweep_strengths,
 )
@@ -627,3 +628,17 @@ def test_colour_error_share_splits_reconstruction_errors_into_grey_and_colour(
     assert out["luma_mse"] == pytest.approx(luma, rel=1e-3)  # 4 significant digits
     assert out["chroma_mse"] == pytest.approx(chroma, rel=1e-3)
     assert out["luma_to_chroma"] == pytest.approx(luma / chroma, rel=1e-3)
+
+
+def test_random_inputs_draw_each_strength_around_its_mean_and_repeat_from_the_seed() -> None:
+    model = tiny()
+    y, u = random_inputs(model, 4000, seed=3)
+    assert y.shape == (4000, 3) and u.shape == (4000, TINY.z_dim)
+    # 0.7 of each attribute's own std around its own mean, independently of the others
+    assert torch.allclose(y.mean(0), Y_MEAN, atol=0.03 * Y_STD.max())
+    assert torch.allclose(y.std(0), 0.7 * Y_STD, rtol=0.05)
+    assert abs(float(torch.corrcoef(y.T)[0, 2])) < 0.05
+    assert abs(float(u.mean())) < 0.02 and float(u.std()) == pytest.approx(1.0, abs=0.02)
+    again, u_again = random_inputs(model, 4000, seed=3)
+    assert torch.equal(y, again) and torch.equal(u, u_again)
+    assert not torch.equal(random_inputs(model, 4000, seed=4)[1], u)

@@ -286,6 +286,23 @@ def test_chroma_ratio_is_the_optimum_under_the_bound_and_free_where_it_does_not_
     )
 
 
+def test_chroma_ratio_1_is_one_shared_variance_unless_colour_errors_are_the_larger() -> None:
+    # the faces config: sigma-VAE's calibrated decoder wherever grey errors dominate
+    x, mean = face_like_errors(0.14)
+    assert torch.allclose(
+        luma_chroma_nll(x, mean, chroma_ratio=1.0), calibrated_gaussian_nll(x, mean)
+    )
+    colourful_x, colourful = face_like_errors(3.0)  # colour errors larger than grey ones
+    assert torch.allclose(
+        luma_chroma_nll(colourful_x, colourful, chroma_ratio=1.0),
+        luma_chroma_nll(colourful_x, colourful),
+    )
+    assert (
+        luma_chroma_nll(colourful_x, colourful, chroma_ratio=1.0)
+        < calibrated_gaussian_nll(colourful_x, colourful)
+    ).all()
+
+
 # -- config --------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "changes",

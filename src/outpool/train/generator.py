@@ -66,11 +66,9 @@ class GeneratorTrainConfig:
     batch_size: int = 16
     epochs: int = 12
     # The KL weight ramps from 0 to kl_weight over the first kl_warmup epochs (per step), so the
-    # decoder learns first. luma_chroma fits luma's variance to luma alone (where chroma_ratio
-    # does not bind), so a luma error weighs about a third of what one shared variance gave it:
-    # 2/3 keeps the balance of detail against the KL that 'calibrated' had at 2 (at 2 and with
-    # no bound, faces came out blurred: RESULTS.md).
-    kl_weight: float = 0.67
+    # decoder learns first. (0.67 with chroma_ratio 10 drew sharper faces but cost the shoes'
+    # legibility: 88.7% on one seed; faces have configs/generator_faces.toml: RESULTS.md.)
+    kl_weight: float = 2.0
     kl_warmup: float = 3.0
     # luma_chroma: two variances per image at their optimum, for the grey axis of RGB and for
     # colour (losses.luma_chroma_nll), so a wrong hue costs as much as a wrong shape;
@@ -79,11 +77,11 @@ class GeneratorTrainConfig:
     # (Attribute2Image), which lets it call a colour it cannot predict noise (RESULTS.md)
     likelihood: str = "luma_chroma"
     # luma_chroma: the chroma variance is at least the luma variance / chroma_ratio (inf: no
-    # bound; 1: one shared variance unless colour errors are the larger). A face's colour errors
-    # are ~1/50 of its luma errors, a shoe's ~1/16: the shoes need colour weighted up (at 1 their
-    # uppers turn grey), faces lose eyes and mouths to it (configs/generator_faces.toml: 1, with
-    # KL weight 2; RESULTS.md)
-    chroma_ratio: float = 10.0
+    # bound; 1: one shared variance unless colour errors are the larger). A shoe's colour errors
+    # are ~1/16 of its luma errors and need that weight (at 1 its upper turns grey); a face's are
+    # ~1/50, and weighted up they take the decoder's capacity from eyes and mouths
+    # (configs/generator_faces.toml: 1; RESULTS.md)
+    chroma_ratio: float = math.inf
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
     seed: int = 0
