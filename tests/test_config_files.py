@@ -1,4 +1,5 @@
-"""The config files in configs/ are the documented defaults: they must load and match the code."""
+"""The config files in configs/ load and hold what they say: the default files match the code;
+the faces file sets its own keys only."""
 
 from dataclasses import replace
 from pathlib import Path
