@@ -25,12 +25,17 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
     ],
 )
 def test_a_bad_option_exits_2_naming_it(args: list[str], message: str) -> None:
+    assert message in refusal(SCRIPT, args)
+
+
+def refusal(script: Path, args: list[str]) -> str:
+    """stderr of a run that must exit 2 and print nothing on stdout."""
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
-    assert message in done.stderr
     assert done.stdout == ""
+    return done.stderr
 
 
 FACES = Path(__file__).resolve().parents[1] / "benchmarks" / "face_legibility.py"
@@ -46,9 +51,4 @@ FACES = Path(__file__).resolve().parents[1] / "benchmarks" / "face_legibility.py
 def test_the_face_legibility_benchmark_refuses_a_bad_run_or_data(
     args: list[str], message: str
 ) -> None:
-    done = subprocess.run(
-        [sys.executable, str(FACES), *args], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 2
-    assert message in done.stderr
-    assert done.stdout == ""
+    assert message in refusal(FACES, args)
