@@ -59,6 +59,10 @@ def main() -> None:
     args = p.parse_args()
     if not args.data.startswith("lfw:"):
         p.error(f"--data must be lfw:ROOT, got {args.data!r}")
+    if not 0.0 < args.crop <= 1.0:
+        p.error(f"--crop must be a fraction in (0, 1] of the frame, got {args.crop}")
+    if args.samples < 1:
+        p.error(f"--samples must be at least 1, got {args.samples}")
     for need in (args.run / "generator.pt", args.run / "teacher" / "teacher.pt"):
         if not need.is_file():
             p.error(f"{need} does not exist: --run must be a face generator's run folder")

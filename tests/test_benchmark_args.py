@@ -46,6 +46,8 @@ FACES = Path(__file__).resolve().parents[1] / "benchmarks" / "face_legibility.py
     [
         (["--run", "nowhere", "--data", "pubfig:x"], "--data must be lfw:ROOT"),
         (["--run", "nowhere", "--data", "lfw:x"], "nowhere/generator.pt does not exist"),
+        (["--run", "r", "--data", "lfw:x", "--crop", "nan"], "--crop must be a fraction in (0, 1]"),
+        (["--run", "r", "--data", "lfw:x", "--samples", "0"], "--samples must be at least 1"),
     ],
 )
 def test_the_face_legibility_benchmark_refuses_a_bad_run_or_data(
