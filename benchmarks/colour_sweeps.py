@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from outpool.bench import emit, log, machine, parser
-from outpool.generator_check import spearman_or_nan, sweep_images, sweeps_followed
+from outpool.judges.generator_check import spearman_or_nan, sweep_images, sweeps_followed
 from outpool.synth import ATTRIBUTE_NAMES, Nuisance, PixelOracle, render
 from outpool.train.generator import load_generator
 

@@ -28,10 +28,10 @@ import torch
 
 from outpool.bench import emit, log, machine, parser
 from outpool.data.sources.lfw import load_lfw
-from outpool.evaluate import to_tensor
-from outpool.face_space import FaceSpace
-from outpool.generator_check import random_inputs, to_uint8
-from outpool.teacher import TeacherJudge
+from outpool.judges.face_space import FaceSpace
+from outpool.judges.generator_check import random_inputs, to_uint8
+from outpool.judges.teacher import TeacherJudge
+from outpool.models.tensors import to_tensor
 from outpool.train.generator import load_generator
 
 

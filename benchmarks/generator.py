@@ -34,12 +34,12 @@ from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import OutpoolError
-from outpool.generator_check import colour_error_share, colour_recovery, controllability
-from outpool.generators import train_generator_run
+from outpool.judges.generator_check import colour_error_share, colour_recovery, controllability
+from outpool.judges.teacher import TeacherConfig, fit_teacher
 from outpool.models.generator import ConditionalVAE
 from outpool.synth import PixelOracle, SynthConfig, build
-from outpool.teacher import TeacherConfig, fit_teacher
 from outpool.train.generator import GeneratorTrainConfig, load_generator, train_generator
+from outpool.workflows.generator_runs import train_generator_run
 
 
 def speed(model: ConditionalVAE) -> dict[str, Any]:

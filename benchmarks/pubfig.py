@@ -1,6 +1,6 @@
 """PubFig relative attributes, standard protocol: outpool's ranker vs the original RankSVM.
 
-    python benchmarks/pubfig.py --data ../shared/data/pubfig [--seeds 0 1 2] [--workers 3]
+    python benchmarks/pubfig.py --data PUBFIG_ROOT [--seeds 0 1 2] [--workers 3]
                                 [--set key=value]
 
 One ranker per attribute trained on the 241 training images (all pairs of different people with
@@ -30,11 +30,11 @@ from outpool import config
 from outpool.bench import emit, log, machine, parser
 from outpool.data import Dataset
 from outpool.data.sources.pubfig import load_pubfig, ordering_accuracy, ranksvm_baseline
-from outpool.evaluate import score_images
-from outpool.train.ranker import RankerTrainConfig, pick_device, train_ranker
+from outpool.models.tensors import pick_device
+from outpool.train.evaluate import score_images
+from outpool.train.ranker import RankerTrainConfig, train_ranker
 
-# From-scratch recipe for 241 face images of 8 people (what each part is worth is in
-# benchmarks/RESULTS.md): every pair among a batch's images (PubFig's pairs are dense, so a
+# From-scratch recipe for 241 face images of 8 people (benchmarks/RESULTS.md): every pair among a batch's images (PubFig's pairs are dense, so a
 # batch of 32 sampled pairs trains on ~1,500), strong label-preserving jitter, SGD with a
 # cosine decay, a slow localisation net (at the full rate the ranker learns far slower), and
 # a test score averaged over the mirror image (faces' attributes survive a flip) and a view
@@ -91,7 +91,7 @@ def train_and_test(cfg: RankerTrainConfig, name: str, folder: Path) -> dict[str,
 
 def main() -> None:
     p = parser(__doc__ or "")
-    p.add_argument("--data", type=Path, default=Path("../shared/data/pubfig"))
+    p.add_argument("--data", type=Path, required=True, help="PubFig root (data.mat, images/)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--attributes", nargs="+", help="default: all 11")
     p.add_argument("--workers", type=int, default=1, help="rankers trained at once")

@@ -14,9 +14,16 @@ import numpy as np
 import torch
 
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
-from outpool.evaluate import score_images
 from outpool.models.ranker import DeepSTN, RankerConfig
-from outpool.train.ranker import PairData, RankerTrainConfig, make_optimizer, make_step
+from outpool.train.evaluate import score_images
+from outpool.train.loop import optimise
+from outpool.train.ranker import (
+    PairData,
+    RankerTrainConfig,
+    make_optimizer,
+    rank_batch,
+    ranker_objective,
+)
 
 
 def measure(device: torch.device, batch: int, steps: int, seed: int) -> dict[str, float]:
@@ -35,7 +42,11 @@ def measure(device: torch.device, batch: int, steps: int, seed: int) -> dict[str
         np.ones(batch * (steps + 5), np.float32),
     )
     optimizer = make_optimizer(model, cfg)
-    step = make_step(model, optimizer, cfg, device)
+    objective = ranker_objective(model, cfg, device)
+
+    def step(raw: tuple[np.ndarray, ...]) -> None:
+        optimise(optimizer, objective.loss, rank_batch(raw, device, cfg))
+
     batches = list(data.batches(0, size=batch, seed=seed))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -16,9 +16,10 @@ import numpy as np
 
 from outpool import config
 from outpool.bench import emit, log, machine, parser
-from outpool.evaluate import accuracy_on
+from outpool.models.tensors import pick_device
 from outpool.synth import SynthConfig, build
-from outpool.train.ranker import RankerTrainConfig, pick_device, train_ranker
+from outpool.train.evaluate import accuracy_on
+from outpool.train.ranker import RankerTrainConfig, train_ranker
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from outpool.annotate.batch import BatchSpec
-from outpool.annotate.server import serving
-from outpool.annotate.store import AnnotationStore
-from outpool.annotate.web import create_app
+from outpool.service.batch import BatchSpec
+from outpool.service.server import serving
+from outpool.service.store import AnnotationStore
+from outpool.service.web import create_app
 from outpool.synth import SynthConfig, build
 
 OUT = Path(__file__).resolve().parent / "images"

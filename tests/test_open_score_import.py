@@ -1,5 +1,6 @@
 """`open_dataset` specs, `outpool score`, `outpool data import`, `eval` on an image table with
-strengths (the all-pairs protocol), `train-ranker` without a 'val' table and `ordering_accuracy`.
+strengths (the all-pairs protocol; `ordering_accuracy` itself: tests/data/test_metrics.py),
+`train-ranker` without a 'val' table.
 
 One tiny dataset (no 'val' pair table; a "test" IMAGE table with groups and strengths, no "test"
 pair table) and one tiny ranker trained on it are shared by the whole module.
@@ -16,21 +17,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
-import outpool.cli
-import outpool.evaluate
+import outpool.cli.commands
+import outpool.train.evaluate
 from outpool.cli import main
 from outpool.data import Dataset
 from outpool.data.dataset import AttributeInfo
 from outpool.data.images import ImageTable
+from outpool.data.metrics import ordering_accuracy
 from outpool.data.open import open_dataset
 from outpool.data.pairs import PairTable
 from outpool.data.sources.images import decode_image
 from outpool.errors import DataError
-from outpool.evaluate import accuracy_on, ordering_accuracy, score_images
+from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.ranker import load_ranker
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -374,7 +374,7 @@ def test_import_refuses_existing_out_before_any_work(
     def no_work(spec: object) -> None:
         raise AssertionError("the source was read before the --out check")
 
-    monkeypatch.setattr(outpool.cli, "open_dataset", no_work)
+    monkeypatch.setattr(outpool.cli.commands, "open_dataset", no_work)
     code, _, err = run_cli(["data", "import", f"folder:{images},{pairs}", "--out", str(out)])
     assert code == 2 and "--force" in err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
@@ -457,79 +457,3 @@ def test_eval_unknown_table_lists_pair_and_image_tables(
     assert code == 2
     # pair table 'train' and image table with strengths 'test'; 'pool' has no strengths
     assert "unknown pair table (or image table with strengths) 'nope'; valid: test, train" in err
-
-
-# ---- ordering_accuracy -------------------------------------------------------------------------
-
-
-def brute_force(scores: list[float], ranks: list[int], groups: list[int]) -> float | None:
-    correct = total = 0
-    for i in range(len(scores)):
-        for j in range(i + 1, len(scores)):
-            if groups[i] == groups[j] or ranks[i] == ranks[j]:
-                continue
-            total += 1
-            correct += (scores[i] > scores[j]) == (ranks[i] > ranks[j]) and scores[i] != scores[j]
-    return None if total == 0 else 100.0 * correct / total
-
-
-@settings(max_examples=150, deadline=None)
-@given(
-    rows=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 2)), max_size=14),
-    block=st.sampled_from([1, 3, 1024]),
-)
-def test_ordering_accuracy_matches_brute_force(
-    rows: list[tuple[int, int, int]], block: int
-) -> None:
-    scores = [float(r[0]) for r in rows]  # few values: many tied scores
-    ranks, groups = [r[1] for r in rows], [f"g{r[2]}" for r in rows]
-    expected = brute_force(scores, ranks, [r[2] for r in rows])
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(outpool.evaluate, "_BLOCK", block)  # pairs that cross row blocks
-        if expected is None:
-            with pytest.raises(ValueError, match="no pairs"):
-                ordering_accuracy(scores, ranks, groups)
-        else:
-            assert ordering_accuracy(scores, ranks, groups) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ordering_accuracy_random_floats(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    n = 40
-    scores, ranks = rng.normal(size=n), rng.integers(0, 6, n)
-    groups = rng.integers(0, 5, n)
-    expected = brute_force(scores.tolist(), ranks.tolist(), groups.tolist())
-    assert ordering_accuracy(scores, ranks, groups) == pytest.approx(expected)
-
-
-def test_ordering_accuracy_rules() -> None:
-    # a tied score is wrong
-    assert ordering_accuracy([1.0, 1.0], [1, 2], ["a", "b"]) == 0.0
-    # the same-group pair (0, 1) would be wrong; it is not counted
-    assert ordering_accuracy([0.0, 1.0, 2.0], [1, 0, 2], ["a", "a", "b"]) == 100.0
-    # equal ranks (0, 1) are not counted whatever the scores
-    assert ordering_accuracy([0.0, 1.0, 2.0], [2, 2, 3], ["a", "b", "c"]) == 100.0
-    # 3 valid pairs, 2 right
-    assert ordering_accuracy([3.0, 2.0, 1.0], [3, 1, 2], ["a", "b", "c"]) == pytest.approx(200 / 3)
-    # uint8 ranks: 0 - 255 must not wrap around to 1
-    ranks = np.array([0, 255], dtype=np.uint8)
-    assert ordering_accuracy([1.0, 0.0], ranks, ["a", "b"]) == 0.0
-    assert ordering_accuracy([0.0, 1.0], ranks, ["a", "b"]) == 100.0
-
-
-@pytest.mark.parametrize(
-    ("scores", "ranks", "groups", "match"),
-    [
-        ([0.0, 1.0], [1, 2], ["a", "a"], "no pairs"),  # one group only
-        ([0.0, 1.0], [1, 1], ["a", "b"], "no pairs"),  # one rank only
-        ([], [], [], "no pairs"),
-        ([0.0], [1, 2], ["a", "b"], "lengths differ"),
-        ([0.0, float("nan")], [1, 2], ["a", "b"], "finite"),
-    ],
-)
-def test_ordering_accuracy_errors(
-    scores: list[float], ranks: list[int], groups: list[str], match: str
-) -> None:
-    with pytest.raises(ValueError, match=match):
-        ordering_accuracy(scores, ranks, groups)

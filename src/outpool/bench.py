@@ -1,5 +1,5 @@
 """Shared plumbing of the benchmarks in ``benchmarks/``: machine description, peak memory, the
-one-JSON-object-last output contract (DESIGN.md section 7)."""
+one-JSON-object-last output contract (ARCHITECTURE.md, "Benchmarks")."""
 
 from __future__ import annotations
 

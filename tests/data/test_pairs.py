@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outpool.data import LABELS, SOURCES, PairTable
+from outpool.data import LABELS, PAIR_SOURCES, PairTable
 from outpool.data.pairs import _FIELDS, COLUMNS
 from outpool.errors import DataError
 
@@ -233,7 +233,7 @@ def pair_tables(draw: st.DrawFn) -> PairTable:
         confidence=np.asarray(
             draw(st.lists(st.floats(0, 1, width=32), min_size=n, max_size=n)), dtype=np.float32
         ),
-        source=draw(st.lists(st.sampled_from(SOURCES), min_size=n, max_size=n)),
+        source=draw(st.lists(st.sampled_from(PAIR_SOURCES), min_size=n, max_size=n)),
         round=draw(st.lists(st.integers(0, 2**31 - 1), min_size=n, max_size=n)),
     )
 

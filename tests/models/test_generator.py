@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from outpool.annotate.protocol import Judge
-from outpool.errors import ConfigError, DataError, UnknownNameError
-from outpool.generator_check import (
+from outpool.errors import ConfigError, DataError
+from outpool.judges.generator_check import (
     colour_error_share,
     colour_recovery,
     controllability,
@@ -452,36 +452,6 @@ def test_the_colour_is_chosen_per_image_by_z() -> None:
     assert (first - second).abs().max() > 0.02  # another z, another colour
 
 
-def test_a_colour_gain_scales_its_colour_without_turning_it() -> None:
-    # the earlier "mixed" layers: the gain comes from (y, z) and multiplies the colour
-    # (one layer, on everywhere, its colour fixed by the bias)
-    torch.manual_seed(0)
-    cfg = dataclasses.replace(TINY, colour_layers=1, colours="mixed")
-    model = ConditionalVAE(cfg, attributes=NAMES, y_mean=Y_MEAN, y_std=Y_STD).eval()
-    assert model.colour_masks is not None and model.colour_values is not None
-    assert model.colour_gains is not None
-    plain = copy.deepcopy(model)
-    with torch.no_grad():
-        model.colour_masks.weight.zero_()
-        model.colour_masks.bias.fill_(50.0)
-        model.colour_values.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
-        model.colour_gains.bias.fill_(0.0)
-    _, y, z = inputs(3)
-
-    def shift(gain: float) -> torch.Tensor:
-        """The change (B, 3) in pre-tanh mean colour the layer makes at this gain."""
-        assert model.colour_gains is not None
-        with torch.no_grad():
-            model.colour_gains.bias.fill_(gain)
-        mean, plain_mean = model.decode(y, z)[0], plain.decode(y, z)[0]
-        return (torch.atanh(mean * 2 - 1) - torch.atanh(plain_mean * 2 - 1)).mean(dim=(2, 3))
-
-    assert torch.allclose(shift(0.0), torch.zeros(3, 3), atol=1e-4)  # gain 0: no colour
-    one, two = shift(1.0), shift(2.0)
-    assert torch.allclose(one, torch.tensor([0.3, -0.2, 0.1]).expand(3, 3), atol=1e-3)
-    assert torch.allclose(two, 2 * one, atol=2e-3)  # twice as vivid, the same hue
-
-
 def trained_looking_hue_layers(seed: int = 3) -> ConditionalVAE:
     """Two hue_from_z layers with random (trained-looking) colour and strength weights."""
     model = with_colour_layers(2)
@@ -494,9 +464,7 @@ def trained_looking_hue_layers(seed: int = 3) -> ConditionalVAE:
 
 
 def layer_colours(model: ConditionalVAE, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    ys = model.standardise(y)
-    code = model.dec_mix(torch.cat([z, model.dec_y(ys)], dim=1))
-    return model.layer_colours(ys, z, code)
+    return model.layer_colours(model.standardise(y), z)
 
 
 def test_a_hue_layer_takes_its_hue_from_z_and_its_strength_from_y() -> None:
@@ -555,11 +523,6 @@ def test_the_pre_tanh_excess_is_zero_in_the_live_range_and_pulls_back_beyond_it(
     model(x, y).excess.sum().backward()
     assert model.dec_mean.bias.grad is not None
     assert (model.dec_mean.bias.grad > 1.0).all()  # the excess: pulled back down
-
-
-def test_an_unknown_colour_design_names_the_choices() -> None:
-    with pytest.raises(UnknownNameError, match="hue_from_z, mixed"):
-        GeneratorConfig(colours="rgb")
 
 
 def test_negative_colour_layers_is_a_config_error() -> None:

@@ -303,8 +303,12 @@ def test_mirror_average_scores_an_image_and_its_mirror_alike_at_test_time(stage:
     with torch.no_grad():
         one_view, mirrored = single(x), single(x.flip(-1))
         assert not torch.allclose(one_view, mirrored, atol=1e-4)  # the net is not symmetric
-        assert torch.allclose(averaged(x), (one_view + mirrored) / 2, atol=1e-5)
-        assert torch.allclose(averaged(x), averaged(x.flip(-1)), atol=1e-5)
+        scored = averaged.score_views(x)
+        assert torch.allclose(scored, (one_view + mirrored) / 2, atol=1e-5)
+        assert torch.allclose(scored, averaged.score_views(x.flip(-1)), atol=1e-5)
+        # forward is one view in eval mode too: what a control step or a created pair sees
+        assert torch.equal(averaged(x), single(x))
+        assert torch.equal(single.score_views(x), single(x))  # no extra views: forward
     averaged.train()  # training scores each image once: the jitter already mirrors
     single.train()
     torch.manual_seed(0)
@@ -333,9 +337,10 @@ def test_test_zooms_average_the_score_over_magnified_views(stage: str) -> None:
     with torch.no_grad():
         views = [single(x), single(zoom_in(x, 1.125)), single(zoom_in(x, 1.25))]
         assert not torch.allclose(views[0], views[1], atol=1e-4)  # the views differ
-        assert torch.allclose(zoomed(x), torch.stack(views).mean(0), atol=1e-5)
+        assert torch.allclose(zoomed.score_views(x), torch.stack(views).mean(0), atol=1e-5)
         four = [*views[:2], single(x.flip(-1)), single(zoom_in(x, 1.125).flip(-1))]
-        assert torch.allclose(both(x), torch.stack(four).mean(0), atol=1e-5)
+        assert torch.allclose(both.score_views(x), torch.stack(four).mean(0), atol=1e-5)
+        assert torch.equal(both(x), views[0])  # forward: the one plain view
     zoomed.train()  # training scores each image once
     single.train()
     torch.manual_seed(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -19,8 +20,11 @@ from outpool.train.loop import (
     EvalHook,
     Hook,
     JsonlLogger,
+    Objective,
     Trainer,
     epoch_seed,
+    optimise,
+    run_training,
 )
 
 N_BATCHES = 3
@@ -47,19 +51,16 @@ class Toy:
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
         yield from order.chunk(N_BATCHES)
 
-    def step(self, idx: torch.Tensor) -> dict[str, float]:
+    def loss(self, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         x = self.x[idx] + 0.01 * torch.randn(len(idx), 5)
         loss = ((self.model(x) - self.y[idx]) ** 2).mean()
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        return {"loss": loss.item(), "aux": 1.0}
+        return loss, {"loss": loss.item(), "aux": 1.0}
 
     def trainer(self, epochs: int, hooks: Sequence[Hook] = (), seed: int = 0) -> Trainer:
         return Trainer(
             modules={"toy": self.model},
             optimizers={"toy": self.opt},
-            step=self.step,
+            objectives=[Objective("toy", self.loss)],
             batches=self.batches,
             epochs=epochs,
             hooks=hooks,
@@ -100,7 +101,7 @@ def test_trains_and_logs_one_line_per_epoch(tmp_path: Path) -> None:
     toy = Toy()
     _, evaluate = scripted([10.0, 20.0, 30.0])
     log = tmp_path / "m" / "metrics.jsonl"
-    first = toy.step(torch.arange(24))["loss"]
+    first = optimise(toy.opt, toy.loss, torch.arange(24))["loss"]
     state = toy.trainer(
         3, [EvalHook(evaluate, metric="val_acc"), Checkpointer(tmp_path), JsonlLogger(log)]
     ).train()
@@ -166,13 +167,13 @@ def test_a_non_finite_loss_raises(tmp_path: Path) -> None:
     toy = Toy()
     n = 0
 
-    def step(batch: torch.Tensor) -> dict[str, float]:
+    def loss(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         nonlocal n
         n += 1
-        return {"loss": float("nan") if n == 5 else 1.0}
+        return toy.model(toy.x[batch]).mean(), {"loss": float("nan") if n == 5 else 1.0}
 
     trainer = toy.trainer(3, [Checkpointer(tmp_path)])
-    trainer.step = step
+    trainer.objectives = [Objective("toy", loss)]
     with pytest.raises(FloatingPointError, match="epoch 2"):
         trainer.train()
     assert trainer.state.epoch == 1
@@ -183,7 +184,9 @@ def test_a_non_finite_loss_raises(tmp_path: Path) -> None:
 def test_an_infinite_metric_raises() -> None:
     toy = Toy()
     trainer = toy.trainer(1)
-    trainer.step = lambda batch: {"loss": 1.0, "grad_norm": float("inf")}
+    trainer.objectives = [
+        Objective("toy", lambda b: (toy.model(toy.x[b]).mean(), {"grad_norm": float("inf")}))
+    ]
     with pytest.raises(FloatingPointError):
         trainer.train()
 
@@ -227,7 +230,7 @@ def test_resume_with_a_network_the_checkpoint_lacks_names_it_and_the_file(
     trainer = Trainer(
         modules={"toy": toy.model, "extra": extra},
         optimizers={"toy": toy.opt},
-        step=toy.step,
+        objectives=[Objective("toy", toy.loss)],
         batches=toy.batches,
         epochs=2,
     )
@@ -306,3 +309,139 @@ def test_resume_with_a_schedule_gives_the_same_weights(tmp_path: Path) -> None:
     assert trainer.resume(tmp_path / "part" / "last.pt")
     trainer.train()
     assert same(weights(again.model), weights(full.model))
+
+
+def test_objectives_compose_an_alternation() -> None:
+    # a is trained on its own loss; b is trained AGAINST a through a (its gradient also reaches
+    # a's weights, as ATTIC's control step reaches the ranker's): a's steps must not see it
+    torch.manual_seed(0)
+    a, b = nn.Linear(3, 1), nn.Linear(3, 3)
+    x = torch.randn(8, 3)
+    a_ref, b_ref = copy.deepcopy(a), copy.deepcopy(b)
+
+    def loss_a(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        value = ((a(batch) - 1.0) ** 2).mean()
+        return value, {"a_loss": value.item()}
+
+    def loss_b(batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        value = -((a(b(batch)) - 1.0) ** 2).mean()
+        return value, {"b_loss": value.item()}
+
+    trainer = Trainer(
+        modules={"a": a, "b": b},
+        optimizers={
+            "a": torch.optim.SGD(a.parameters(), lr=0.1),
+            "b": torch.optim.SGD(b.parameters(), lr=0.1),
+        },
+        objectives=[Objective("a", loss_a), Objective("b", loss_b)],
+        batches=lambda epoch: [x, x, x],
+        epochs=1,
+        progress=False,
+    )
+    metrics = trainer.run_step(x)
+    assert set(metrics) == {"a_loss", "b_loss"}
+
+    def sgd(model: nn.Module, value: torch.Tensor) -> None:
+        grads = torch.autograd.grad(value, list(model.parameters()))
+        with torch.no_grad():
+            for param, grad in zip(model.parameters(), grads, strict=True):
+                param -= 0.1 * grad
+
+    sgd(a_ref, ((a_ref(x) - 1.0) ** 2).mean())  # a's step first...
+    sgd(b_ref, -((a_ref(b_ref(x)) - 1.0) ** 2).mean())  # ...then b's, through the new a
+    for got, want in ((a, a_ref), (b, b_ref)):
+        for u, v in zip(weights(got).values(), weights(want).values(), strict=True):
+            assert torch.allclose(u, v, atol=1e-6)
+    sgd(a_ref, ((a_ref(x) - 1.0) ** 2).mean())
+    trainer.run_step(x)  # a's second step ignores the gradient b's step left on a's weights
+    for u, v in zip(weights(a).values(), weights(a_ref).values(), strict=True):
+        assert torch.allclose(u, v, atol=1e-6)
+
+
+def test_objectives_that_report_the_same_metric_are_refused() -> None:
+    toy = Toy()
+    trainer = toy.trainer(1)
+    trainer.objectives = [Objective("toy", toy.loss), Objective("toy", toy.loss)]
+    with pytest.raises(ValueError, match=r"metrics \['aux', 'loss'\]"):
+        trainer.run_step(torch.arange(4))
+
+
+def test_an_objective_naming_a_missing_optimiser_is_refused() -> None:
+    toy = Toy()
+    with pytest.raises(ValueError, match=r"\['control'\]"):
+        Trainer(
+            modules={"toy": toy.model},
+            optimizers={"toy": toy.opt},
+            objectives=[Objective("control", toy.loss)],
+            batches=toy.batches,
+            epochs=1,
+        )
+
+
+def test_run_training_keeps_the_best_epoch_and_resumes(tmp_path: Path) -> None:
+    snaps = Snapshots()
+    toy = Toy()
+
+    def train(values: Sequence[float], epochs: int) -> None:
+        _, evaluate = scripted(values)
+        run_training(
+            folder=tmp_path,
+            modules={"toy": toy.model},
+            optimizers={"toy": toy.opt},
+            objectives=[Objective("toy", toy.loss)],
+            batches=toy.batches,
+            epochs=epochs,
+            seed=0,
+            record={"what": "toy"},
+            evaluate=evaluate,
+            metric="val_acc",
+            schedule=snaps,  # any hook: here one that keeps every epoch's weights
+            progress=False,
+        )
+
+    train([1.0, 3.0], epochs=2)
+    train([2.0], epochs=3)  # resumes after epoch 2 and runs only epoch 3
+    assert sorted(snaps.by_epoch) == [1, 2, 3]
+    assert same(weights(toy.model), snaps.by_epoch[2])  # the best epoch, not the last
+    assert not toy.model.training
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["config"] == {"what": "toy"}
+
+
+def test_run_training_without_an_evaluation_keeps_the_last_epoch(tmp_path: Path) -> None:
+    snaps = Snapshots()
+    toy = Toy()
+    state = run_training(
+        folder=tmp_path,
+        modules={"toy": toy.model},
+        optimizers={"toy": toy.opt},
+        objectives=[Objective("toy", toy.loss)],
+        batches=toy.batches,
+        epochs=2,
+        seed=0,
+        record={},
+        schedule=snaps,
+        progress=False,
+    )
+    assert state.epoch == 2 and same(weights(toy.model), snaps.by_epoch[2])
+    with pytest.raises(ValueError, match="early stopping needs an evaluation"):
+        run_training(
+            folder=tmp_path / "other",
+            modules={"toy": toy.model},
+            optimizers={"toy": toy.opt},
+            objectives=[Objective("toy", toy.loss)],
+            batches=toy.batches,
+            epochs=2,
+            seed=0,
+            record={},
+            patience=2,
+            progress=False,
+        )
+
+
+def test_cosine_schedule_without_warm_up_starts_at_the_full_rate() -> None:
+    sched = CosineSchedule(10, warmup=0.0)
+    assert sched.factor(0) == 1.0
+    assert sched.factor(5) == pytest.approx(0.5)
+    assert sched.factor(10) == pytest.approx(0.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -12,17 +11,21 @@ import pytest
 import torch
 
 from outpool.data import Dataset, PairTable
-from outpool.errors import DataError, OutpoolError, UnknownNameError
-from outpool.evaluate import score_images
-from outpool.models.ranker import DeepSTN, RankerConfig
+from outpool.errors import ConfigError, DataError, OutpoolError, UnknownNameError
+from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.models.tensors import pick_device, to_tensor
 from outpool.synth import World
+from outpool.train.evaluate import score_images
 from outpool.train.loop import JsonlLogger, Trainer
+from outpool.train.losses import ranknet_loss
 from outpool.train.ranker import (
     PairData,
+    RankBatch,
     RankerTrainConfig,
     load_ranker,
     make_optimizer,
-    pick_device,
+    rank_batch,
+    ranker_loss,
     save_ranker,
     train_ranker,
 )
@@ -415,16 +418,96 @@ def test_train_ranker_val_table_without_the_attribute(tmp_path: Path, dataset: D
     other = dataclasses.replace(
         dataset, pairs={**dataset.pairs, "val": val.subset(val.attribute != ATTR)}
     )
-    # either train without validation or refuse with a clear error
-    with contextlib.suppress(OutpoolError):
+    # refused before any work, naming the table, the attribute and the way out
+    with pytest.raises(DataError, match=f"'val' has no non-equal pairs for attribute '{ATTR}'.*"
+                       "--val none"):  # fmt: skip
         train_ranker(other, ATTR, tiny_cfg(), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize("stage", ["epochs_crop", "epochs_full"])
-def test_train_ranker_zero_epoch_stage(tmp_path: Path, dataset: Dataset, stage: str) -> None:
-    # either skip the stage or refuse the config with a clear error
-    with contextlib.suppress(OutpoolError):
-        train_ranker(dataset, ATTR, tiny_cfg(**{stage: 0}), tmp_path / "r", progress=False)
+@pytest.mark.parametrize(
+    ("stage", "skipped", "ran"), [("epochs_crop", "crop", "full"), ("epochs_full", "full", "crop")]
+)
+def test_train_ranker_zero_epoch_stage_is_skipped(
+    tmp_path: Path, dataset: Dataset, stage: str, skipped: str, ran: str
+) -> None:
+    model, summary = train_ranker(
+        dataset, ATTR, tiny_cfg(**{stage: 0}), tmp_path / "r", progress=False
+    )
+    assert not (tmp_path / "r" / f"stage_{skipped}").exists()
+    assert len(jsonl(tmp_path / "r" / f"stage_{ran}" / "metrics.jsonl")) == 1
+    assert model.stage == ran and summary["epochs_run"] == 1
+    _, payload = load_ranker(tmp_path / "r" / "ranker.pt")
+    assert payload["stage"] == ran
+
+
+def test_both_stages_at_zero_epochs_are_refused() -> None:
+    with pytest.raises(ConfigError, match="not both 0"):
+        tiny_cfg(epochs_crop=0, epochs_full=0)
+
+
+# -- the loss, as a piece --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["crop", "full"])
+def test_ranker_loss_sends_gradient_to_generated_images(stage: str) -> None:
+    # what ATTIC's control step needs: the ranker's loss on images that carry gradient (a
+    # generator's output) reaches those images, through both streams and the crop
+    torch.manual_seed(0)
+    model = DeepSTN(RankerConfig(width=4))
+    model.set_stage(stage)
+    made = torch.rand(6, 3, 64, 64, requires_grad=True)
+    x = made * 0.9 + 0.05  # a function of the leaf, as a generator's output would be
+    batch = RankBatch(
+        x=x,
+        a=torch.tensor([0, 1, 2]),
+        b=torch.tensor([3, 4, 5]),
+        target=torch.tensor([1.0, 0.0, 0.5]),
+        weight=torch.ones(3),
+    )
+    loss, metrics = ranker_loss(model, batch, crop_weight=1.0)
+    assert loss.requires_grad and metrics["loss"] == pytest.approx(loss.item())
+    loss.backward()
+    assert made.grad is not None
+    per_image = made.grad.abs().flatten(1).sum(1)
+    assert (per_image > 0).all()  # every image of a pair gets a gradient
+    flipped = dataclasses.replace(batch, x=made * 0.9 + 0.05, target=1.0 - batch.target)
+    made.grad = None
+    ranker_loss(model, flipped, crop_weight=0.0)[0].backward()
+    assert made.grad is not None and (made.grad.abs().flatten(1).sum(1) > 0).all()
+
+
+def test_ranker_loss_is_ranknet_plus_the_crop_penalty() -> None:
+    torch.manual_seed(0)
+    model = DeepSTN(RankerConfig(width=4)).eval()
+    x = torch.rand(4, 3, 64, 64)
+    batch = RankBatch(
+        x=x, a=torch.tensor([0, 2]), b=torch.tensor([1, 3]),
+        target=torch.tensor([1.0, 0.0]), weight=torch.tensor([1.0, 3.0]),
+    )  # fmt: skip
+    scores, params = model(x, with_transform=True)
+    rank = ranknet_loss(scores[[0, 2]], scores[[1, 3]], batch.target, batch.weight)
+    penalty = crop_penalty(params)
+    loss, metrics = ranker_loss(model, batch, crop_weight=2.0)
+    assert loss.item() == pytest.approx((rank + 2.0 * penalty).item(), rel=1e-6)
+    assert metrics["rank_loss"] == pytest.approx(rank.item(), rel=1e-6)
+    assert metrics["scale"] == pytest.approx(params[:, 0].mean().item(), rel=1e-6)
+
+
+def test_rank_batch_moves_a_batch_to_tensors_and_jitters_only_when_asked(
+    dataset: Dataset,
+) -> None:
+    pairs = dataset.pairs["train"].for_attribute(ATTR)
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    raw = next(data.batches(0, size=10, seed=0))
+    plain = rank_batch(raw, torch.device("cpu"), tiny_cfg())
+    assert plain.x.shape == (len(raw[0]), 3, 64, 64) and plain.x.dtype == torch.float32
+    assert torch.equal(plain.x, to_tensor(raw[0]))
+    assert plain.a.dtype == torch.int64 and torch.equal(plain.a, torch.from_numpy(raw[1]))
+    assert torch.equal(plain.target, torch.from_numpy(raw[3]))
+    torch.manual_seed(0)
+    jittered = rank_batch(raw, torch.device("cpu"), tiny_cfg(shift=0.1, color=0.3))
+    assert not torch.equal(jittered.x, plain.x)
 
 
 def test_pair_table_helper_sanity(dataset: Dataset) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from outpool.data.dataset import Dataset, Truth
-from outpool.data.sources import SOURCES, load_source
+from outpool.data.sources import LOADERS, load_source
 from outpool.data.sources.images import check_crop
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import DataError
@@ -28,7 +28,7 @@ def _parse(spec: str | Path) -> tuple[str, list[Path]] | None:
     """(source name, its paths) of ``SOURCE:ARGS``, or None for a dataset folder."""
     text = str(spec)
     name, sep, rest = text.partition(":")
-    if not sep or name not in SOURCES:  # a plain path (also C:\\... on Windows)
+    if not sep or name not in LOADERS:  # a plain path (also C:\\... on Windows)
         return None
     parts = [Path(p) for p in rest.split(",")] if rest else []
     wanted = {"pubfig": 1, "lfw": 1, "zappos": 2, "folder": 2}[name]

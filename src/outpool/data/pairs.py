@@ -35,7 +35,7 @@ from outpool.errors import DataError, UnknownNameError
 from outpool.fileio import atomic_path
 
 LABELS = (1, -1, 0)  # +1: a shows the attribute more, -1: b more, 0: equal
-SOURCES = ("real", "synthetic", "pseudo")
+PAIR_SOURCES = ("real", "synthetic", "pseudo")
 COLUMNS = ("id", "attribute", "a", "b", "label", "confidence", "source", "round")
 REQUIRED_COLUMNS = ("attribute", "a", "b", "label")
 _FIELDS = ("ids", *COLUMNS[1:])  # the dataclass fields, in CSV column order
@@ -90,7 +90,9 @@ class PairTable:
             ~(np.isfinite(conf) & (conf >= 0) & (conf <= 1)), "confidence", "must be in [0, 1]"
         )
         self._check(
-            ~np.isin(self.source, SOURCES), "source", f"must be one of {', '.join(SOURCES)}"
+            ~np.isin(self.source, PAIR_SOURCES),
+            "source",
+            f"must be one of {', '.join(PAIR_SOURCES)}",
         )
         self._check(self.a == self.b, "b", "must differ from a (an image compared with itself)")
         self._check(np.char.str_len(self.attribute) == 0, "attribute", "must be non-empty")
@@ -280,8 +282,8 @@ def parse_label_fields(
         if not 0.0 <= conf <= 1.0:
             raise fail("confidence", f"confidence {rec['confidence']!r} must be in [0, 1]")
     source = rec.get("source") or str(_DEFAULTS["source"])
-    if source not in SOURCES:
-        raise fail("source", f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    if source not in PAIR_SOURCES:
+        raise fail("source", f"unknown source {source!r}; valid: {', '.join(PAIR_SOURCES)}")
     round_ = int(_DEFAULTS["round"])
     if rec.get("round"):
         try:

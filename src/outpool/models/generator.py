@@ -5,44 +5,33 @@ y (B, N) in the dataset's units, keyed by ``attributes`` (names), standardised i
 with the training set's mean and std (which travel in the checkpoint: the control network scales
 its outputs with them); latent z (B, M).
 
-Architecture facts from the authors' code (DESIGN.md section 1), with widths scaled by one
-``width`` knob (the original: width 64, feature 1024, z 256):
+Architecture of the authors' code, with widths scaled by one ``width`` knob (the original:
+width 64, feature 1024, z 256):
 - encoder q(z | x, y): 4 conv blocks (w, 2w, 4w, 4w; BatchNorm, ReLU, pooling) to a feature,
   y embedded by Linear+ReLU, the two mixed linearly into the mean and log-variance of z;
 - decoder p(x | y, z): y embedded by Linear+ReLU, mixed linearly with z, Linear to (4w, 8, 8),
   conv blocks with nearest-neighbour upsampling 8 -> 16 -> 32 -> 64, then two 5x5 convs: the
   pixel mean (tanh) and the pixel log-variance (a Gaussian likelihood, as in the original).
 
-The latent prior: the training images' codes do not fill N(0, I) (on the built-in world some
-directions spread 3x wider and they are correlated), so z drawn from N(0, I) is often a code the
-decoder never saw: 56-59% of random shoes were legible against 90-99% of reconstructions. After
-training a full-covariance Gaussian is fitted to those codes (``fit_prior``; ex-post density
-estimation, Ghosh et al. 2020) and the public methods speak of its standard-normal coordinates
-u: ``sample(y, u)`` decodes z = prior_mean + prior_scale @ u and ``latent(x, y)`` returns an
-image's u (85-89% legible then). So the prior over u is N(0, I), as in Attribute2Image:
-whatever draws or optimises latents (the control network's z halves) works in u and renders
-with ``decode(y, from_standard(u))``. ``encode`` / ``decode`` are the networks' own q and p on
-raw codes z; before the fit the prior is N(0, I) itself.
+The latent prior: after training, a full-covariance Gaussian is fitted to the training images'
+mean codes (``fit_prior``; ex-post density estimation, Ghosh et al. 2020), since those codes do
+not fill N(0, I) and a z drawn from N(0, I) can be a code the decoder never saw. The public
+methods speak of the prior's standard-normal coordinates u: ``sample(y, u)`` decodes
+z = prior_mean + prior_scale @ u and ``latent(x, y)`` returns an image's u, so the prior over u
+is N(0, I), as in Attribute2Image. Whatever draws or optimises latents (the control network's z
+halves) works in u and renders with ``decode(y, from_standard(u))``, through which gradients
+flow. ``encode`` / ``decode`` are the networks' own q and p on raw codes z; before the fit the
+prior is N(0, I) itself.
 
-Colour layers (``colour_layers``, default 4): the decoder also draws K soft masks, each filled
-with one colour and added to the pixel mean. An object's colour is one per-image vector times a
-shape, which a plain conv decoder learns slowly (on the built-in world a shoe's upper took ~2,000
-steps to get its hue without them, ~1,000 with them). Each layer's colour (``colours``):
-- ``hue_from_z`` (default): a hue, the chroma part of a linear function of z scaled to unit
-  length, times a strength, softplus of a linear function of the standardised y alone. No z
-  gives "no hue" (the grey a Gaussian likelihood averages uncertain hues into), and how vivid a
-  colour is rises with y the same way at every z, so sweeping "colorful" saturates whatever
-  colour z chose.
-- ``mixed`` (files saved before it): colour and gain each linear in the mixed code of (y, z);
-  along a "colorful" sweep some latents' gains crossed zero or y added a hue of its own, and a
-  tenth to a fifth of latents drew a grey upper at any command.
-(benchmarks/RESULTS.md has the measurements.)
+Colour layers (``colour_layers``): the decoder also draws K soft masks, each filled with one
+colour and added to the pixel mean, since an object's colour is one per-image vector times a
+shape, which a plain conv decoder learns slowly. Each layer's colour is a hue (the chroma part of
+a linear function of z, scaled to unit length) times a strength (softplus of a linear function
+of the standardised y alone): z chooses the colour, y how vivid it is, the same way at every z.
 
-The pixel mean is a tanh, as in the original. Training also penalises pre-tanh means beyond
-+-3 (``Pass.excess``): without it up to a tenth of the random samples of some runs had a white
-spot at a fixed place on the border, where a pixel once pushed far past white (pre-tanh values
-of 18 were found) sat where tanh passes no gradient, so nothing pulled it back. An unsquashed
-mean (clamped only for display) removed the spots but drew faint rings and ghosts instead.
+The pixel mean is a tanh, as in the original; training penalises pre-tanh means beyond +-3
+(``Pass.excess``), where tanh passes almost no gradient and a pixel pushed there would stay
+saturated.
 """
 
 from __future__ import annotations
@@ -53,10 +42,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.errors import ConfigError, DataError
 from outpool.models.backbone import conv_block
 
-COLOURS = ("hue_from_z", "mixed")
 # tanh passes gradient inside this range of pre-activations (tanh(3) = 0.995); the training
 # loss penalises the excess (``Pass.excess``)
 PRE_LIVE = 3.0
@@ -73,16 +61,11 @@ class GeneratorConfig:
     y_embed: int = 64
     hidden: int = 256
     logvar_range: tuple[float, float] = (-7.0, 1.0)  # pixel log-variance clamp (stability)
-    colour_layers: int = 4  # K masks, each filled with one colour; 0: none
-    # hue_from_z: each colour is a hue (a unit chroma direction) from z times a strength from y
-    # alone; mixed: colour and gain both linear in the mixed code of (y, z) (earlier files)
-    colours: str = "hue_from_z"
+    colour_layers: int = 4  # K masks, each filled with a hue from z times a strength from y
 
     def __post_init__(self) -> None:
         if self.colour_layers < 0:
             raise ConfigError(f"colour_layers must be >= 0, got {self.colour_layers}")
-        if self.colours not in COLOURS:
-            raise UnknownNameError("colours", self.colours, COLOURS)
 
 
 def up_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -153,17 +136,16 @@ class ConditionalVAE(nn.Module):
         self.dec_mean = nn.Conv2d(w, 3, 5, padding=2)
         self.dec_logvar = nn.Conv2d(w, 3, 5, padding=2)
         k = config.colour_layers
-        mixed = config.colours == "mixed"
         self.colour_masks = nn.Conv2d(w, k, 5, padding=2) if k else None
-        self.colour_values = nn.Linear(config.hidden if mixed else m, 3 * k) if k else None
-        # each colour times a gain: a product lets y set how vivid a colour is while z sets
-        # which colour (a sum can only add a fixed colour)
-        self.colour_gains = nn.Linear(config.hidden if mixed else n, k) if k else None
+        self.colour_values = nn.Linear(m, 3 * k) if k else None  # the hue, from z
+        # how vivid, from y: a product lets y set the strength while z sets which colour (a
+        # sum could only add a fixed colour)
+        self.colour_gains = nn.Linear(n, k) if k else None
         if self.colour_values is not None and self.colour_gains is not None:
             nn.init.zeros_(self.colour_values.weight)  # starts as the plain decoder
             nn.init.zeros_(self.colour_values.bias)
-            nn.init.zeros_(self.colour_gains.weight)  # starts at gain 1
-            nn.init.constant_(self.colour_gains.bias, 1.0 if mixed else SOFTPLUS_ONE)
+            nn.init.zeros_(self.colour_gains.weight)  # starts at strength 1
+            nn.init.constant_(self.colour_gains.bias, SOFTPLUS_ONE)
 
     def standardise(self, y: torch.Tensor) -> torch.Tensor:
         return (y - self.y_mean) / self.y_std
@@ -187,16 +169,13 @@ class ConditionalVAE(nn.Module):
         pre = self.dec_mean(h)
         if self.colour_masks is not None:
             masks = torch.sigmoid(self.colour_masks(h))  # (B, K, H, W)
-            pre = pre + torch.einsum("bkhw,bkc->bchw", masks, self.layer_colours(ys, z, code))
+            pre = pre + torch.einsum("bkhw,bkc->bchw", masks, self.layer_colours(ys, z))
         lo, hi = self.config.logvar_range
         return pre, self.dec_logvar(h).clamp(lo, hi)
 
-    def layer_colours(self, ys: torch.Tensor, z: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-        """The colour (B, K, RGB) each colour layer adds, from standardised y, z and their code."""
+    def layer_colours(self, ys: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The colour (B, K, RGB) each colour layer adds, from standardised y and z."""
         assert self.colour_values is not None and self.colour_gains is not None
-        if self.config.colours == "mixed":
-            colours = self.colour_values(code).view(len(z), -1, 3)
-            return colours * self.colour_gains(code).unsqueeze(-1)
         # a hue from z: the chroma part of a colour (its grey removed), scaled to length 1
         # (softly, so that the zero start has no direction and a zero gradient is not a NaN)
         c = self.colour_values(z).view(len(z), -1, 3)

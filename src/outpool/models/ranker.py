@@ -6,7 +6,7 @@ spatial transformer (scale + x/y translation, no rotation) that crops the inform
 the crop and the whole image go through ONE shared CNN, their features are concatenated along
 the FEATURE axis and one linear layer gives the score.
 
-Facts from the authors' code that matter (DESIGN.md section 1): the localisation net is a copy
+Facts from the authors' code that matter: the localisation net is a copy
 of the backbone's first conv layers, a 1x1 conv, FC -> 128 -> (scale, tx, ty); the scale row
 starts at zero weight with its bias set so the initial scale is ``scale_init`` (0.33-0.4), and
 the scale output is multiplied by ``scale_ratio`` (0.05) so it moves slower than the shifts; a
@@ -39,13 +39,11 @@ class RankerConfig:
     scale_ratio: float = 0.05  # the scale output moves this much slower than the shifts
     loc_hidden: int = 128
     crop_size: int = 64  # the crop is resampled to this many pixels before the shared CNN
-    # At test time score an image as the mean of its score and its mirror image's: less noise
-    # where a flip preserves the attribute (train with ``flip`` then). Training is unchanged.
+    # Test-time views (``DeepSTN.score_views``, used by evaluation and ``outpool score``):
+    # also score the mirror image (where a flip preserves the attribute; train with ``flip``)...
     mirror_average: bool = False
-    # Extra test-time views magnified about the centre by these factors (e.g. 1.125, the mean
-    # magnification of training with ``zoom=0.25``: the jitter shows the net faces larger than
-    # the plain test image); the score is the mean over all views (each also mirrored with
-    # ``mirror_average``). Training is unchanged.
+    # ...and magnifications about the centre by these factors (e.g. 1.125, the mean magnification
+    # of training with ``zoom=0.25``); the score is the mean over all views.
     test_zooms: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
@@ -125,16 +123,21 @@ class DeepSTN(nn.Module):
         return self.head(torch.cat([f_crop, f_global], dim=1)).squeeze(1), params
 
     def forward(self, x: torch.Tensor, *, with_transform: bool = False) -> Any:
-        """Scores (B,); with ``with_transform`` also the crop parameters (B, 3). (One entry
-        point, so a DistributedDataParallel wrapper sees every training forward.)"""
+        """Scores (B,) of one view, in training and in eval mode alike; with ``with_transform``
+        also the crop parameters (B, 3). (One entry point, so a DistributedDataParallel wrapper
+        sees every training forward.)"""
         scores, params = self.score_and_transform(x)
-        if not self.training:
-            views = [x] + [zoom_in(x, z) for z in self.config.test_zooms]
-            views += [v.flip(-1) for v in views] if self.config.mirror_average else []
-            if len(views) > 1:  # the first view's score is already known
-                others = [self.score_and_transform(v)[0] for v in views[1:]]
-                scores = torch.stack([scores, *others]).mean(0)
         return (scores, params) if with_transform else scores
+
+    def score_views(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores (B,) averaged over the test-time views the config asks for: the image, its
+        ``test_zooms`` magnifications and, with ``mirror_average``, the mirror image of each.
+        Without extra views this is ``forward``."""
+        views = [x] + [zoom_in(x, z) for z in self.config.test_zooms]
+        views += [v.flip(-1) for v in views] if self.config.mirror_average else []
+        if len(views) == 1:
+            return self(x)
+        return torch.stack([self(v) for v in views]).mean(0)
 
 
 def zoom_in(x: torch.Tensor, factor: float) -> torch.Tensor:

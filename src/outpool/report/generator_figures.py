@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from outpool.evaluate import to_tensor
-from outpool.generator_check import sweep_images, to_uint8
+from outpool.judges.generator_check import sweep_images, to_uint8
 from outpool.models.generator import ConditionalVAE
+from outpool.models.tensors import to_tensor
 from outpool.report.gallery import attribute_strip, image_grid, save_gallery
 
 

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from outpool.evaluate import score_images, to_tensor
 from outpool.fileio import atomic_path
 from outpool.models.ranker import DeepSTN
+from outpool.models.tensors import to_tensor
 from outpool.report.gallery import image_grid, save_gallery
+from outpool.train.evaluate import score_images
 
 
 @torch.no_grad()

@@ -1,1 +1,2 @@
-"""Training: pure losses, the one training loop with hooks, and the step functions."""
+"""Training: the one loop with hooks (``loop``), pure losses (``losses``), each model's loss and
+trainer (``ranker``, ``generator``, ``attribute_net``), evaluation, checkpoints, torchrun."""

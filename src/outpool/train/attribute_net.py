@@ -10,7 +10,7 @@ names + score mean/std + quantiles of the training scores + the run record).
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,8 @@ from scipy.stats import spearmanr
 from outpool.config import from_dict, to_dict
 from outpool.data.images import check_finite
 from outpool.errors import ConfigError, DataError
-from outpool.evaluate import to_tensor
 from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
+from outpool.models.tensors import pick_device, to_tensor
 from outpool.train.augment import augment
 from outpool.train.checkpoints import (
     read_checkpoint,
@@ -33,8 +33,7 @@ from outpool.train.checkpoints import (
     write_checkpoint,
     write_run_config,
 )
-from outpool.train.loop import Checkpointer, EarlyStopping, EvalHook, JsonlLogger, Trainer
-from outpool.train.ranker import pick_device
+from outpool.train.loop import CosineSchedule, Objective, run_training
 
 QUANTILES = 201  # knots of the training scores' empirical CDF kept with the net
 
@@ -161,6 +160,16 @@ def score_quantiles(scores: np.ndarray) -> np.ndarray:
     return np.quantile(scores, np.linspace(0.0, 1.0, QUANTILES), axis=0)
 
 
+def regression_loss(
+    model: AttributeNet, batch: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean squared error of the standardised scores of images x (B, 3, 64, 64) against
+    targets (B, K); (loss, metrics)."""
+    x, target = batch
+    loss = F.mse_loss(model(x), target)
+    return loss, {"loss": loss.item()}
+
+
 def train_attribute_net(
     data: ScoredImages,
     cfg: AttributeNetTrainConfig,
@@ -196,27 +205,17 @@ def train_attribute_net(
     target = model.standardise(torch.from_numpy(data.scores).float().to(device)).cpu().numpy()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def batches(epoch: int) -> Iterator[np.ndarray]:
+    def rows(epoch: int) -> Iterator[np.ndarray]:
         perm = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
         for i in range(0, len(perm), cfg.batch_size):
             j = perm[i : i + cfg.batch_size]
             if len(j) > 1 or len(perm) == 1:  # BatchNorm needs two images
                 yield j
 
-    per_epoch = sum(1 for _ in batches(0))
-
-    def step(rows: np.ndarray) -> dict[str, float]:
-        # cosine learning-rate decay over the whole run: the last epochs settle instead of
-        # jumping around (the held-out R² of a small face set is noisy at a constant rate)
-        done = trainer.state.step / max(1, per_epoch * cfg.epochs)
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
-        x = augment(to_tensor(pixels[rows], device), flip=cfg.flip, shift=cfg.shift)
-        loss = F.mse_loss(model(x), torch.from_numpy(target[rows]).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item()}
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for j in rows(epoch):  # jittered one at a time, as used: the RNG runs in step order
+            x = augment(to_tensor(pixels[j], device), flip=cfg.flip, shift=cfg.shift)
+            yield x, torch.from_numpy(target[j]).to(device)
 
     def evaluate() -> dict[str, float]:
         pred = model.standardise(torch.from_numpy(predict_scores(model, pixels[held_out])).float())
@@ -229,31 +228,24 @@ def train_attribute_net(
         }
 
     evaluated = len(held_out) > 0
-    trainer = Trainer(
+    # cosine decay over the whole run: the last epochs settle instead of jumping around
+    total_steps = sum(1 for _ in rows(0)) * cfg.epochs
+    state = run_training(  # without held-out people the last epoch is the one kept
+        folder=run_dir,
         modules={"net": model},
         optimizers={"net": optimizer},
-        step=step,
+        objectives=[Objective("net", functools.partial(regression_loss, model))],
         batches=batches,
         epochs=cfg.epochs,
-        hooks=[  # without held-out people the last epoch is the one kept
-            *(
-                [EvalHook(evaluate, metric="val_r2"), EarlyStopping(cfg.patience)]
-                if evaluated
-                else []
-            ),
-            Checkpointer(run_dir),
-            JsonlLogger(run_dir / "metrics.jsonl"),
-        ],
         seed=cfg.seed,
-        config=record,
+        record=record,
+        evaluate=evaluate if evaluated else None,
+        metric="val_r2",
+        patience=cfg.patience if evaluated else None,
+        schedule=CosineSchedule(total_steps, warmup=0.0),
         progress=progress,
         desc=desc,
     )
-    trainer.resume(run_dir / "last.pt")
-    state = trainer.train()
-    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
-    model.load_state_dict(best["modules"]["net"])
-    model.eval()
     summary: dict[str, Any] = {
         **{k: record[k] for k in ("trained_on", "images", "people", "held_out_people")},
         "best_epoch": state.best_epoch if evaluated else state.epoch,

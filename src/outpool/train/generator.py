@@ -1,18 +1,19 @@
 """Training the conditional VAE on a dataset's generator-training images (with strengths).
 
 The generator is pre-trained once on images disjoint from every ranker image, then frozen. It
-trains through the one ``Trainer``: the run folder holds ``config.json``, ``metrics.jsonl``,
-checkpoints (resumable) and ``generator.pt`` (weights + config + attribute names + the
-strengths' mean and std).
+trains through the one ``Trainer`` (``generator_loss``: the negative ELBO); the run folder holds
+``config.json``, ``metrics.jsonl``, checkpoints (resumable) and ``generator.pt`` (weights +
+config + attribute names + the strengths' mean and std).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -20,8 +21,8 @@ import torch
 from outpool.config import from_dict, to_dict
 from outpool.data import Dataset
 from outpool.errors import ConfigError, DataError, UnknownNameError
-from outpool.evaluate import to_tensor
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.tensors import pick_device, to_tensor
 from outpool.train.attribute_net import AttributeNetTrainConfig
 from outpool.train.checkpoints import (
     read_checkpoint,
@@ -29,28 +30,14 @@ from outpool.train.checkpoints import (
     write_checkpoint,
     write_run_config,
 )
-from outpool.train.loop import (
-    LR_SCHEDULES,
-    Checkpointer,
-    CosineSchedule,
-    EvalHook,
-    JsonlLogger,
-    Trainer,
-)
+from outpool.train.loop import LR_SCHEDULES, CosineSchedule, Objective, run_training
 from outpool.train.losses import (
-    calibrated_gaussian_nll,
     gaussian_nll,
     kl_to_standard_normal,
     luma_chroma_nll,
 )
-from outpool.train.ranker import pick_device
 
-LIKELIHOODS = ("per_pixel", "calibrated", "luma_chroma")
-# Weights that files saved by earlier versions lack; their initial values give the earlier
-# behaviour (the N(0, I) prior; colour gains of 1).
-ADDED_LATER = ("prior_mean", "prior_scale", "colour_gains.weight", "colour_gains.bias")
-# Options that files saved by earlier versions lack, with the values those files were trained with.
-EARLIER_OPTIONS = {"colour_layers": 0, "colours": "mixed"}
+LIKELIHOODS = ("per_pixel", "luma_chroma")
 
 
 @dataclass(frozen=True)
@@ -60,27 +47,16 @@ class GeneratorTrainConfig:
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine (a short warm-up, then decay to zero)
-    # Built-in world, 2-core CPU, about 9 minutes: batch 16 gives 4x the steps of batch 64 in
-    # less time (small batches run faster per image there), and the colour of a shoe's upper
-    # needs those steps (benchmarks/RESULTS.md).
-    batch_size: int = 16
+    batch_size: int = 16  # small batches: more steps per minute on a CPU
     epochs: int = 12
-    # The KL weight ramps from 0 to kl_weight over the first kl_warmup epochs (per step), so the
-    # decoder learns first. (0.67 with chroma_ratio 10 drew sharper faces but cost the shoes'
-    # legibility: 88.7% on one seed; faces have configs/generator_faces.toml: RESULTS.md.)
-    kl_weight: float = 2.0
-    kl_warmup: float = 3.0
-    # luma_chroma: two variances per image at their optimum, for the grey axis of RGB and for
-    # colour (losses.luma_chroma_nll), so a wrong hue costs as much as a wrong shape;
-    # calibrated: one variance per image, where edge errors set the scale and z learns the hue
-    # of a shoe's upper only partly; per_pixel: the decoder's own per-pixel variance
-    # (Attribute2Image), which lets it call a colour it cannot predict noise (RESULTS.md)
+    kl_weight: float = 2.0  # weight of the KL term of the ELBO (a beta-VAE's beta)
+    kl_warmup: float = 3.0  # epochs over which the KL weight ramps up from 0 (per step)
+    # per_pixel: the decoder's own per-pixel variance (Attribute2Image); luma_chroma: two
+    # variances per image at their optimum, for the grey axis of RGB and for colour
+    # (losses.luma_chroma_nll), so a wrong hue costs as much as a wrong shape
     likelihood: str = "luma_chroma"
     # luma_chroma: the chroma variance is at least the luma variance / chroma_ratio (inf: no
-    # bound; 1: one shared variance unless colour errors are the larger). A shoe's colour errors
-    # are ~1/16 of its luma errors and need that weight (at 1 its upper turns grey); a face's are
-    # ~1/50, and weighted up they take the decoder's capacity from eyes and mouths
-    # (configs/generator_faces.toml: 1; RESULTS.md)
+    # bound; 1: one shared variance unless the colour errors are the larger, for faces)
     chroma_ratio: float = math.inf
     val_share: float = 0.05  # held-out generator images for the reconstruction metric
     device: str = "auto"
@@ -133,13 +109,38 @@ def elbo_terms(
     """Per-image reconstruction NLL, KL and pre-tanh excess (``Pass.excess``), each (B,), of one
     reparameterised pass. The ELBO is -(NLL + KL); training also adds the excess."""
     out = model(x, y)
-    if likelihood == "calibrated":
-        nll = calibrated_gaussian_nll(x, out.mean, model.config.logvar_range[0])
-    elif likelihood == "luma_chroma":
+    if likelihood == "luma_chroma":
         nll = luma_chroma_nll(x, out.mean, model.config.logvar_range[0], chroma_ratio)
     else:
         nll = gaussian_nll(x, out.mean, out.pix_logvar)
     return nll, kl_to_standard_normal(out.z_mean, out.z_logvar), out.excess
+
+
+class GeneratorBatch(NamedTuple):
+    """Images x (B, 3, 64, 64) in [0, 1], their strengths y (B, N), and the KL weight."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    kl_weight: float
+
+
+def generator_loss(
+    model: ConditionalVAE,
+    batch: GeneratorBatch,
+    *,
+    likelihood: str = "luma_chroma",
+    chroma_ratio: float = math.inf,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The negative ELBO with the batch's KL weight, plus the pre-tanh excess; (loss, metrics)."""
+    nll, kl, excess = elbo_terms(model, batch.x, batch.y, likelihood, chroma_ratio)
+    loss = (nll + batch.kl_weight * kl + excess).mean()
+    metrics = {
+        "loss": loss.item(),
+        "nll": nll.mean().item(),
+        "kl": kl.mean().item(),
+        "excess": excess.mean().item(),
+    }
+    return loss, metrics
 
 
 def train_generator(
@@ -174,36 +175,20 @@ def train_generator(
     val_idx, train_idx = split_indices(len(pixels), cfg.val_share, cfg.seed)
     torch.manual_seed(cfg.seed)
     model = make_generator(cfg.model, images.attributes, strengths[train_idx]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-
-    def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        perm = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
-        for i in range(0, len(perm), cfg.batch_size):
-            j = perm[i : i + cfg.batch_size]
-            yield pixels[j], strengths[j]
 
     steps_per_epoch = -(-len(train_idx) // cfg.batch_size)
     warmup_steps = cfg.kl_warmup * steps_per_epoch
 
-    def kl_weight(step: int) -> float:
-        """A function of the trainer's step alone, so a resumed run follows the same ramp."""
-        ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
-        return cfg.kl_weight * ramp
-
-    def step(batch: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-        x = to_tensor(batch[0], device)
-        y = torch.from_numpy(batch[1]).to(device)
-        nll, kl, excess = elbo_terms(model, x, y, cfg.likelihood, cfg.chroma_ratio)
-        loss = (nll + kl_weight(trainer.state.step) * kl + excess).mean()  # trainer: below
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {
-            "loss": loss.item(),
-            "nll": nll.mean().item(),
-            "kl": kl.mean().item(),
-            "excess": excess.mean().item(),
-        }
+    def batches(epoch: int) -> Iterator[GeneratorBatch]:
+        perm = np.random.default_rng([cfg.seed, epoch]).permutation(train_idx)
+        for i, start in enumerate(range(0, len(perm), cfg.batch_size)):
+            # the KL weight ramps per step (epoch * steps_per_epoch + i counts the trainer's
+            # steps), so a resumed run follows the same ramp
+            step = epoch * steps_per_epoch + i
+            ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+            j = perm[start : start + cfg.batch_size]
+            x, y = to_tensor(pixels[j], device), torch.from_numpy(strengths[j]).to(device)
+            yield GeneratorBatch(x, y, cfg.kl_weight * ramp)
 
     def evaluate() -> dict[str, float]:
         x = to_tensor(pixels[val_idx], device)
@@ -213,28 +198,24 @@ def train_generator(
         return {"val_elbo": -(nll + kl).mean().item(), "val_recon_mse": mse.item()}
 
     cosine = cfg.lr_schedule == "cosine"
-    trainer = Trainer(
+    loss = functools.partial(
+        generator_loss, model, likelihood=cfg.likelihood, chroma_ratio=cfg.chroma_ratio
+    )
+    state = run_training(  # without held-out images the last epoch is the one kept
+        folder=run_dir,
         modules={"generator": model},
-        optimizers={"generator": optimizer},
-        step=step,
+        optimizers={"generator": torch.optim.Adam(model.parameters(), lr=cfg.lr)},
+        objectives=[Objective("generator", loss)],
         batches=batches,
         epochs=cfg.epochs,
-        hooks=[  # without held-out images the last epoch is the one kept
-            *([CosineSchedule(cfg.epochs * steps_per_epoch)] if cosine else []),
-            *([EvalHook(evaluate, metric="val_elbo")] if len(val_idx) else []),
-            Checkpointer(run_dir),
-            JsonlLogger(run_dir / "metrics.jsonl"),
-        ],
         seed=cfg.seed,
-        config=record,
+        record=record,
+        evaluate=evaluate if len(val_idx) else None,
+        metric="val_elbo",
+        schedule=CosineSchedule(cfg.epochs * steps_per_epoch) if cosine else None,
         progress=progress,
         desc="generator",
     )
-    trainer.resume(run_dir / "last.pt")
-    state = trainer.train()
-    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
-    model.load_state_dict(best["modules"]["generator"])
-    model.eval()
     fit_latent_prior(model, pixels, strengths, train_idx)
     summary = {
         "best_val_elbo": state.best,
@@ -289,19 +270,13 @@ def load_generator(
             f"generator attributes {list(names)} do not match {list(attributes)}", path=path
         )
     model = ConditionalVAE(
-        # a file saved before an option existed gets the behaviour it was trained with
-        from_dict(GeneratorConfig, {**EARLIER_OPTIONS, **payload["model_config"]}),
+        from_dict(GeneratorConfig, payload["model_config"]),
         attributes=names,
         y_mean=torch.tensor(payload["y_mean"]),
         y_std=torch.tensor(payload["y_std"]),
     )
-    state = dict(payload["state"])
-    fresh = model.state_dict()
-    for key in ADDED_LATER:
-        if key in fresh:
-            state.setdefault(key, fresh[key])
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(payload["state"])
     except RuntimeError as exc:
         raise DataError(f"weights do not match the saved config: {exc}", path=path) from None
     return model.eval().to(device)

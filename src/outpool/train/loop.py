@@ -1,9 +1,13 @@
 """The one training loop of outpool, extended by hooks (the detectron2 trainer/hooks pattern).
 
-A ``Trainer`` owns no model logic: a *step function* does one optimisation step on one batch and
-returns scalar metrics; ``batches(epoch)`` yields the epoch's batches in an order fixed by the
-seed and the epoch. Hooks add evaluation, JSONL metrics, checkpoints and early stopping. The
-ranker, the generator and the control network all train through this loop.
+A ``Trainer`` owns no model logic. Each batch it takes one optimisation step per ``Objective``,
+in order: the objective's loss function maps the batch to (loss, scalar metrics) and the loop
+zeroes that optimiser's gradients, back-propagates and steps it. One objective trains one network
+(the ranker, the generator, an attribute net); several compose an alternation (ATTIC: a ranker
+step on real pairs, a ranker step on created pairs, a control step) without a loop of their own.
+``batches(epoch)`` yields the epoch's batches in an order fixed by the seed and the epoch. Hooks
+add evaluation, JSONL metrics, checkpoints and early stopping; ``run_training`` is the skeleton
+every trainer shares (hooks in order, resume, train, keep the best weights).
 
 Repeatable and resumable: the torch RNG is re-seeded from (seed, epoch) at every epoch start and
 the data order depends only on (seed, epoch), so resuming from the checkpoint written after
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +32,25 @@ from tqdm import tqdm
 from outpool.errors import DataError
 from outpool.fileio import atomic_path
 
-StepFn = Callable[[Any], Mapping[str, float]]
+# batch -> (scalar loss to minimise, its metrics as floats)
+LossFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, float]]]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One optimisation step per batch: ``loss(batch)`` minimised by ``optimizers[optimizer]``."""
+
+    optimizer: str
+    loss: LossFn
+
+
+def optimise(optimizer: torch.optim.Optimizer, loss: LossFn, batch: Any) -> Mapping[str, float]:
+    """One step: the loss of ``batch``, its gradients (the optimiser's zeroed first), the update."""
+    value, metrics = loss(batch)
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    optimizer.step()
+    return metrics
 
 
 @dataclass
@@ -69,31 +92,32 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class Trainer:
-    """Runs ``step`` over ``batches(epoch)`` for ``epochs`` epochs, calling ``hooks``."""
+    """Runs ``objectives`` over ``batches(epoch)`` for ``epochs`` epochs, calling ``hooks``."""
 
     def __init__(
         self,
         *,
         modules: Mapping[str, nn.Module],
         optimizers: Mapping[str, torch.optim.Optimizer],
-        step: StepFn,
+        objectives: Sequence[Objective],
         batches: Callable[[int], Iterable[Any]],
         epochs: int,
         hooks: Sequence[Hook] = (),
         seed: int = 0,
-        run_dir: Path | None = None,
         config: Mapping[str, Any] | None = None,
         progress: bool = True,
         desc: str = "train",
     ) -> None:
         self.modules = dict(modules)
         self.optimizers = dict(optimizers)
-        self.step = step
+        self.objectives = list(objectives)
+        unknown = sorted({o.optimizer for o in self.objectives} - set(self.optimizers))
+        if unknown:
+            raise ValueError(f"objectives name optimisers {unknown} the trainer does not have")
         self.batches = batches
         self.epochs = epochs
         self.hooks = list(hooks)
         self.seed = seed
-        self.run_dir = run_dir
         self.config = dict(config or {})
         self.progress = progress
         self.desc = desc
@@ -137,6 +161,17 @@ class Trainer:
         return True
 
     # -- the loop ------------------------------------------------------------------------
+    def run_step(self, batch: Any) -> dict[str, float]:
+        """One step of every objective on ``batch``, in order; their metrics merged."""
+        merged: dict[str, float] = {}
+        for objective in self.objectives:
+            metrics = optimise(self.optimizers[objective.optimizer], objective.loss, batch)
+            clash = merged.keys() & metrics.keys()
+            if clash:
+                raise ValueError(f"two objectives report the metrics {sorted(clash)}")
+            merged.update(metrics)
+        return merged
+
     def train(self) -> TrainState:
         for h in self.hooks:
             h.before_train(self)
@@ -155,7 +190,7 @@ class Trainer:
                 unit="batch",
             )
             for batch in bar:
-                metrics = self.step(batch)
+                metrics = self.run_step(batch)
                 self.state.step += 1
                 count += 1
                 for k, v in metrics.items():
@@ -217,13 +252,14 @@ LR_SCHEDULES = ("constant", "cosine")  # the names a training config may give
 
 class CosineSchedule(Hook):
     """Per-step learning rate: a linear warm-up over the first ``warmup`` share of
-    ``total_steps``, then a cosine decay to zero. Every parameter group keeps its own base rate
-    (``initial_lr``, saved with the optimiser). The rate is a function of ``state.step`` alone, so
-    a resumed run follows the same curve. Put it first: it sets the rate of the coming step."""
+    ``total_steps`` (none at 0), then a cosine decay to zero. Every parameter group keeps its own
+    base rate (``initial_lr``, saved with the optimiser). The rate is a function of
+    ``state.step`` alone, so a resumed run follows the same curve. Put it first: it sets the rate
+    of the coming step."""
 
     def __init__(self, total_steps: int, *, warmup: float = 0.05) -> None:
         self.total = max(1, total_steps)
-        self.warmup = max(1, round(warmup * self.total))
+        self.warmup = max(1, round(warmup * self.total)) if warmup > 0 else 0
 
     def factor(self, step: int) -> float:
         if step < self.warmup:
@@ -275,3 +311,64 @@ class JsonlLogger(Hook):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:  # append-only: a crash loses at most this line
             fh.write(json.dumps(record) + "\n")
+
+
+def run_training(
+    *,
+    folder: Path,
+    modules: Mapping[str, nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    objectives: Sequence[Objective],
+    batches: Callable[[int], Iterable[Any]],
+    epochs: int,
+    seed: int,
+    record: Mapping[str, Any],
+    evaluate: Callable[[], Mapping[str, float]] | None = None,
+    metric: str = "",
+    patience: int | None = None,
+    schedule: Hook | None = None,
+    writer: bool = True,
+    barrier: Callable[[], None] = lambda: None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainState:
+    """Train into ``folder``, resuming from its ``last.pt``; the modules end with the best
+    weights (``best.pt``: the best ``metric`` of ``evaluate``, or the last epoch without one).
+
+    Hooks, in order: ``schedule`` (sets the coming step's rate), evaluation, early stopping
+    after ``patience`` epochs without a better ``metric``, checkpoints and the JSONL log
+    (``writer`` only: under torchrun the other processes write nothing and ``barrier`` waits
+    for the writer's ``best.pt``).
+    """
+    if patience is not None and evaluate is None:
+        raise ValueError("early stopping needs an evaluation")
+    hooks: list[Hook | None] = [
+        schedule,
+        EvalHook(evaluate, metric=metric) if evaluate is not None else None,
+        EarlyStopping(patience) if patience is not None else None,
+        Checkpointer(folder) if writer else None,
+        JsonlLogger(folder / "metrics.jsonl") if writer else None,
+    ]
+    trainer = Trainer(
+        modules=modules,
+        optimizers=optimizers,
+        objectives=objectives,
+        batches=batches,
+        epochs=epochs,
+        hooks=[h for h in hooks if h is not None],
+        seed=seed,
+        config=record,
+        progress=progress,
+        desc=desc,
+    )
+    if trainer.resume(folder / "last.pt") and progress:
+        s = trainer.state
+        done = "finished" if s.epoch >= epochs or s.stop else "resuming"
+        print(f"{desc}: {done} after epoch {s.epoch} (checkpoint)", file=sys.stderr)
+    state = trainer.train()
+    barrier()
+    best = torch.load(folder / "best.pt", map_location="cpu", weights_only=False)
+    for name, module in trainer.modules.items():
+        module.load_state_dict(best["modules"][name])
+        module.eval()
+    return state

@@ -1,4 +1,6 @@
-"""Losses are pure functions of scores and targets."""
+"""Pure losses: functions of scores, images and targets (``ranknet_loss``, the generator's
+likelihoods, the KL term). The losses of a model and a batch that the ``Trainer`` minimises
+(``ranker_loss``, ``generator_loss``, ``regression_loss``) live beside each model's training."""
 
 from __future__ import annotations
 
@@ -36,22 +38,6 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> t
     return 0.5 * (logvar + d * d * torch.exp(-logvar)).flatten(1).sum(1)
 
 
-def calibrated_gaussian_nll(
-    x: torch.Tensor, mean: torch.Tensor, min_logvar: float = -7.0
-) -> torch.Tensor:
-    """``gaussian_nll`` with one variance per image, set to its optimum, the image's mean squared
-    error (the calibrated decoder of sigma-VAE, Rybkin et al. 2021): (B,).
-
-    A per-pixel variance lets the decoder call what it cannot predict (the random hue of an
-    upper) noise; one variance per image makes every pixel's error count. (On the built-in
-    world it brought some hue back only with colour layers and many small steps:
-    benchmarks/RESULTS.md.)
-    """
-    d = ((x - mean) * 2).flatten(1)
-    logvar = torch.log((d * d).mean(1)).clamp_min(min_logvar)
-    return 0.5 * d.shape[1] * (logvar + (d * d).mean(1) * torch.exp(-logvar))
-
-
 # An orthonormal basis of RGB: luma (the grey axis) and two chroma axes orthogonal to it.
 _LUMA_CHROMA = torch.tensor(
     [
@@ -77,16 +63,15 @@ def luma_chroma_nll(
     of RGB (luma) and one shared by the two axes orthogonal to it (chroma): (B,).
 
     The basis is a rotation of RGB, so this is a Gaussian likelihood on the pixels, with a
-    per-image covariance that is diagonal in that basis (sigma-VAE's calibrated decoder with two
-    variances instead of one). With one variance the errors of a shoe's edges set the scale and
-    a wrong hue costs little; a grey guess at a hue z could have told is then cheaper than the
-    KL of telling it (benchmarks/RESULTS.md). Here colour errors are scored against the colour
-    errors of the same image, whatever its saturation.
+    per-image covariance that is diagonal in that basis (the calibrated decoder of sigma-VAE,
+    Rybkin et al. 2021, with two variances instead of one): colour errors are scored against
+    the colour errors of the same image, whatever its saturation, so a wrong hue costs as much
+    as a wrong shape.
 
     ``chroma_ratio`` R bounds the chroma variance below by the luma variance / R (the optimum
     under that constraint: where it binds, one variance for luma and chroma scaled by sqrt(R)).
-    Unbounded, a photo's small colour errors (a face's are ~1/50 of its luma errors) weigh 50x
-    a luma error and take the decoder's capacity from the face's shape.
+    At R = 1 luma and chroma share one variance unless the colour errors are the larger; this
+    suits photos whose colour errors are small beside their shape errors (faces).
     """
     var_luma, var_chroma = luma_chroma_errors(x, mean)
     n_luma, n_chroma = x[0, 0].numel(), 2 * x[0, 0].numel()

@@ -8,7 +8,7 @@ checkpoints, and ``ranker.pt`` (the best model, with its config) at the end.
 
 from __future__ import annotations
 
-import sys
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 from outpool.config import to_dict
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
-from outpool.evaluate import accuracy_on, to_tensor
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.models.tensors import pick_device, to_tensor
 from outpool.train.augment import augment
 from outpool.train.checkpoints import (
     read_checkpoint,
@@ -32,15 +32,8 @@ from outpool.train.checkpoints import (
     write_run_config,
 )
 from outpool.train.distributed import from_env
-from outpool.train.loop import (
-    LR_SCHEDULES,
-    Checkpointer,
-    CosineSchedule,
-    EarlyStopping,
-    EvalHook,
-    JsonlLogger,
-    Trainer,
-)
+from outpool.train.evaluate import accuracy_on
+from outpool.train.loop import LR_SCHEDULES, CosineSchedule, Objective, run_training
 from outpool.train.losses import label_to_target, ranknet_loss
 
 OPTIMIZERS = ("sgd", "adam")
@@ -109,14 +102,6 @@ class RankerTrainConfig:
             raise UnknownNameError("optimizer", self.optimizer, OPTIMIZERS)
         if self.lr_schedule not in LR_SCHEDULES:
             raise UnknownNameError("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UnknownNameError("device", name, ("auto", "cpu", "cuda"))
-    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -212,36 +197,64 @@ def make_optimizer(model: DeepSTN, cfg: RankerTrainConfig) -> torch.optim.Optimi
     raise UnknownNameError("optimizer", cfg.optimizer, OPTIMIZERS)
 
 
-def make_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, cfg: RankerTrainConfig, device: torch.device
-) -> Any:
-    """The ranker's step function: RankNet on a batch of pairs plus the crop penalty."""
+@dataclass(frozen=True)
+class RankBatch:
+    """Images and the pairs among them: what the ranker's loss takes.
+
+    ``x`` (B, 3, 64, 64) in [0, 1] (real photos or generated images, which may carry
+    gradient); ``a``, ``b`` (P,) long indices into ``x``; ``target`` (P,) RankNet targets
+    (1 a more, 0 b more, 0.5 equal); ``weight`` (P,) per-pair weights.
+    """
+
+    x: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    target: torch.Tensor
+    weight: torch.Tensor
+
+
+def rank_batch(
+    batch: tuple[np.ndarray, ...], device: torch.device, cfg: RankerTrainConfig
+) -> RankBatch:
+    """``PairData``'s batch on ``device``, its images jittered as ``cfg`` says."""
+    pixels, a, b, target, weight = batch
+    x = augment(
+        to_tensor(pixels, device),
+        flip=cfg.flip,
+        shift=cfg.shift,
+        zoom=cfg.zoom,
+        rotate=cfg.rotate,
+        color=cfg.color,
+    )
+    return RankBatch(
+        x,
+        torch.from_numpy(a).to(device),
+        torch.from_numpy(b).to(device),
+        torch.from_numpy(target).to(device),
+        torch.from_numpy(weight).to(device),
+    )
+
+
+def ranker_loss(
+    model: nn.Module, batch: RankBatch, *, crop_weight: float = 1.0, amp: bool = False
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """RankNet on the batch's pairs plus ``crop_weight`` times the keep-the-crop-inside
+    penalty; ``amp``: bfloat16 autocast on the batch's device. Returns (loss, metrics)."""
+    with torch.autocast(batch.x.device.type, dtype=torch.bfloat16, enabled=amp):
+        scores, params = model(batch.x, with_transform=True)  # both sides share the weights
+    s = scores.float()
+    rank = ranknet_loss(s[batch.a], s[batch.b], batch.target, batch.weight)
+    loss = rank + crop_weight * crop_penalty(params.float())
+    metrics = {"loss": loss.item(), "rank_loss": rank.item(), "scale": params[:, 0].mean().item()}
+    return loss, metrics
+
+
+def ranker_objective(net: nn.Module, cfg: RankerTrainConfig, device: torch.device) -> Objective:
+    """The ranker's one objective (optimiser "ranker") on ``rank_batch``'s batches."""
     amp = cfg.amp and device.type == "cuda"
-
-    def step(batch: tuple[np.ndarray, ...]) -> dict[str, float]:
-        pixels, a, b, target, weight = batch
-        x = augment(
-            to_tensor(pixels, device),
-            flip=cfg.flip,
-            shift=cfg.shift,
-            zoom=cfg.zoom,
-            rotate=cfg.rotate,
-            color=cfg.color,
-        )
-        t = torch.from_numpy(target).to(device)
-        w = torch.from_numpy(weight).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            scores, params = model(x, with_transform=True)  # both sides share the weights
-        s = scores.float()
-        ia, ib = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-        rank = ranknet_loss(s[ia], s[ib], t, w)
-        loss = rank + cfg.crop_penalty * crop_penalty(params.float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item(), "rank_loss": rank.item(), "scale": params[:, 0].mean().item()}
-
-    return step
+    return Objective(
+        "ranker", functools.partial(ranker_loss, net, crop_weight=cfg.crop_penalty, amp=amp)
+    )
 
 
 def train_ranker(
@@ -289,7 +302,7 @@ def train_ranker(
         )
     data = PairData.build(dataset, train_pairs, use_confidence=cfg.use_confidence)
 
-    def batches(epoch: int) -> Iterator[tuple[np.ndarray, ...]]:
+    def batches(epoch: int) -> Iterator[RankBatch]:
         """This process's share: every ``world``-th batch, the same count on every rank."""
         all_batches = list(
             data.batches(
@@ -303,16 +316,15 @@ def train_ranker(
         usable = len(all_batches) - len(all_batches) % job.world
         if usable == 0:
             raise DataError(f"{len(all_batches)} batch(es) cannot feed {job.world} processes")
-        return iter(all_batches[job.rank : usable : job.world])
+        # jittered one at a time, as they are used: the torch RNG runs in step order
+        return (rank_batch(b, device, cfg) for b in all_batches[job.rank : usable : job.world])
 
     pairs_used = min(cfg.pairs_per_epoch, len(data.a)) if cfg.pairs_per_epoch else len(data.a)
     steps_per_epoch = -(-pairs_used // cfg.batch_size) // job.world
 
     def evaluate() -> dict[str, float]:
-        metrics = {}
-        if val_pairs is not None and len(val_pairs):
-            metrics["val_acc"] = accuracy_on(model, dataset, val_pairs, device=device)
-        return metrics
+        assert val_pairs is not None
+        return {"val_acc": accuracy_on(model, dataset, val_pairs, device=device)}
 
     stages = [(s, e) for s, e in (("crop", cfg.epochs_crop), ("full", cfg.epochs_full)) if e > 0]
     for stage, epochs in stages:  # a stage with 0 epochs is skipped
@@ -323,35 +335,26 @@ def train_ranker(
             if not (folder / "last.pt").exists():
                 model.load_state_dict(best["modules"]["ranker"])
         optimizer = make_optimizer(model, cfg)
-        hooks = [
-            CosineSchedule(epochs * steps_per_epoch) if cfg.lr_schedule == "cosine" else None,
-            EvalHook(evaluate, metric="val_acc") if val_pairs is not None else None,
-            EarlyStopping(cfg.patience) if val_pairs is not None else None,
-            Checkpointer(folder) if job.main else None,
-            JsonlLogger(folder / "metrics.jsonl") if job.main else None,
-        ]
-        trainer = Trainer(
+        validated = val_pairs is not None
+        cosine = cfg.lr_schedule == "cosine"
+        state = run_training(
+            folder=folder,
             modules={"ranker": model},
             optimizers={"ranker": optimizer},
-            step=make_step(net, optimizer, cfg, device),
+            objectives=[ranker_objective(net, cfg, device)],
             batches=batches,
             epochs=epochs,
-            hooks=[h for h in hooks if h is not None],
             seed=cfg.seed + (0 if stage == "crop" else 1),
-            config=record,
+            record=record,
+            evaluate=evaluate if validated else None,
+            metric="val_acc",
+            patience=cfg.patience if validated else None,
+            schedule=CosineSchedule(epochs * steps_per_epoch) if cosine else None,
+            writer=job.main,
+            barrier=job.barrier,
             progress=progress and job.main,
             desc=f"{attribute} {stage}",
         )
-        if trainer.resume(folder / "last.pt") and progress and job.main:
-            done = "finished" if trainer.state.epoch >= epochs or trainer.state.stop else "resuming"
-            print(
-                f"{attribute} {stage}: {done} after epoch {trainer.state.epoch} (checkpoint)",
-                file=sys.stderr,
-            )
-        state = trainer.train()
-        job.barrier()  # rank 0 has written best.pt
-        best_state = torch.load(folder / "best.pt", map_location=device, weights_only=False)
-        model.load_state_dict(best_state["modules"]["ranker"])
 
     summary = {
         "attribute": attribute,

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from outpool.data.sources import SOURCES, load_source
+from outpool.data.sources import LOADERS, load_source
 from outpool.errors import UnknownNameError
 
 from .conftest import write_image
 
 
 def test_names() -> None:
-    assert set(SOURCES) == {"pubfig", "lfw", "zappos", "folder"}
+    assert set(LOADERS) == {"pubfig", "lfw", "zappos", "folder"}
 
 
 def test_unknown_name_lists_valid_ones() -> None:

@@ -1,6 +1,6 @@
 """Loaders for real datasets, each returning an ``outpool.data.Dataset`` of 64x64 RGB images.
 
-``SOURCES`` maps the names used in configs to the loaders; ``load_source(name, **kwargs)`` calls
+``LOADERS`` maps the names used in configs to the loaders; ``load_source(name, **kwargs)`` calls
 one. Images are decoded once and cached (see ``outpool.data.sources.images``).
 """
 
@@ -17,7 +17,7 @@ from outpool.data.sources.zappos import load_zappos
 from outpool.errors import UnknownNameError
 
 # "lfw" gives the Dataset only; call load_lfw for the ranker tables' true scores as well.
-SOURCES: dict[str, Callable[..., Dataset]] = {
+LOADERS: dict[str, Callable[..., Dataset]] = {
     "pubfig": load_pubfig,
     "lfw": load_lfw_dataset,
     "zappos": load_zappos,
@@ -27,13 +27,13 @@ SOURCES: dict[str, Callable[..., Dataset]] = {
 
 def load_source(name: str, **kwargs: Any) -> Dataset:
     """Call the loader registered as ``name``; an unknown name lists the valid ones."""
-    if name not in SOURCES:
-        raise UnknownNameError("data source", name, SOURCES)
-    return SOURCES[name](**kwargs)
+    if name not in LOADERS:
+        raise UnknownNameError("data source", name, LOADERS)
+    return LOADERS[name](**kwargs)
 
 
 __all__ = [
-    "SOURCES",
+    "LOADERS",
     "Dataset",
     "load_folder",
     "load_lfw",

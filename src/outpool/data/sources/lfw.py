@@ -6,8 +6,8 @@ Layout under ``root`` (official)::
                                            'person imagenum Male Asian ...'; one TAB row per image
     lfw-100/<Person_Name>/<Person_Name>_<NNNN>.jpg   (``image_dir``; the official folder is 'lfw')
 
-The ranker tables use only rows of the attribute file (the copy in shared/data has 4,144 rows
-of 1,920 people). Attributes are columns chosen BY NAME (``PAPER_ATTRIBUTES``: the paper's 8
+The ranker tables use only rows of the attribute file (the public file has 4,144 rows of
+1,920 people). Attributes are columns chosen BY NAME (``PAPER_ATTRIBUTES``: the paper's 8
 face attributes).
 
 People (not images) are shuffled with ``seed`` and cut into ``generator``/``train``/``val``/
@@ -20,9 +20,9 @@ shape ``Dataset.save(truth=...)`` takes) so no ranker can train on them by accid
 With ``unscored`` (the default), a fifth table ``generator_unscored`` holds the images of the
 image folder that have NO row in the attribute file and whose person is in no ranker split: the
 images of ``generator`` people without a row, and every image of people absent from the file
-(9,072 images in shared/data). No strengths: the generator workflow gives them regressed ones
-(``outpool.pseudo_labels``). A person with any score row outside the ``generator`` split never
-joins it, so no identity is in both the generator's images and a ranker split. With
+(9,072 images in the full LFW). No strengths: the generator workflow gives them regressed ones
+(``outpool.judges.pseudo_labels``). A person with any score row outside the ``generator`` split
+never joins it, so no identity is in both the generator's images and a ranker split. With
 ``max_people`` it keeps a seeded subset of at most that many of the people absent from the file.
 
 Pairs (a stand-in for LFW-10, whose human labels are not available): for each ranker split and

@@ -28,11 +28,11 @@ import numpy.typing as npt
 
 from outpool.data.dataset import AttributeInfo, Dataset
 from outpool.data.images import ImageTable
+from outpool.data.metrics import ordering_accuracy
 from outpool.data.pairs import PairTable
 from outpool.data.sources.images import load_images
 from outpool.data.sources.matfile import read_mat, strings, vector
 from outpool.errors import DataError
-from outpool.evaluate import ordering_accuracy  # the PubFig protocol; re-exported here
 
 MAT_FILE = "data.mat"
 IMAGE_DIR = "images"

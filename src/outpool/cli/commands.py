@@ -1,0 +1,363 @@
+"""The ``outpool`` command. Thin: parse, load configs, call the API, print one clear sentence on
+error (never a traceback), exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from outpool import __version__, config
+from outpool.annotate import CrowdConfig
+from outpool.cli import annotate as cli_annotate
+from outpool.data import Dataset
+from outpool.data.open import open_dataset, open_dataset_with_truth
+from outpool.data.sources import LOADERS
+from outpool.errors import OutpoolError, UnknownNameError
+from outpool.fileio import check_output_dir
+from outpool.judges import judge_settings
+from outpool.synth import SynthConfig
+
+CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
+    "world": "train_pairs=100",
+    "training": "epochs_full=10",
+    "crowd": "noise=0.08",
+    "generator": "epochs=5",
+    "judge": "net.epochs=10",
+}
+
+
+def _add_config_args(p: argparse.ArgumentParser, what: str, prefix: str = "") -> None:
+    """--config/--set (or --PREFIXconfig/--PREFIXset) for the ``what`` config."""
+    dest = prefix.replace("-", "_")
+    p.add_argument(
+        f"--{prefix}config",
+        dest=f"{dest}config",
+        type=Path,
+        metavar="TOML",
+        help=f"{what} config file (TOML)",
+    )
+    p.add_argument(
+        f"--{prefix}set",
+        dest=f"{dest}overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one {what} config value, e.g. {CONFIG_EXAMPLES[what]} (repeatable)",
+    )
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from outpool.synth import build
+
+    cfg = config.load(SynthConfig, args.config, args.overrides)
+    check_output_dir(args.out, overwrite=args.force)  # before minutes of rendering
+    print(f"rendering the built-in world into {args.out} ...", file=sys.stderr)
+    world = build(cfg)
+    world.dataset.save(args.out, truth=world.truth, overwrite=args.force)
+    counts = {k: len(v) for k, v in world.dataset.pairs.items()}
+    print(json.dumps({"dataset": str(args.out), "pairs": counts}))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from outpool.report.gallery import dataset_gallery, save_gallery
+
+    dataset = Dataset.load(args.dataset)
+    table = args.images or next(iter(dataset.images), None)
+    values = None
+    if table is not None and (Path(args.dataset) / "truth" / f"{table}.csv").exists():
+        _, truth, names = Dataset.load_truth(args.dataset, table)
+        values = {n: truth[:, k] for k, n in enumerate(names)}
+    page = dataset_gallery(dataset, table=table, pairs=args.pairs, values=values, seed=args.seed)
+    out = args.out or Path(args.dataset) / "gallery.png"
+    save_gallery(page, out)
+    print(out)
+    return 0
+
+
+DATASET_HELP = (
+    "a dataset folder, or a real dataset in its official layout: pubfig:ROOT, lfw:ROOT, "
+    "zappos:IMAGES_ROOT,LABELS_ROOT, or folder:IMAGES_ROOT,PAIRS_CSV (your images + pairs)"
+)
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from outpool.workflows.labelling import crowd_label
+
+    crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
+    name = args.name or f"{args.pairs}_crowd"
+    print(json.dumps(crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)))
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    name = str(args.source).partition(":")[0]
+    if name not in LOADERS:
+        raise UnknownNameError("data source", name, LOADERS)  # a folder is already a dataset
+    check_output_dir(args.out, overwrite=args.force)
+    dataset, truth = open_dataset_with_truth(args.source, crop=args.crop)
+    dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
+    counts = {k: len(v) for k, v in dataset.pairs.items()}
+    print(
+        json.dumps({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
+    )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from outpool.workflows.ranker_runs import score_folder
+
+    rows = score_folder(args.ranker, args.images, args.out, crop=args.crop, force=args.force)
+    print(json.dumps({"scored": rows, "out": str(args.out)}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from outpool.workflows.demo import run_demo
+
+    synth = config.load(SynthConfig, args.config, args.overrides)
+    crowd = config.load(CrowdConfig, args.crowd_config, args.crowd_overrides)
+    check_output_dir(args.out, overwrite=args.force)
+    summary = run_demo(args.out, synth=synth, crowd=crowd, force=args.force)
+    print(json.dumps(summary, indent=2))
+    print(f"done: look at {Path(args.out) / 'gallery.png'}", file=sys.stderr)
+    return 0
+
+
+def cmd_train_ranker(args: argparse.Namespace) -> int:
+    from outpool.train.distributed import from_env
+    from outpool.train.ranker import RankerTrainConfig
+    from outpool.workflows.ranker_runs import train_run
+
+    cfg = config.load(RankerTrainConfig, args.config, args.overrides)
+    dataset = open_dataset(args.dataset)
+    val = args.val or ("val" if "val" in dataset.pairs else "none")
+    if args.val is None and val == "none":
+        print("no 'val' pair table: training without early stopping", file=sys.stderr)
+    val = None if val == "none" else val
+    results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
+    if from_env().main:  # under torchrun, one report
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from outpool.train.generator import GeneratorTrainConfig
+    from outpool.workflows.generator_runs import train_judged_generator_run
+
+    cfg = config.load(GeneratorTrainConfig, args.config, args.overrides)
+    dataset, truth = open_dataset_with_truth(args.dataset)
+    settings = judge_settings(dataset)
+    if settings is None and (args.judge_config or args.judge_overrides):
+        raise OutpoolError(f"dataset '{dataset.name}' has no judge with settings to change")
+    judge_cfg = config.load(settings, args.judge_config, args.judge_overrides) if settings else None
+    summary = train_judged_generator_run(
+        dataset, truth, cfg, args.run, table=args.table, judge_cfg=judge_cfg
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from outpool.workflows.ranker_runs import evaluate_run
+
+    dataset = open_dataset(args.dataset)
+    result = evaluate_run(args.run, dataset, args.pairs or ["test"])
+    if args.run.is_dir():
+        from outpool.fileio import atomic_path
+
+        with atomic_path(args.run / "eval.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="outpool",
+        description="Learn fine-grained visual comparisons from few labels by creating the "
+        "training image pairs a ranker needs (ATTIC).",
+    )
+    parser.add_argument("--version", action="version", version=f"outpool {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="the main job on the built-in data: render, label with a simulated crowd, gallery",
+        description="Render the built-in shoe world, label its training pairs with a simulated "
+        "crowd, and write OUT/dataset, OUT/gallery.png and OUT/summary.json.",
+    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.add_argument("--force", action="store_true", help="replace an existing output folder")
+    _add_config_args(demo, "world")
+    demo.add_argument("--crowd-config", type=Path, metavar="TOML", help="crowd config (TOML)")
+    demo.add_argument(
+        "--crowd-set",
+        dest="crowd_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one crowd config value",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    tr = sub.add_parser(
+        "train-ranker",
+        help="train DeepSTN rankers (one per attribute) into a run folder",
+        description="Train a DeepSTN relative-attribute ranker per attribute on a dataset's "
+        "pair tables. Writes OUT/<attribute>/ (config.json, metrics.jsonl per stage, "
+        "checkpoints, ranker.pt, crops.png, curves.png) and OUT/summary.json. Running the "
+        "same command again resumes where it stopped. For several GPUs: torchrun "
+        "--nproc_per_node=N -m outpool.cli train-ranker ...",
+    )
+    tr.add_argument("dataset", help=DATASET_HELP)
+    tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
+    tr.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
+    tr.add_argument("--train", default="train", help="training pair table (default: train)")
+    tr.add_argument(
+        "--val",
+        help="validation pair table for early stopping, or 'none' (default: 'val' when the "
+        "dataset has it, else none)",
+    )
+    _add_config_args(tr, "training")
+    tr.set_defaults(func=cmd_train_ranker)
+
+    tg = sub.add_parser(
+        "train-generator",
+        help="train the attribute-conditioned generator (conditional VAE)",
+        description="Train the conditional VAE on a dataset's generator-training images (image "
+        "table TABLE, with attribute strengths). When the dataset also has TABLE_unscored "
+        "(LFW: faces without a score row, of people in no ranker split), a regressor trained on "
+        "TABLE's scores gives them strengths first (OUT/regressor/). Writes OUT/ (config.json, "
+        "metrics.jsonl, checkpoints, generator.pt, samples.png, reconstructions.png, sweeps.png, "
+        "summary.json and, where the dataset has an independent judge, controllability.json: "
+        "the built-in world's pixel oracle, or for LFW a teacher trained on the ranker "
+        "train+val scores into OUT/teacher/). Running it again resumes.",
+    )
+    tg.add_argument("dataset", help=DATASET_HELP)
+    tg.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
+    tg.add_argument("--table", default="generator", help="image table to train on")
+    _add_config_args(tg, "generator")
+    _add_config_args(tg, "judge", prefix="judge-")
+    tg.set_defaults(func=cmd_train_generator)
+
+    ev = sub.add_parser(
+        "eval",
+        help="accuracy of trained rankers on pair tables",
+        description="Accuracy (percent of non-equal pairs ordered correctly; a tie is wrong) of "
+        "each ranker of RUN on the pairs of its attribute, per pair table. A name that is an "
+        "IMAGE table with strengths (PubFig's 'test') is scored on all its pairs of different "
+        "groups and strengths (the PubFig protocol). Writes RUN/eval.json when RUN is a folder.",
+    )
+    ev.add_argument("run", type=Path, help="run folder (or one ranker.pt)")
+    ev.add_argument("dataset", help=DATASET_HELP)
+    ev.add_argument(
+        "--pairs", action="append", help="pair table or image table (repeatable; default: test)"
+    )
+    ev.set_defaults(func=cmd_eval)
+
+    sc = sub.add_parser(
+        "score",
+        help="score a folder of images with a trained ranker",
+        description="Score every image (jpg/png, any size; centre-cropped to a square, resized to "
+        "64 px) in IMAGES with a ranker; writes OUT/scores.csv (rank, image, score; highest "
+        "first) and OUT/contact_sheet.png.",
+    )
+    sc.add_argument("ranker", type=Path, help="a ranker.pt (RUN/<attribute>/ranker.pt)")
+    sc.add_argument("images", type=Path, help="folder of images")
+    sc.add_argument("--out", type=Path, required=True, help="output folder")
+    sc.add_argument("--crop", type=float, default=1.0, help="keep this central fraction first")
+    sc.add_argument("--force", action="store_true", help="replace an existing output folder")
+    sc.set_defaults(func=cmd_score)
+
+    data = sub.add_parser(
+        "data",
+        help="make, import, label and look at datasets",
+        description="Datasets: render the built-in one, import a real one, label pairs with "
+        "the simulated crowd, draw a gallery.",
+    )
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    synth = dsub.add_parser(
+        "synth",
+        help="render the built-in synthetic dataset",
+        description="Render the built-in shoe world as a dataset folder: generator-training "
+        "images with strengths, a real pool with train/val pairs, test pairs (with a "
+        "fine-grained subset) and, apart, the true attribute values in truth/.",
+    )
+    synth.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    synth.add_argument("--force", action="store_true", help="replace an existing dataset")
+    _add_config_args(synth, "world")
+    synth.set_defaults(func=cmd_synth)
+
+    imp = dsub.add_parser(
+        "import",
+        help="read a real dataset from its official layout into a dataset folder",
+        description="Read a real dataset from its official layout and save it as an outpool "
+        "dataset folder. SOURCE is pubfig:ROOT, lfw:ROOT, zappos:IMAGES_ROOT,LABELS_ROOT or "
+        "folder:IMAGES_ROOT,PAIRS_CSV (your images and a CSV of pairs).",
+    )
+    imp.add_argument(
+        "source", help="pubfig:ROOT, lfw:ROOT, zappos:IMAGES,LABELS, folder:IMAGES,CSV"
+    )
+    imp.add_argument("--out", type=Path, required=True, help="dataset folder to create")
+    imp.add_argument(
+        "--crop",
+        type=float,
+        help="lfw: and folder: only: keep the central fraction F of each square frame "
+        "(e.g. 0.6: LFW faces fill the image; default: the whole frame)",
+        metavar="F",
+    )
+    imp.add_argument("--force", action="store_true", help="replace an existing dataset")
+    imp.set_defaults(func=cmd_import)
+
+    show = dsub.add_parser(
+        "show",
+        help="write a PNG gallery of a dataset",
+        description="Draw a page of a dataset: random images, each attribute from lowest to "
+        "highest, and labelled pairs.",
+    )
+    show.add_argument("dataset", type=Path, help="dataset folder")
+    show.add_argument("--out", type=Path, help="PNG to write (default DATASET/gallery.png)")
+    show.add_argument("--images", help="image table to show (default: the first)")
+    show.add_argument("--pairs", help="pair table to show (default: the first)")
+    show.add_argument("--seed", type=int, default=0, help="which images and pairs are drawn")
+    show.set_defaults(func=cmd_show)
+
+    label = dsub.add_parser(
+        "label",
+        help="label a pair table with the simulated crowd",
+        description="Ask a simulated crowd about every pair of a pair table; writes the "
+        "accepted pairs as a new pair table and every vote to DATASET/votes/NAME.csv.",
+    )
+    label.add_argument("dataset", type=Path, help="dataset folder")
+    label.add_argument("--pairs", default="train", help="pair table to label (default: train)")
+    label.add_argument("--name", help="name of the new pair table (default: PAIRS_crowd)")
+    label.add_argument("--force", action="store_true", help="replace an existing table")
+    _add_config_args(label, "crowd")
+    label.set_defaults(func=cmd_label)
+
+    cli_annotate.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except OutpoolError as exc:
+        print(f"outpool: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "outpool: interrupted; finished outputs are kept, partial ones removed", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Pair-order accuracy: the share of pairs whose scores order them as their labels do.
+
+A tied score counts as wrong (the protocol of the published PubFig code), so a constant ranker
+scores 0%, not 50%.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+_BLOCK = 1024  # rows per block in ordering_accuracy: bounds memory at O(block * N)
+
+
+def pair_accuracy(score_a: np.ndarray, score_b: np.ndarray, label: np.ndarray) -> float:
+    """Percent of non-equal pairs whose score order matches the label (ties are wrong)."""
+    decided = label != 0
+    if not decided.any():
+        return float("nan")
+    correct = np.sign(score_a[decided] - score_b[decided]) == label[decided]
+    return 100.0 * float(correct.mean())
+
+
+def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.ArrayLike) -> float:
+    """Percent of pairs i < j (different ``groups``, different ``ranks``) whose ``scores`` order
+    matches the ``ranks`` order; a tied score counts as wrong. All inputs are ``(N,)``.
+
+    Higher rank = more of the attribute = should get the higher score.
+    """
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    r = np.asarray(ranks).reshape(-1).astype(np.float64)  # never subtract in uint8
+    g = np.asarray(groups).reshape(-1)
+    if not len(s) == len(r) == len(g):
+        raise ValueError(f"scores, ranks, groups lengths differ: {len(s)}, {len(r)}, {len(g)}")
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite")
+    correct = total = 0
+    for start in range(0, len(s), _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        dr = np.sign(r[rows, None] - r[None, :])  # (B, N)
+        ds = np.sign(s[rows, None] - s[None, :])
+        upper = np.arange(start, start + dr.shape[0])[:, None] < np.arange(len(s))[None, :]
+        valid = upper & (g[rows, None] != g[None, :]) & (dr != 0)
+        total += int(valid.sum())
+        correct += int((valid & (ds == dr)).sum())  # ds == 0 never equals dr != 0: ties wrong
+    if total == 0:
+        raise ValueError("no pairs of different groups with different ranks")
+    return 100.0 * correct / total

@@ -1,0 +1,61 @@
+"""Request bodies of the annotation service (pydantic): every field bounded, nothing extra.
+
+Responses are plain JSON dicts built by the handlers; these schemas guard what comes in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from outpool.service.batch import NO_CHECK
+
+_ID = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"  # pair and image ids: no slashes, so never a path
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class VoteIn(_Strict):
+    """One answer, left/right as the annotator saw them."""
+
+    submission_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    batch: str = Field(min_length=1, max_length=100)
+    pair_id: str = Field(min_length=1, max_length=200)
+    choice: Literal["left_more", "equal", "left_less", "illegible"]
+    confidence: Literal["very", "somewhat", "not"]
+    rationale: str = Field(default="", max_length=1000)
+    elapsed_ms: int | None = Field(default=None, ge=0, le=86_400_000)
+
+
+class PairIn(_Strict):
+    id: str = Field(min_length=1, max_length=200, pattern=_ID)
+    attribute: str = Field(min_length=1, max_length=100)
+    a: str = Field(min_length=1, max_length=200, pattern=_ID)
+    b: str = Field(min_length=1, max_length=200, pattern=_ID)
+    # The known answer of a check pair (+1 a more, -1 b more, 0 equal); None for an ordinary pair.
+    check_answer: Literal[1, -1, 0] | None = None
+
+
+class BatchIn(_Strict):
+    """A new batch: pairs, their images as base64 PNG, and how many votes each pair needs."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    pairs: list[PairIn] = Field(min_length=1, max_length=200_000)
+    images: dict[str, str]  # image id -> base64 PNG (any size; shown scaled)
+    definitions: dict[str, str] = Field(default_factory=dict)
+    k: int = Field(default=5, ge=1, le=100)
+    lease_s: float = Field(default=600.0, gt=0, le=7 * 86_400)
+    check_every: int = Field(default=10, ge=1, le=10_000)
+    new_annotators: int = Field(default=0, ge=0, le=1000)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def check_answers(self) -> list[int]:
+        return [NO_CHECK if p.check_answer is None else p.check_answer for p in self.pairs]
+
+
+class AnnotatorIn(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    role: Literal["annotator", "admin"] = "annotator"

@@ -1,0 +1,794 @@
+"""Durable storage of people's annotation work: annotators, batches, assignments and votes.
+
+One schema on SQLite and PostgreSQL (``db.py`` adapts the SQL), versioned by ``MIGRATIONS``.
+Every method is one transaction, so a vote is acknowledged only after it is committed and a
+crash loses nothing that was acknowledged. Votes carry a client-made ``submission_id``: a
+retried submission returns the first one's acknowledgement and never counts twice.
+
+Assignment rules: each ordinary pair goes to ``k`` distinct annotators (an unanswered
+assignment holds its slot for ``lease_s`` seconds, then the slot is offered again); nobody gets
+a pair twice; left/right is drawn per (pair, annotator) and stored; in every block of
+``check_every`` ordinary pairs an annotator also gets one of the batch's check pairs, at a
+place in the block drawn per annotator. A pair is done at ``k``
+votes, rejected once "can't tell what this is" has half of ``k``; the batch closes when no
+ordinary pair is left open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from outpool.annotate.votes import (
+    CONFIDENCE_LEVELS,
+    REJECT,
+    VoteTable,
+    answer_from_display,
+)
+from outpool.errors import OutpoolError
+from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
+from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
+
+SCHEMA_VERSION = 2
+
+# Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE annotators (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            k INTEGER NOT NULL,
+            lease_s DOUBLE PRECISION NOT NULL,
+            check_every INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            meta TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            closed_at DOUBLE PRECISION)""",
+        """CREATE TABLE attributes (
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            name TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            PRIMARY KEY (batch_id, name))""",
+        """CREATE TABLE images (
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            id TEXT NOT NULL,
+            png {blob} NOT NULL,
+            PRIMARY KEY (batch_id, id))""",
+        """CREATE TABLE pairs (
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            attribute TEXT NOT NULL,
+            a TEXT NOT NULL,
+            b TEXT NOT NULL,
+            is_check INTEGER NOT NULL,
+            check_answer INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            n_votes INTEGER NOT NULL DEFAULT 0,
+            n_rejects INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (batch_id, id))""",
+        "CREATE INDEX pairs_open ON pairs (state, is_check, batch_id, seq)",
+        """CREATE TABLE assignments (
+            batch_id TEXT NOT NULL,
+            pair_id TEXT NOT NULL,
+            annotator_id TEXT NOT NULL REFERENCES annotators(id),
+            is_check INTEGER NOT NULL,
+            swapped INTEGER NOT NULL,
+            assigned_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            answered INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (batch_id, pair_id, annotator_id),
+            FOREIGN KEY (batch_id, pair_id) REFERENCES pairs(batch_id, id))""",
+        "CREATE INDEX assignments_by_annotator ON assignments (annotator_id, answered)",
+        """CREATE TABLE votes (
+            id {id},
+            submission_id TEXT NOT NULL UNIQUE,
+            batch_id TEXT NOT NULL,
+            pair_id TEXT NOT NULL,
+            annotator_id TEXT NOT NULL REFERENCES annotators(id),
+            answer INTEGER NOT NULL,
+            choice TEXT NOT NULL,
+            swapped INTEGER NOT NULL,
+            confidence DOUBLE PRECISION NOT NULL,
+            rationale TEXT NOT NULL,
+            is_check INTEGER NOT NULL,
+            elapsed_ms INTEGER,
+            created_at DOUBLE PRECISION NOT NULL,
+            UNIQUE (batch_id, pair_id, annotator_id),
+            FOREIGN KEY (batch_id, pair_id) REFERENCES pairs(batch_id, id))""",
+        "CREATE INDEX votes_by_batch ON votes (batch_id, id)",
+    ),
+    (
+        # Version 2: a count of each batch's open ordinary pairs, so progress and "is the
+        # batch done?" cost one row read per vote instead of a count over the batch's pairs.
+        "ALTER TABLE batches ADD COLUMN n_open INTEGER NOT NULL DEFAULT 0",
+        "UPDATE batches SET n_open = (SELECT COUNT(*) FROM pairs p "
+        "WHERE p.batch_id = batches.id AND p.state = 'open' AND p.is_check = 0)",
+    ),
+)
+_DIALECT = {
+    "sqlite": {"blob": "BLOB", "id": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {"blob": "BYTEA", "id": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"},
+}
+
+
+class StoreError(OutpoolError):
+    """A request the store refuses; ``status`` is the HTTP status the web layer answers."""
+
+    status = 400
+
+
+class Unauthorized(StoreError):
+    status = 401
+
+
+class Forbidden(StoreError):
+    status = 403
+
+
+class NotFound(StoreError):
+    status = 404
+
+
+class Conflict(StoreError):
+    status = 409
+
+
+@dataclass(frozen=True)
+class Annotator:
+    id: str
+    name: str
+    role: str  # "annotator" or "admin"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One pair as one annotator sees it: ``left``/``right`` are image ids, already swapped."""
+
+    batch: str
+    pair_id: str
+    attribute: str
+    definition: str
+    left: str
+    right: str
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One answer as the page sends it (left/right as shown; see ``DISPLAY_CHOICES``)."""
+
+    submission_id: str
+    batch: str
+    pair_id: str
+    choice: str
+    confidence: str
+    rationale: str = ""
+    elapsed_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The store committed the vote ``vote_id``; ``duplicate`` when this retried an earlier
+    submission with the same id (nothing new was stored)."""
+
+    submission_id: str
+    vote_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    batch: str
+    state: str  # "open" or "closed"
+    k: int
+    pairs: int  # ordinary pairs
+    check_pairs: int
+    done: int  # ordinary pairs with k votes
+    rejected: int  # ordinary pairs rejected as illegible
+    votes: int  # votes on ordinary pairs
+    check_votes: int
+    annotators: int  # distinct annotators who voted
+    created_at: float
+    closed_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def hash_token(token: str) -> str:
+    # Tokens are random 192-bit strings, so a plain hash is enough: no salt or stretching.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AnnotationStore:
+    """The annotation service's state; thread-safe, one instance per process."""
+
+    def __init__(self, db: SQLiteDatabase | PostgresDatabase) -> None:
+        self.db = db
+        # token hash -> annotator, for tokens found before. Annotators are never changed or
+        # removed, so a token once valid stays valid with the same annotator: remembering it
+        # saves a query (and, in the web app, a thread hop) on every request. If tokens can
+        # ever be revoked, revoking must clear this.
+        self._known: dict[str, Annotator] = {}
+        self.migrate()
+
+    @classmethod
+    def open(cls, url: str | Path) -> AnnotationStore:
+        """``sqlite:///path.db`` (or a path) or ``postgresql://...``; creates the schema."""
+        return cls(connect(url))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
+        with self.db.transaction(write=True) as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = cur.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            found = int(row[0]) if row and row[0] is not None else 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the database has schema version {found}, newer than this outpool "
+                    f"({SCHEMA_VERSION}); upgrade outpool"
+                )
+            for version in range(found, SCHEMA_VERSION):
+                for sql in MIGRATIONS[version]:
+                    cur.execute(sql.format(**_DIALECT[self.db.dialect]))
+                cur.execute("INSERT INTO schema_version (version) VALUES (?)", (version + 1,))
+        return found
+
+    # -- annotators -----------------------------------------------------------------------
+
+    def create_annotator(self, name: str, *, role: str = "annotator") -> tuple[Annotator, str]:
+        """A new annotator (or admin) and its secret token; only the token's hash is stored,
+        so the token is shown this once."""
+        if role not in ("annotator", "admin"):
+            raise StoreError(f"role must be 'annotator' or 'admin', got {role!r}")
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise StoreError("an annotator name must have 1 to 100 characters")
+        with self.db.transaction(write=True) as cur:
+            return _insert_annotator(cur, name, role)
+
+    def authenticate(self, token: str) -> Annotator | None:
+        key = hash_token(token)
+        who = self._known.get(key)
+        if who is not None:
+            return who
+        with self.db.transaction(write=False) as cur:
+            row = cur.execute(
+                "SELECT id, name, role FROM annotators WHERE token_hash = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None  # unknown tokens are not remembered: they may be created later
+        if len(self._known) >= 100_000:
+            self._known.clear()
+        who = self._known[key] = Annotator(*row)
+        return who
+
+    def known(self, token: str) -> Annotator | None:
+        """``authenticate`` from memory alone, without the database: the annotator when this
+        token was found before, else None (then ask ``authenticate``)."""
+        return self._known.get(hash_token(token))
+
+    def annotators(self) -> list[Annotator]:
+        with self.db.transaction(write=False) as cur:
+            rows = cur.execute("SELECT id, name, role FROM annotators ORDER BY id").fetchall()
+        return [Annotator(*r) for r in rows]
+
+    # -- batches --------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        spec: BatchSpec,
+        *,
+        k: int = 5,
+        lease_s: float = 600.0,
+        check_every: int = 10,
+        meta: dict[str, Any] | None = None,
+        new_annotators: int = 0,
+    ) -> list[tuple[Annotator, str]] | None:
+        """Store a batch, and ``new_annotators`` annotators (with their tokens) in the same
+        transaction, so a crash cannot keep the batch but lose the only copy of its links.
+        Returns the new annotators (possibly none), or None (nothing changed) when the same
+        batch already exists. Raises ``Conflict`` when a different batch has this name.
+        """
+        if not 1 <= k <= 100:
+            raise StoreError(f"k (votes per pair) must be between 1 and 100, got {k}")
+        if not lease_s > 0:
+            raise StoreError(f"lease_s must be positive, got {lease_s}")
+        if check_every < 1:
+            raise StoreError(f"check_every must be at least 1, got {check_every}")
+        fingerprint = spec.fingerprint()
+        pngs = {key: encode_png(img) for key, img in spec.images.items()}  # outside the lock
+        assert spec.check_answer is not None
+        with self.db.transaction(write=True) as cur:
+            row = cur.execute(
+                "SELECT fingerprint FROM batches WHERE id = ?", (spec.name,)
+            ).fetchone()
+            if row is not None:
+                if row[0] != fingerprint:
+                    raise Conflict(f"a different batch named {spec.name!r} already exists")
+                return None
+            cur.execute(
+                "INSERT INTO batches (id, k, lease_s, check_every, state, fingerprint, meta, "
+                "created_at, n_open) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    k,
+                    lease_s,
+                    check_every,
+                    fingerprint,
+                    json.dumps(meta or {}),
+                    time.time(),
+                    int((spec.check_answer == NO_CHECK).sum()),
+                ),
+            )
+            names = sorted(set(spec.attribute.tolist()))
+            cur.executemany(
+                "INSERT INTO attributes (batch_id, name, definition) VALUES (?, ?, ?)",
+                [(spec.name, a, spec.definitions.get(a, "")) for a in names],
+            )
+            cur.executemany(
+                "INSERT INTO images (batch_id, id, png) VALUES (?, ?, ?)",
+                [(spec.name, key, png) for key, png in pngs.items()],
+            )
+            cur.executemany(
+                "INSERT INTO pairs (batch_id, id, seq, attribute, a, b, is_check, check_answer, "
+                "state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open')",
+                [
+                    (spec.name, pid, i, attr, a, b, int(chk != NO_CHECK), int(chk))
+                    for i, (pid, attr, a, b, chk) in enumerate(
+                        zip(
+                            spec.ids.tolist(),
+                            spec.attribute.tolist(),
+                            spec.a.tolist(),
+                            spec.b.tolist(),
+                            spec.check_answer.tolist(),
+                            strict=True,
+                        )
+                    )
+                ],
+            )
+            return [
+                _insert_annotator(cur, f"{spec.name} #{i + 1}", "annotator")
+                for i in range(new_annotators)
+            ]
+
+    def batch_spec(self, batch: str) -> BatchSpec:
+        """The batch as it was created (images decoded back from PNG)."""
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            pairs = cur.execute(
+                "SELECT id, attribute, a, b, check_answer FROM pairs WHERE batch_id = ? "
+                "ORDER BY seq",
+                (batch,),
+            ).fetchall()
+            images = cur.execute(
+                "SELECT id, png FROM images WHERE batch_id = ?", (batch,)
+            ).fetchall()
+            defs = cur.execute(
+                "SELECT name, definition FROM attributes WHERE batch_id = ?", (batch,)
+            ).fetchall()
+        cols = list(zip(*pairs, strict=True)) if pairs else [(), (), (), (), ()]
+        return BatchSpec(
+            name=batch,
+            ids=np.array(cols[0], dtype=str),
+            attribute=np.array(cols[1], dtype=str),
+            a=np.array(cols[2], dtype=str),
+            b=np.array(cols[3], dtype=str),
+            images={key: decode_png(bytes(png)) for key, png in images},
+            definitions=dict(defs),
+            check_answer=np.array(cols[4], dtype=np.int8),
+        )
+
+    def batches(self) -> list[BatchProgress]:
+        with self.db.transaction(write=False) as cur:
+            names = [
+                r[0]
+                for r in cur.execute("SELECT id FROM batches ORDER BY created_at, id").fetchall()
+            ]
+            return [self._progress(cur, name) for name in names]
+
+    def progress(self, batch: str) -> BatchProgress:
+        with self.db.transaction(write=False) as cur:
+            return self._progress(cur, batch)
+
+    def close_batch(self, batch: str) -> BatchProgress:
+        """Close a batch early: no more assignments or votes. Closing twice is harmless."""
+        with self.db.transaction(write=True) as cur:
+            self._batch_row(cur, batch)
+            cur.execute(
+                "UPDATE batches SET state = 'closed', closed_at = ? "
+                "WHERE id = ? AND state = 'open'",
+                (time.time(), batch),
+            )
+            return self._progress(cur, batch)
+
+    # -- annotating -----------------------------------------------------------------------
+
+    def next_task(self, annotator: Annotator, *, now: float | None = None) -> Task | None:
+        """The annotator's current task: an unanswered, unexpired assignment if there is one
+        (a reload shows the same pair), else a newly assigned pair; None when nothing is left."""
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            return self._next_task(cur, annotator, now)
+
+    def submit_and_next(
+        self, annotator: Annotator, sub: Submission, *, now: float | None = None
+    ) -> tuple[Ack, Task | None]:
+        """``submit``, then ``next_task``, in one transaction: one commit (one fsync, one turn
+        of the write lock) per answer instead of two. As with ``submit``, the answer is
+        committed before this returns; when it is refused, nothing is assigned either."""
+        _check_confidence(sub)
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            ack = self._submit(cur, annotator, sub, now)
+            return ack, self._next_task(cur, annotator, now)
+
+    def _next_task(self, cur: Cursor, annotator: Annotator, now: float) -> Task | None:
+        row = cur.execute(
+            "SELECT s.batch_id, s.pair_id FROM assignments s "
+            "JOIN batches b ON b.id = s.batch_id "
+            "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+            "WHERE s.annotator_id = ? AND s.answered = 0 AND s.expires_at > ? "
+            "AND b.state = 'open' AND (p.state = 'open' OR p.is_check = 1) "
+            "ORDER BY s.assigned_at LIMIT 1",
+            (annotator.id, now),
+        ).fetchone()
+        if row is None:
+            row = self._assign(cur, annotator.id, now)
+            if row is None:
+                return None
+        return self._task(cur, annotator.id, row[0], row[1])
+
+    def _assign(self, cur: Cursor, who: str, now: float) -> tuple[str, str] | None:
+        # The first open ordinary pair (oldest open batch first, then by seq) this annotator
+        # has not had, with a free slot among its k. One query per open batch, so that each
+        # walks the pairs_open index in seq order and stops at the first fit; one query over
+        # all batches sorted every open pair of every batch, on every assignment.
+        open_batches = cur.execute(
+            "SELECT id, k, lease_s, check_every FROM batches WHERE state = 'open' "
+            "ORDER BY created_at, id"
+        ).fetchall()
+        for batch, k, lease_s, check_every in open_batches:  # noqa: B007 (used after break)
+            row = cur.execute(
+                "SELECT p.id FROM pairs p "
+                "WHERE p.state = 'open' AND p.is_check = 0 AND p.batch_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id "
+                "  AND s.pair_id = p.id AND s.annotator_id = ?) "
+                "AND (SELECT COUNT(*) FROM assignments s WHERE s.batch_id = p.batch_id "
+                "  AND s.pair_id = p.id AND (s.answered = 1 OR s.expires_at > ?)) < ? "
+                "ORDER BY p.seq LIMIT 1",
+                (batch, who, now, k),
+            ).fetchone()
+            if row is not None:
+                pair = row[0]
+                break
+        else:
+            return None
+        # One unseen check pair in every block of check_every ordinary pairs, at a place in
+        # the block drawn per (batch, annotator, block): a check never comes predictably.
+        seen = cur.execute(
+            "SELECT COALESCE(SUM(is_check), 0), COUNT(*) FROM assignments "
+            "WHERE batch_id = ? AND annotator_id = ?",
+            (batch, who),
+        ).fetchone()
+        n_checks, n_all = (int(seen[0]), int(seen[1])) if seen else (0, 0)
+        block, place = divmod(n_all - n_checks, check_every)
+        is_check = 0
+        if n_checks < block or (
+            n_checks == block and place >= check_place(batch, who, block, check_every)
+        ):
+            check = cur.execute(
+                # Check pairs are never counted, so they stay 'open'; saying so lets the
+                # query use pairs_open instead of reading every pair of the batch.
+                "SELECT p.id FROM pairs p "
+                "WHERE p.state = 'open' AND p.is_check = 1 AND p.batch_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id "
+                "  AND s.pair_id = p.id AND s.annotator_id = ?) ORDER BY p.seq LIMIT 1",
+                (batch, who),
+            ).fetchone()
+            if check is not None:
+                pair, is_check = check[0], 1
+        cur.execute(
+            "INSERT INTO assignments (batch_id, pair_id, annotator_id, is_check, swapped, "
+            "assigned_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (batch, pair, who, is_check, _swapped(batch, pair, who), now, now + lease_s),
+        )
+        return batch, pair
+
+    def _task(self, cur: Cursor, who: str, batch: str, pair: str) -> Task:
+        row = cur.execute(
+            "SELECT p.attribute, p.a, p.b, s.swapped, t.definition FROM pairs p "
+            "JOIN assignments s ON s.batch_id = p.batch_id AND s.pair_id = p.id "
+            "JOIN attributes t ON t.batch_id = p.batch_id AND t.name = p.attribute "
+            "WHERE p.batch_id = ? AND p.id = ? AND s.annotator_id = ?",
+            (batch, pair, who),
+        ).fetchone()
+        assert row is not None
+        attribute, a, b, swapped, definition = row
+        left, right = (b, a) if swapped else (a, b)
+        return Task(batch, pair, attribute, definition, left, right)
+
+    def remaining(self, annotator: Annotator) -> tuple[int, int]:
+        """(pairs this annotator answered in open batches, ordinary pairs still open there that
+        they have not had). The second is an upper bound: others may fill those pairs first.
+        Both cost this annotator's own assignments, not a count over the batches' pairs."""
+        with self.db.transaction(write=False) as cur:
+            row = cur.execute(
+                "SELECT "
+                "(SELECT COUNT(*) FROM assignments s JOIN batches b ON b.id = s.batch_id "
+                "  WHERE s.annotator_id = ? AND s.answered = 1 AND b.state = 'open'), "
+                "(SELECT COALESCE(SUM(n_open), 0) FROM batches WHERE state = 'open'), "
+                "(SELECT COUNT(*) FROM assignments s "
+                "  JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+                "  JOIN batches b ON b.id = s.batch_id "
+                "  WHERE s.annotator_id = ? AND s.is_check = 0 AND p.state = 'open' "
+                "  AND b.state = 'open')",
+                (annotator.id, annotator.id),
+            ).fetchone()
+        done, open_pairs, mine = (int(n) for n in row) if row else (0, 0, 0)
+        return done, max(open_pairs - mine, 0)
+
+    def submit(self, annotator: Annotator, sub: Submission, *, now: float | None = None) -> Ack:
+        """Store one answer; returns once it is committed. Idempotent per ``submission_id``."""
+        _check_confidence(sub)
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            return self._submit(cur, annotator, sub, now)
+
+    def _submit(self, cur: Cursor, annotator: Annotator, sub: Submission, now: float) -> Ack:
+        prior = cur.execute(
+            "SELECT id, annotator_id, batch_id, pair_id FROM votes WHERE submission_id = ?",
+            (sub.submission_id,),
+        ).fetchone()
+        if prior is not None:
+            if tuple(prior[1:]) != (annotator.id, sub.batch, sub.pair_id):
+                raise Conflict("this submission_id was already used for another answer")
+            return Ack(sub.submission_id, int(prior[0]), duplicate=True)
+        row = cur.execute(
+            "SELECT s.swapped, s.is_check, s.answered, b.state, b.k, p.state "
+            "FROM assignments s JOIN batches b ON b.id = s.batch_id "
+            "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+            "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
+            (sub.batch, sub.pair_id, annotator.id),
+        ).fetchone()
+        if row is None:
+            raise NotFound("no such task for this annotator")
+        swapped, is_check, answered, state, k, pair_state = row
+        if answered:
+            raise Conflict("this pair was already answered by this annotator")
+        if state != "open":
+            raise Conflict(f"batch {sub.batch!r} is closed")
+        if not is_check and pair_state != "open":
+            # A late answer after the lease ran out and the slot went to someone else:
+            # the pair already has its k votes (or was rejected); counting it would
+            # over-fill the pair.
+            raise Conflict(f"pair {sub.pair_id!r} needs no more answers ({pair_state})")
+        try:
+            answer = answer_from_display(sub.choice, bool(swapped))
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
+        cur.execute(
+            "INSERT INTO votes (submission_id, batch_id, pair_id, annotator_id, answer, "
+            "choice, swapped, confidence, rationale, is_check, elapsed_ms, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                sub.submission_id,
+                sub.batch,
+                sub.pair_id,
+                annotator.id,
+                answer,
+                sub.choice,
+                swapped,
+                CONFIDENCE_LEVELS[sub.confidence],
+                sub.rationale,
+                is_check,
+                sub.elapsed_ms,
+                now,
+            ),
+        )
+        vote = cur.execute(
+            "SELECT id FROM votes WHERE submission_id = ?", (sub.submission_id,)
+        ).fetchone()
+        assert vote is not None
+        cur.execute(
+            "UPDATE assignments SET answered = 1 "
+            "WHERE batch_id = ? AND pair_id = ? AND annotator_id = ?",
+            (sub.batch, sub.pair_id, annotator.id),
+        )
+        if not is_check:
+            self._count_vote(cur, sub.batch, sub.pair_id, k, reject=answer == REJECT)
+        return Ack(sub.submission_id, int(vote[0]), duplicate=False)
+
+    def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, *, reject: bool) -> None:
+        # Called only for a pair that is open (``_submit`` refuses the others).
+        r = int(reject)
+        row = cur.execute(
+            "UPDATE pairs SET n_votes = n_votes + 1, n_rejects = n_rejects + ?, state = CASE "
+            "WHEN 2 * (n_rejects + ?) >= ? THEN 'rejected' "
+            "WHEN n_votes + 1 >= ? THEN 'done' ELSE 'open' END "
+            "WHERE batch_id = ? AND id = ? RETURNING state",
+            (r, r, k, k, batch, pair),
+        ).fetchone()
+        if row is None or row[0] == "open":
+            return
+        left = cur.execute(
+            "UPDATE batches SET n_open = n_open - 1 WHERE id = ? RETURNING n_open", (batch,)
+        ).fetchone()
+        if left is not None and left[0] <= 0:
+            cur.execute(
+                "UPDATE batches SET state = 'closed', closed_at = ? WHERE id = ?",
+                (time.time(), batch),
+            )
+
+    def image_png(self, annotator: Annotator, batch: str, image: str) -> bytes:
+        """PNG bytes of an image of ``batch``. An annotator may fetch only the images of pairs
+        assigned to them; an admin any image of the batch. Anything else is ``NotFound``."""
+        with self.db.transaction(write=False) as cur:
+            if annotator.role == "admin":
+                row = cur.execute(
+                    "SELECT png FROM images WHERE batch_id = ? AND id = ?", (batch, image)
+                ).fetchone()
+            else:
+                row = cur.execute(
+                    "SELECT i.png FROM images i WHERE i.batch_id = ? AND i.id = ? AND EXISTS ("
+                    "SELECT 1 FROM assignments s JOIN pairs p "
+                    "ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+                    "WHERE s.batch_id = i.batch_id AND s.annotator_id = ? "
+                    "AND (p.a = i.id OR p.b = i.id))",
+                    (batch, image, annotator.id),
+                ).fetchone()
+        if row is None:
+            raise NotFound("no such image")
+        return bytes(row[0])
+
+    # -- results --------------------------------------------------------------------------
+
+    def votes(self, batch: str, *, checks: bool = False) -> VoteTable:
+        """Every vote on the batch's ordinary pairs (or, with ``checks``, on its check pairs),
+        in the canonical a/b orientation, in the order they were stored."""
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            rows = cur.execute(
+                "SELECT pair_id, annotator_id, answer, confidence, rationale FROM votes "
+                "WHERE batch_id = ? AND is_check = ? ORDER BY id",
+                (batch, int(checks)),
+            ).fetchall()
+        return VoteTable.from_records(rows)
+
+    def vote_records(self, batch: str) -> list[dict[str, Any]]:
+        """Every vote of the batch with everything stored about it, and for check pairs the
+        known answer (for audits, exports and leaving out careless annotators)."""
+        keys = [
+            "vote_id",
+            "submission_id",
+            "pair_id",
+            "annotator",
+            "answer",
+            "choice",
+            "swapped",
+            "confidence",
+            "rationale",
+            "is_check",
+            "check_answer",
+            "elapsed_ms",
+            "created_at",
+        ]
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            rows = cur.execute(
+                "SELECT v.id, v.submission_id, v.pair_id, v.annotator_id, v.answer, v.choice, "
+                "v.swapped, v.confidence, v.rationale, v.is_check, "
+                "CASE WHEN v.is_check = 1 THEN p.check_answer END, v.elapsed_ms, v.created_at "
+                "FROM votes v JOIN pairs p ON p.batch_id = v.batch_id AND p.id = v.pair_id "
+                "WHERE v.batch_id = ? ORDER BY v.id",
+                (batch,),
+            ).fetchall()
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def check_accuracy(self, batch: str) -> dict[str, tuple[int, int]]:
+        """Per annotator: (check pairs answered, answered correctly)."""
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            rows = cur.execute(
+                "SELECT v.annotator_id, COUNT(*), "
+                "COALESCE(SUM(CASE WHEN v.answer = p.check_answer THEN 1 ELSE 0 END), 0) "
+                "FROM votes v JOIN pairs p ON p.batch_id = v.batch_id AND p.id = v.pair_id "
+                "WHERE v.batch_id = ? AND v.is_check = 1 GROUP BY v.annotator_id "
+                "ORDER BY v.annotator_id",
+                (batch,),
+            ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def pair_ids(self, batch: str) -> np.ndarray:
+        """(P,) str ids of the batch's ordinary pairs, in creation order."""
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            rows = cur.execute(
+                "SELECT id FROM pairs WHERE batch_id = ? AND is_check = 0 ORDER BY seq", (batch,)
+            ).fetchall()
+        return np.array([r[0] for r in rows], dtype=str)
+
+    def _batch_row(self, cur: Cursor, batch: str) -> tuple[Any, ...]:
+        row = cur.execute(
+            "SELECT k, state, created_at, closed_at FROM batches WHERE id = ?", (batch,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no batch named {batch!r}")
+        return row
+
+    def _progress(self, cur: Cursor, batch: str) -> BatchProgress:
+        k, state, created_at, closed_at = self._batch_row(cur, batch)
+        pairs = cur.execute(
+            "SELECT is_check, state, COUNT(*) FROM pairs WHERE batch_id = ? "
+            "GROUP BY is_check, state",
+            (batch,),
+        ).fetchall()
+        count = {(int(c), s): int(n) for c, s, n in pairs}
+        votes = cur.execute(
+            "SELECT is_check, COUNT(*) FROM votes WHERE batch_id = ? GROUP BY is_check", (batch,)
+        ).fetchall()
+        nvotes = {int(c): int(n) for c, n in votes}
+        who = cur.execute(
+            "SELECT COUNT(DISTINCT annotator_id) FROM votes WHERE batch_id = ?", (batch,)
+        ).fetchone()
+        return BatchProgress(
+            batch=batch,
+            state=state,
+            k=int(k),
+            pairs=sum(n for (c, _), n in count.items() if c == 0),
+            check_pairs=sum(n for (c, _), n in count.items() if c == 1),
+            done=count.get((0, "done"), 0),
+            rejected=count.get((0, "rejected"), 0),
+            votes=nvotes.get(0, 0),
+            check_votes=nvotes.get(1, 0),
+            annotators=int(who[0]) if who else 0,
+            created_at=float(created_at),
+            closed_at=None if closed_at is None else float(closed_at),
+        )
+
+
+def _insert_annotator(cur: Cursor, name: str, role: str) -> tuple[Annotator, str]:
+    token = secrets.token_urlsafe(24)
+    n = cur.execute("SELECT COUNT(*) FROM annotators").fetchone()
+    ident = f"{'admin' if role == 'admin' else 'w'}{int(n[0]) + 1 if n else 1:04d}"
+    cur.execute(
+        "INSERT INTO annotators (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        (ident, name, role, hash_token(token), time.time()),
+    )
+    return Annotator(ident, name, role), token
+
+
+def _check_confidence(sub: Submission) -> None:
+    if sub.confidence not in CONFIDENCE_LEVELS:
+        raise StoreError(f"confidence must be one of {sorted(CONFIDENCE_LEVELS)}")
+
+
+def check_place(batch: str, annotator: str, block: int, check_every: int) -> int:
+    """After how many of the ordinary pairs of its ``block`` an annotator gets the block's
+    check pair: in [0, check_every), fixed per (batch, annotator, block)."""
+    digest = hashlib.sha256(f"{batch}\x1f{annotator}\x1f{block}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % check_every
+
+
+def _swapped(batch: str, pair: str, annotator: str) -> int:
+    """Left/right for this (pair, annotator): a fair coin that is the same on every retry."""
+    digest = hashlib.sha256(f"{batch}\x1f{pair}\x1f{annotator}".encode()).digest()
+    return digest[0] & 1
