@@ -34,8 +34,9 @@ from outpool.models.tensors import pick_device
 from outpool.train.evaluate import score_images
 from outpool.train.ranker import RankerTrainConfig, train_ranker
 
-# From-scratch recipe for 241 face images of 8 people (benchmarks/RESULTS.md): every pair among a batch's images (PubFig's pairs are dense, so a
-# batch of 32 sampled pairs trains on ~1,500), strong label-preserving jitter, SGD with a
+# From-scratch recipe for 241 face images of 8 people (benchmarks/RESULTS.md): every pair
+# among a batch's images (PubFig's pairs are dense, so a batch of 32 sampled pairs trains on
+# ~1,500), strong label-preserving jitter, SGD with a
 # cosine decay, a slow localisation net (at the full rate the ranker learns far slower), and
 # a test score averaged over the mirror image (faces' attributes survive a flip) and a view
 # magnified by 1.125, the jitter's mean magnification (training shows faces that much larger).

@@ -124,6 +124,7 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
     assert "usage: outpool" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs() -> None:
     script = Path(sys.executable).with_name("outpool")
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "outpool.cli"]
@@ -185,6 +186,7 @@ def test_synth_force_replaces(
 # ---- data label ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_label_writes_crowd_pairs_and_votes(
     capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot
 ) -> None:
@@ -220,6 +222,7 @@ def test_label_writes_crowd_pairs_and_votes(
 # ---- data show -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_show_writes_a_png(capsys: pytest.CaptureFixture[str], synth_dir: Path, tmp_path: Path):
     target = tmp_path / "x.png"
     rc, out, err = run(capsys, "data", "show", synth_dir, "--out", target)
@@ -349,6 +352,7 @@ def test_synth_invalid_sizes_give_a_clean_error(
 # ---- demo ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -396,6 +400,7 @@ def test_demo(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.slow
 def test_demo_force_replaces(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, folder_snapshot: Snapshot
 ) -> None:
@@ -417,6 +422,7 @@ def test_demo_out_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert target.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_demo_with_a_stale_partial_folder(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

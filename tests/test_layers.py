@@ -43,8 +43,9 @@ def imports_of(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module == "outpool":  # submodules by name; anything else is the package's
-                found.update(f"outpool.{a.name}" if is_module(a.name) else "outpool"
-                             for a in node.names)  # fmt: skip
+                found.update(
+                    f"outpool.{a.name}" if is_module(a.name) else "outpool" for a in node.names
+                )
             elif node.module.split(".")[0] == "outpool":
                 found.add(node.module)
         elif isinstance(node, ast.Import):

@@ -166,6 +166,7 @@ def test_open_plain_folder(dataset_dir: Path) -> None:
         assert np.array_equal(ds.images["test"].pixels, tiny_dataset().images["test"].pixels)
 
 
+@pytest.mark.slow
 def test_open_pubfig_uses_the_cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not PUBFIG.exists():
         pytest.skip(f"PubFig not found at {PUBFIG}")
@@ -249,6 +250,7 @@ def test_decode_image_composites_alpha_on_white(photos: Path) -> None:
     assert (np.abs(half[..., 1:] - 127) <= 1).all()
 
 
+@pytest.mark.slow
 def test_score_writes_sorted_scores_and_a_contact_sheet(
     ranker: Path, photos: Path, tmp_path: Path
 ) -> None:
@@ -276,6 +278,7 @@ def test_score_writes_sorted_scores_and_a_contact_sheet(
     assert got[names.index("clear.png")] == pytest.approx(white, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_score_empty_folder_is_an_error(ranker: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -295,6 +298,7 @@ def test_score_missing_ranker_names_it(photos: Path, tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_score_refuses_existing_out_and_force_replaces(
     ranker: Path, photos: Path, tmp_path: Path
 ) -> None:
@@ -383,6 +387,7 @@ def test_import_refuses_existing_out_before_any_work(
 # ---- train-ranker without 'val' ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_ranker_without_val_table(trained: tuple[Path, str, str]) -> None:
     run, stdout, stderr = trained
     assert NO_VAL_MESSAGE in stderr
@@ -397,6 +402,7 @@ def test_train_ranker_without_val_table(trained: tuple[Path, str, str]) -> None:
         assert len(lines) == 1 and "val_acc" not in json.loads(lines[0])
 
 
+@pytest.mark.slow
 def test_train_ranker_val_none(dataset_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "r"
     argv = ["train-ranker", str(dataset_dir), "--out", str(run), "--val", "none", *TINY]
@@ -419,6 +425,7 @@ def test_train_ranker_unknown_val(dataset_dir: Path, tmp_path: Path) -> None:
 # ---- eval: the all-pairs protocol on an image table with strengths ------------------------------
 
 
+@pytest.mark.slow
 def test_eval_image_table_uses_ordering_accuracy(
     trained: tuple[Path, str, str], dataset_dir: Path
 ) -> None:
@@ -450,6 +457,7 @@ def test_eval_image_table_uses_ordering_accuracy(
     assert code == 0 and json.loads(stdout) == result
 
 
+@pytest.mark.slow
 def test_eval_unknown_table_lists_pair_and_image_tables(
     trained: tuple[Path, str, str], dataset_dir: Path
 ) -> None:

@@ -119,6 +119,7 @@ answers = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(answers, st.randoms(use_true_random=False))
 def test_majority_vote_properties(rows, rand) -> None:

@@ -27,6 +27,7 @@ def test_fake_judge_and_crowd_satisfy_the_protocols(judge) -> None:
     assert isinstance(SimulatedCrowd(judge, CrowdConfig()), Annotator)
 
 
+@pytest.mark.slow
 def test_zero_noise_labels_are_the_true_sign(judge, make_request, random_pairs) -> None:
     red_a, red_b = random_pairs
     config = CrowdConfig(noise=0.0, reject_noise=0.0, equal_band=0.03)
@@ -42,6 +43,7 @@ def test_zero_noise_labels_are_the_true_sign(judge, make_request, random_pairs) 
     assert set(np.unique(result.label)) == {-1, 0, 1}
 
 
+@pytest.mark.slow
 def test_more_noise_means_less_agreement(judge, make_request, random_pairs) -> None:
     request = make_request(*random_pairs)
     low = SimulatedCrowd(judge, CrowdConfig(noise=0.01)).label(request)
@@ -53,6 +55,7 @@ def test_more_noise_means_less_agreement(judge, make_request, random_pairs) -> N
     assert low.confidence.mean() > high.confidence.mean() + 0.3
 
 
+@pytest.mark.slow
 def test_agreement_and_confidence_rise_with_the_true_difference(
     judge, make_request, random_pairs
 ) -> None:
@@ -92,6 +95,7 @@ def test_blank_images_are_rejected(judge) -> None:
     np.testing.assert_array_equal(result.agreement[2:], 1.0)
 
 
+@pytest.mark.slow
 def test_spammers_reduce_agreement_and_are_found_by_stats(
     judge, make_request, random_pairs
 ) -> None:
@@ -127,6 +131,7 @@ def test_worker_noise_spread(judge) -> None:
     assert list(spread.worker_ids[:2]) == ["sim-000", "sim-001"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_votes_independent_of_batch(judge, make_request, random_pairs) -> None:
     red_a, red_b = random_pairs
     request = make_request(red_a[:300], red_b[:300])

@@ -99,6 +99,7 @@ def test_unanimous_votes_agree_with_majority() -> None:
     np.testing.assert_allclose(model["prior"], [2 / 6, 1 / 6, 2 / 6, 1 / 6], atol=0.01)
 
 
+@pytest.mark.slow
 def test_beats_majority_on_a_simulated_crowd_with_spammers(
     judge, make_request, random_pairs
 ) -> None:

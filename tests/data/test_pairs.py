@@ -238,6 +238,7 @@ def pair_tables(draw: st.DrawFn) -> PairTable:
     )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(pair_tables())
 def test_property_csv_round_trip(tmp_path_factory: pytest.TempPathFactory, t: PairTable) -> None:

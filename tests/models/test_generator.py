@@ -278,6 +278,7 @@ class RedJudge:
         return values, np.ones(len(images), np.float32)
 
 
+@pytest.mark.slow
 def test_controllability_reports_every_attribute() -> None:
     model = tiny()
     judge = RedJudge(model.attributes)

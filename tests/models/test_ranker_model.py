@@ -78,6 +78,7 @@ def test_gradient_reaches_every_part_of_the_loc_net(stage: str) -> None:
         assert nonzero_grad(getattr(model, part)), part
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_two_optimiser_steps_from_init_reach_loc_features(stage: str) -> None:
     model = tiny()
@@ -99,6 +100,7 @@ def test_two_optimiser_steps_from_init_reach_loc_features(stage: str) -> None:
     assert not torch.allclose(before[:, 0], after[:, 0]), "the scale did not move"
 
 
+@pytest.mark.slow
 def test_one_optimiser_step_changes_the_crop_params() -> None:
     model = tiny()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

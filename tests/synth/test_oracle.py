@@ -32,6 +32,7 @@ def assessed(oracle: PixelOracle, photos: np.ndarray) -> tuple[np.ndarray, np.nd
 # ---- accuracy ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ATTRIBUTE_NAMES)
 def test_spearman_with_truth(
     name: str, truth: np.ndarray, assessed: tuple[np.ndarray, np.ndarray]
@@ -53,6 +54,7 @@ def test_values_are_in_attribute_units(
     assert np.abs(values - truth).mean(axis=0).max() < 0.06
 
 
+@pytest.mark.slow
 def test_nuisance_invariance(
     oracle: PixelOracle,
     truth: np.ndarray,
@@ -79,6 +81,7 @@ def test_renders_are_legible(assessed: tuple[np.ndarray, np.ndarray]) -> None:
     assert (legibility >= LEGIBLE).mean() >= 0.98
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(corrupt.CORRUPTIONS))
 def test_corrupted_images_are_illegible(kind: str, oracle: PixelOracle, photos: np.ndarray) -> None:
     bad = corrupt.CORRUPTIONS[kind](photos[:100], np.random.default_rng(5))
@@ -87,6 +90,7 @@ def test_corrupted_images_are_illegible(kind: str, oracle: PixelOracle, photos: 
     assert share >= 0.90, f"{kind}: only {share:.0%} judged illegible"
 
 
+@pytest.mark.slow
 def test_mild_blur_stays_legible(oracle: PixelOracle, photos: np.ndarray) -> None:
     """Decoder outputs are blurry; a slight blur must not make the shoe illegible."""
     soft = corrupt.smear(photos[:200], np.random.default_rng(0), sigma=1.0)

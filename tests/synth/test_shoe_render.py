@@ -231,6 +231,7 @@ def test_non_pose_nuisances_leave_the_silhouette_unchanged(
 # ---- framing: the background fit from the border must be valid ------------------------------
 
 
+@pytest.mark.slow
 def test_object_never_touches_the_border_random(random_batch: tuple[np.ndarray, Nuisance]) -> None:
     attrs, nu = random_batch
     masks = _object_mask(attrs, nu)
@@ -241,6 +242,7 @@ def test_object_never_touches_the_border_random(random_batch: tuple[np.ndarray, 
     assert resid.max() < 0.03
 
 
+@pytest.mark.slow
 def test_object_never_touches_the_border_extremes() -> None:
     """The largest shoes at the extremes of the sampled pose ranges still stay inside."""
     corners = np.array(list(itertools.product([0.0, 1.0], repeat=K)), np.float32)  # 64 shoes

@@ -55,6 +55,7 @@ def _same_world(w1: World, w2: World) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(small_config: SynthConfig, small_world: World) -> None:
     assert _same_world(small_world, build(small_config))
 

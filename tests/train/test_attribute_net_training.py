@@ -60,6 +60,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, dict[s
     return run, model, summary
 
 
+@pytest.mark.slow
 def test_learns_a_planted_signal_on_held_out_people(
     trained: tuple[Path, Any, dict[str, Any]],
 ) -> None:
@@ -77,6 +78,7 @@ def test_learns_a_planted_signal_on_held_out_people(
     assert json.loads((run / "config.json").read_text())["trained_on"] == "fake faces (test)"
 
 
+@pytest.mark.slow
 def test_an_untrained_net_does_not_pass_that_bar(tmp_path: Path) -> None:
     _, summary = train_attribute_net(
         planted(), tiny_cfg(epochs=1, lr=1e-6), tmp_path / "run", progress=False
@@ -84,6 +86,7 @@ def test_an_untrained_net_does_not_pass_that_bar(tmp_path: Path) -> None:
     assert summary["held_out"]["r2"]["tone"] < 0.6  # the test above can fail
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(trained: tuple[Path, Any, dict[str, Any]]) -> None:
     run, model, summary = trained
     loaded, payload = load_attribute_net(run / "attribute_net.pt", attributes=NAMES)
@@ -96,6 +99,7 @@ def test_checkpoint_round_trip(trained: tuple[Path, Any, dict[str, Any]]) -> Non
     assert payload["record"]["held_out"] == summary["held_out"]
 
 
+@pytest.mark.slow
 def test_checkpoint_with_other_attribute_names(trained: tuple[Path, Any, dict[str, Any]]) -> None:
     run = trained[0]
     with pytest.raises(DataError, match=r"\['tone', 'mouth'\] do not match") as err:
@@ -105,6 +109,7 @@ def test_checkpoint_with_other_attribute_names(trained: tuple[Path, Any, dict[st
         load_attribute_net(run / "best.pt")
 
 
+@pytest.mark.slow
 def test_running_again_resumes(trained: tuple[Path, Any, dict[str, Any]]) -> None:
     run, model, summary = trained
     lines = (run / "metrics.jsonl").read_text()

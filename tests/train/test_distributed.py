@@ -19,6 +19,7 @@ from outpool.train.ranker import load_ranker
 TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed beside this Python")
 def test_torchrun_two_processes_train_one_ranker(tmp_path: Path, small_world: World) -> None:
     data = tmp_path / "ds"

@@ -78,6 +78,7 @@ def test_an_unknown_lr_schedule_names_the_choices() -> None:
         GeneratorTrainConfig(lr_schedule="step")
 
 
+@pytest.mark.slow
 def test_the_cosine_schedule_decays_the_rate_to_zero_and_resumes_on_the_same_curve(
     dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,6 +106,7 @@ def test_the_cosine_schedule_decays_the_rate_to_zero_and_resumes_on_the_same_cur
     assert all(torch.equal(resumed[k], v) for k, v in full["modules"]["generator"].items())
 
 
+@pytest.mark.slow
 def test_colour_layers_train_and_reconstruction_improves(dataset: Dataset, tmp_path: Path) -> None:
     cfg = tiny_cfg(model=dataclasses.replace(TINY, colour_layers=3))
     model, _ = train_generator(dataset, cfg, tmp_path / "r", progress=False)
@@ -137,6 +139,7 @@ def trained(
     return model, summary, run
 
 
+@pytest.mark.slow
 def test_training_writes_the_run_folder(
     trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset
 ) -> None:
@@ -159,6 +162,7 @@ def test_training_writes_the_run_folder(
     assert np.all(model.y_std.numpy() > 0)
 
 
+@pytest.mark.slow
 def test_metrics_have_one_line_per_epoch_and_reconstruction_improves(
     trained: tuple[ConditionalVAE, dict[str, Any], Path],
 ) -> None:
@@ -178,6 +182,7 @@ def test_metrics_have_one_line_per_epoch_and_reconstruction_improves(
     assert [r["step"] for r in rows] == [5, 10, 15]  # 80 training images / batch 16
 
 
+@pytest.mark.slow
 def test_generator_pt_reloads_to_identical_samples(
     trained: tuple[ConditionalVAE, dict[str, Any], Path],
 ) -> None:
@@ -198,6 +203,7 @@ def test_generator_pt_reloads_to_identical_samples(
     assert not torch.equal(again.prior_mean, best["prior_mean"])
 
 
+@pytest.mark.slow
 def test_the_prior_is_fitted_to_the_training_images_codes(
     trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset
 ) -> None:
@@ -237,6 +243,7 @@ def test_save_generator_round_trip(tmp_path: Path, colour_layers: int) -> None:
         assert torch.equal(v, again.state_dict()[k]), k
 
 
+@pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(
     trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset, tmp_path: Path
 ) -> None:
@@ -266,6 +273,7 @@ def test_resume_equals_an_uninterrupted_run(
     assert len(metrics(run)) == 3
 
 
+@pytest.mark.slow
 def test_kl_warmup_ramps_the_kl_weight_and_resumes_on_the_same_ramp(
     dataset: Dataset, tmp_path: Path
 ) -> None:
@@ -288,6 +296,7 @@ def test_kl_warmup_ramps_the_kl_weight_and_resumes_on_the_same_ramp(
     assert all(torch.equal(a[k], v) for k, v in b.items())
 
 
+@pytest.mark.slow
 def test_without_validation_the_generator_is_the_last_epoch(
     dataset: Dataset, tmp_path: Path
 ) -> None:
@@ -298,6 +307,7 @@ def test_without_validation_the_generator_is_the_last_epoch(
             assert torch.equal(v, last[k]), k
 
 
+@pytest.mark.slow
 def test_reconstructions_page_shows_held_out_images(
     dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -339,6 +349,7 @@ def test_an_unknown_table_is_an_unknown_name_error(dataset: Dataset, tmp_path: P
     assert not (tmp_path / "r").exists()  # refused before anything is written
 
 
+@pytest.mark.slow
 def test_load_generator_with_other_attributes_names_both_lists(
     trained: tuple[ConditionalVAE, dict[str, Any], Path],
 ) -> None:

@@ -259,6 +259,7 @@ def test_load_ranker_mismatched_weights(tmp_path: Path) -> None:
 # -- train_ranker --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_ranker_writes_its_run_folder(tmp_path: Path, dataset: Dataset) -> None:
     run = tmp_path / "run"
     model, summary = train_ranker(dataset, ATTR, tiny_cfg(epochs_full=2), run, progress=False)
@@ -295,6 +296,7 @@ RECIPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_train_ranker_resumes_after_an_interruption(
     tmp_path: Path, dataset: Dataset, recipe: str, monkeypatch: pytest.MonkeyPatch
@@ -332,6 +334,7 @@ def test_train_ranker_resumes_after_an_interruption(
     assert same(*last)
 
 
+@pytest.mark.slow
 def test_train_ranker_resumes_mid_crop_stage(tmp_path: Path, dataset: Dataset) -> None:
     cfg = tiny_cfg(epochs_crop=2, epochs_full=1)
     train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
@@ -346,6 +349,7 @@ def test_train_ranker_resumes_mid_crop_stage(tmp_path: Path, dataset: Dataset) -
     assert same(ranker_weights(cut / "ranker.pt"), ranker_weights(tmp_path / "whole" / "ranker.pt"))
 
 
+@pytest.mark.slow
 def test_train_ranker_is_repeatable(tmp_path: Path, dataset: Dataset) -> None:
     cfg = tiny_cfg(flip=True, shift=0.05)  # the augmentation RNG must be seeded too
     train_ranker(dataset, ATTR, cfg, tmp_path / "a", progress=False)
@@ -356,6 +360,7 @@ def test_train_ranker_is_repeatable(tmp_path: Path, dataset: Dataset) -> None:
     assert not same(a, c)
 
 
+@pytest.mark.slow
 def test_cosine_schedule_decays_the_rate_within_each_stage(
     tmp_path: Path, dataset: Dataset
 ) -> None:
@@ -385,6 +390,7 @@ def test_bad_training_config(change: dict[str, object], message: str) -> None:
         tiny_cfg(**change)
 
 
+@pytest.mark.slow
 def test_train_ranker_without_validation(tmp_path: Path, dataset: Dataset) -> None:
     _, summary = train_ranker(dataset, ATTR, tiny_cfg(), tmp_path / "r", val=None, progress=False)
     assert summary["best_val_acc"] is None and summary["epochs_run"] == 1
@@ -419,12 +425,14 @@ def test_train_ranker_val_table_without_the_attribute(tmp_path: Path, dataset: D
         dataset, pairs={**dataset.pairs, "val": val.subset(val.attribute != ATTR)}
     )
     # refused before any work, naming the table, the attribute and the way out
-    with pytest.raises(DataError, match=f"'val' has no non-equal pairs for attribute '{ATTR}'.*"
-                       "--val none"):  # fmt: skip
+    with pytest.raises(
+        DataError, match=f"'val' has no non-equal pairs for attribute '{ATTR}'.*--val none"
+    ):
         train_ranker(other, ATTR, tiny_cfg(), tmp_path / "r", progress=False)
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("stage", "skipped", "ran"), [("epochs_crop", "crop", "full"), ("epochs_full", "full", "crop")]
 )
@@ -482,9 +490,12 @@ def test_ranker_loss_is_ranknet_plus_the_crop_penalty() -> None:
     model = DeepSTN(RankerConfig(width=4)).eval()
     x = torch.rand(4, 3, 64, 64)
     batch = RankBatch(
-        x=x, a=torch.tensor([0, 2]), b=torch.tensor([1, 3]),
-        target=torch.tensor([1.0, 0.0]), weight=torch.tensor([1.0, 3.0]),
-    )  # fmt: skip
+        x=x,
+        a=torch.tensor([0, 2]),
+        b=torch.tensor([1, 3]),
+        target=torch.tensor([1.0, 0.0]),
+        weight=torch.tensor([1.0, 3.0]),
+    )
     scores, params = model(x, with_transform=True)
     rank = ranknet_loss(scores[[0, 2]], scores[[1, 3]], batch.target, batch.weight)
     penalty = crop_penalty(params)

@@ -95,8 +95,8 @@ def controllability(
         out["spearman"][name] = _json_number(
             float(np.nanmean(rhos)) if np.isfinite(rhos).any() else None
         )
-        # a mean hides how: on the built-in world a "colorful" miss was 10-20% of the latents
-        # drawing a grey upper at every command, not every sweep a little off
+        # a mean hides how a sweep misses: a few latents that never follow, or every one a
+        # little off
         out["latents_missed_pct"][name] = round(100.0 * (1 - sweeps_followed(rhos).mean()), 2)
         # leakage: mean absolute change of each other attribute from the sweep's start to end,
         # relative to the change of the swept one

@@ -49,9 +49,7 @@ class RankerTrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     scale_lr_factor: float = 0.1  # the crop scale learns this much slower (it barely moves)
-    # The rest of the localisation net (the crop's shifts): at a high rate the ranker learns
-    # far slower (PubFig White, SGD lr 0.05: 56% test accuracy at factor 1 against 75% at 0.01
-    # after 20 of 100 epochs).
+    # the rest of the localisation net (the crop's shifts) learns this much slower or faster
     loc_lr_factor: float = 1.0
     batch_size: int = 25
     epochs_crop: int = 15  # stage 1: crop stream alone
@@ -67,8 +65,8 @@ class RankerTrainConfig:
     rotate: float = 0.0  # random rotation by up to this many degrees
     color: float = 0.0  # brightness, contrast and saturation scaled by up to 1 +- this
     pairs_per_epoch: int = 0  # 0: every pair once per epoch; else a fresh sample of this many
-    # Also train on every other labelled pair whose two images are both in the batch: free
-    # extra pairs (each image is scored once) and a big gain where pairs are dense (PubFig).
+    # also train on every other labelled pair whose two images are both in the batch (free:
+    # each image is scored once; worth most where pairs are dense, as in PubFig)
     all_pairs_in_batch: bool = False
     use_confidence: bool = True  # weight pairs by their label confidence
     device: str = "auto"  # auto | cpu | cuda

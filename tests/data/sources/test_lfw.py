@@ -64,6 +64,7 @@ def _load_tiny(root: Path, **kw: object) -> tuple[Dataset, dict[str, Truth]]:
     return load_lfw(root, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_real_splits_are_person_disjoint(lfw: tuple[Dataset, dict[str, Truth]]) -> None:
     ds = lfw[0]
     assert tuple(ds.images) == (*SPLITS, UNSCORED) and tuple(ds.pairs) == RANKER_SPLITS
@@ -80,6 +81,7 @@ def test_real_splits_are_person_disjoint(lfw: tuple[Dataset, dict[str, Truth]]) 
     assert "stand-in for LFW-10" in ds.meta["note"]
 
 
+@pytest.mark.slow
 def test_real_unscored_table_is_identity_disjoint_from_ranker_splits(
     lfw: tuple[Dataset, dict[str, Truth]],
 ) -> None:
@@ -109,6 +111,7 @@ def test_real_unscored_table_is_identity_disjoint_from_ranker_splits(
     assert all(f.rsplit("_", 1)[0].replace("_", " ") in ranker_people for f in left)
 
 
+@pytest.mark.slow
 def test_real_strengths_only_for_generator(lfw: tuple[Dataset, dict[str, Truth]]) -> None:
     ds, truth = lfw
     gen = ds.images["generator"]
@@ -123,6 +126,7 @@ def test_real_strengths_only_for_generator(lfw: tuple[Dataset, dict[str, Truth]]
     assert ds.images["train"].ids[0].count("_") >= 2  # file stems: Person_Name_0001
 
 
+@pytest.mark.slow
 def test_real_pairs(lfw: tuple[Dataset, dict[str, Truth]]) -> None:
     ds, truth = lfw
     for split, per_attr in {"train": 500, "val": 200, "test": 500}.items():

@@ -54,6 +54,7 @@ def _tiny_mat(root: Path, **override: object) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_real_tables(pubfig: Dataset) -> None:
     assert pubfig.attribute_names == tuple(NAMES)
     train, test = pubfig.images["train"], pubfig.images["test"]
@@ -67,6 +68,7 @@ def test_real_tables(pubfig: Dataset) -> None:
     assert male["ScarlettJohansson"] == 1 and male["CliveOwen"] == 8
 
 
+@pytest.mark.slow
 def test_real_train_pairs_follow_int_rank_order(pubfig: Dataset) -> None:
     pairs = pubfig.pairs["train"]
     counts = pubfig.meta["train_pairs"]
@@ -93,6 +95,7 @@ def test_real_ranksvm_baseline() -> None:
     assert result["VisibleForehead"] == pytest.approx(88.75, abs=0.01)
 
 
+@pytest.mark.slow
 def test_real_test_protocol_bounds(pubfig: Dataset) -> None:
     test = pubfig.images["test"]
     ranks, groups = test.strength("Smiling"), test.groups

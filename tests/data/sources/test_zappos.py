@@ -19,6 +19,7 @@ def labels() -> Path:
     return require(SHARED / "ut-zap50k-data")
 
 
+@pytest.mark.slow
 def test_real_table_sizes(labels: Path) -> None:
     sel = read_pairs(labels)
     sizes = {t: {a: int((p.attribute == a).sum()) for a in p.attributes_present()}
@@ -32,6 +33,7 @@ def test_real_table_sizes(labels: Path) -> None:
     assert len(sel.paths) == 50025 and len(sel.indices) == 5551
 
 
+@pytest.mark.slow
 def test_real_label_direction_from_column_4(labels: Path) -> None:
     order = scipy.io.loadmat(labels / "zappos-labels.mat")["mturkOrder"][0, 0]
     idx = scipy.io.loadmat(labels / "train-test-splits.mat")["trainIndexAll"][0, 0][0, 0]
@@ -44,6 +46,7 @@ def test_real_label_direction_from_column_4(labels: Path) -> None:
     assert order[0, :4].tolist() == [1694, 20316, 1, 1] and order[1, 3] == 2
 
 
+@pytest.mark.slow
 def test_real_splits_match_the_released_pair_lists(labels: Path) -> None:
     released = scipy.io.loadmat(labels / "train-test-splits-pairs.mat")["testPairsAll"]
     for split in (1, 7):
@@ -55,6 +58,7 @@ def test_real_splits_match_the_released_pair_lists(labels: Path) -> None:
             np.testing.assert_array_equal(got.label, np.where(want[:, 3] == 1, 1, -1))
 
 
+@pytest.mark.slow
 def test_real_load_with_placeholder_images(labels: Path, tmp_path: Path) -> None:
     options = {"attributes": ["open", "sporty"], "max_pairs": 4}
     needed = read_pairs(labels, **options).required_paths()  # type: ignore[arg-type]

@@ -65,6 +65,7 @@ def lfw_run(
     return run, summary
 
 
+@pytest.mark.slow
 def test_the_run_folder_and_record(lfw_run: tuple[Path, dict[str, Any]], root: Path) -> None:
     run, summary = lfw_run
     for name in (
@@ -100,6 +101,7 @@ def test_the_run_folder_and_record(lfw_run: tuple[Path, dict[str, Any]], root: P
     assert model.config.width == 4
 
 
+@pytest.mark.slow
 def test_pseudo_labels_are_disjoint_from_every_ranker_pair(
     lfw_run: tuple[Path, dict[str, Any]], root: Path
 ) -> None:
@@ -117,6 +119,7 @@ def test_pseudo_labels_are_disjoint_from_every_ranker_pair(
     assert not ranker_people & {r[1] for r in rows[1:]}
 
 
+@pytest.mark.slow
 def test_the_teacher_judges_controllability(lfw_run: tuple[Path, dict[str, Any]]) -> None:
     run, summary = lfw_run
     check = json.loads((run / "controllability.json").read_text())
@@ -131,6 +134,7 @@ def test_the_teacher_judges_controllability(lfw_run: tuple[Path, dict[str, Any]]
     )
 
 
+@pytest.mark.slow
 def test_running_again_resumes(lfw_run: tuple[Path, dict[str, Any]], root: Path) -> None:
     run, summary = lfw_run
     logs = {p: (run / p).read_text() for p in ("metrics.jsonl", "regressor/metrics.jsonl")}
@@ -231,6 +235,7 @@ def test_import_with_a_crop_keeps_the_face_filling_the_frame(
         assert not bad.exists()
 
 
+@pytest.mark.slow
 def test_the_crowd_labels_lfw_pairs_through_the_teacher(
     root: Path, cache: Path, tmp_path: Path
 ) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from web_support import LiveServer, batch_body, canonical, create_batch, running_server, token_of
+
+from .web_support import LiveServer, batch_body, canonical, create_batch, running_server, token_of
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -66,6 +66,7 @@ def cli_run(
     return run, json.loads(stdout.getvalue())
 
 
+@pytest.mark.slow
 def test_train_generator_writes_the_run_folder(
     cli_run: tuple[Path, dict[str, Any]], dataset_dir: Path
 ) -> None:
@@ -91,6 +92,7 @@ def test_train_generator_writes_the_run_folder(
     assert model.config.width == 4 and model.config.z_dim == 8 and model.attributes == names
 
 
+@pytest.mark.slow
 def test_the_pixel_oracle_judges_controllability(
     cli_run: tuple[Path, dict[str, Any]], dataset_dir: Path
 ) -> None:
@@ -112,17 +114,20 @@ def test_the_pixel_oracle_judges_controllability(
         assert check["spearman_min"] is None
 
 
+@pytest.mark.slow
 def test_running_again_resumes(
     cli_run: tuple[Path, dict[str, Any]],
     dataset_dir: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import outpool.generators
+    import outpool.workflows.generator_runs
 
     run, out = cli_run
     # the judge was checked above; here only the training resumes (and the oracle's ~10 s is saved)
-    monkeypatch.setattr(outpool.generators, "controllability", lambda *a, **k: {"stub": 1})
+    monkeypatch.setattr(
+        outpool.workflows.generator_runs, "controllability", lambda *a, **k: {"stub": 1}
+    )
     before = torch.load(run / "generator.pt", weights_only=False)["state"]
     assert main(["train-generator", str(dataset_dir), "--out", str(run), *TINY]) == 0
     again = json.loads(capsys.readouterr().out)

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from web_support import (
+
+from outpool.service.store import AnnotationStore
+from outpool.service.web import ServiceSettings, create_app
+
+from .web_support import (
     LiveServer,
     batch_body,
     canonical,
@@ -29,9 +33,6 @@ from web_support import (
     token_of,
     vote_body,
 )
-
-from outpool.annotate.store import AnnotationStore
-from outpool.annotate.web import ServiceSettings, create_app
 
 with warnings.catch_warnings():  # starlette warns that its TestClient will move to httpx2
     warnings.simplefilter("ignore")
@@ -161,6 +162,7 @@ BAD_CREDENTIALS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cred", list(BAD_CREDENTIALS))
 @pytest.mark.parametrize(("method", "path"), ROUTES, ids=[f"{m} {p}" for m, p in ROUTES])
 def test_every_route_needs_a_valid_token(
@@ -461,6 +463,7 @@ def _bad_votes() -> list[tuple[str, Any, str]]:
 BAD_VOTES = _bad_votes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("case", "bad", "field"), BAD_VOTES, ids=[c for c, _, _ in BAD_VOTES])
 def test_a_bad_vote_is_refused_naming_the_field_and_nothing_is_stored(
     svc: Service, case: str, bad: Any, field: str
@@ -741,6 +744,7 @@ def test_votes_and_labels_by_majority_and_dawid_skene(tmp_path: Path) -> None:
         service.store.close()
 
 
+@pytest.mark.slow
 def test_check_pairs_show_in_the_labels_annotator_checks(svc: Service) -> None:
     body = batch_body("chk", 2, k=1, new_annotators=1, check_answers=(1,), seed=5)
     body["check_every"] = 1  # the check comes first

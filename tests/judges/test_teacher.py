@@ -15,9 +15,9 @@ from outpool.annotate.protocol import Judge
 from outpool.data import AttributeInfo, Dataset, ImageTable
 from outpool.data.dataset import Truth
 from outpool.errors import DataError
-from outpool.face_space import FaceSpace, FaceSpaceConfig
+from outpool.judges.face_space import FaceSpace, FaceSpaceConfig
+from outpool.judges.teacher import TeacherConfig, TeacherJudge, fit_teacher, to_unit
 from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
-from outpool.teacher import TeacherConfig, TeacherJudge, fit_teacher, to_unit
 from outpool.train.attribute_net import AttributeNetTrainConfig, score_quantiles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -70,6 +70,7 @@ def test_teacher_is_a_judge_with_unit_values() -> None:
         teacher.assess(faces.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_values_are_monotone_in_the_predicted_score() -> None:
     teacher = tiny_teacher()
     faces, _ = fake_faces(40, seed=6)
@@ -85,6 +86,7 @@ def test_values_are_monotone_in_the_predicted_score() -> None:
     assert values[order[-1], 0] > values[order[0], 0]
 
 
+@pytest.mark.slow
 def test_save_and_load(tmp_path: Path) -> None:
     teacher = tiny_teacher()
     teacher.save(tmp_path / "teacher.pt")
@@ -136,6 +138,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TeacherJudge
     return work, fit_teacher(ds, truth, work, tiny_cfg(), progress=False)
 
 
+@pytest.mark.slow
 def test_fit_teacher_records_held_out_quality(fitted: tuple[Path, TeacherJudge]) -> None:
     work, teacher = fitted
     rec: dict[str, Any] = teacher.record
@@ -153,6 +156,7 @@ def test_fit_teacher_records_held_out_quality(fitted: tuple[Path, TeacherJudge])
     assert np.corrcoef(values[:, 0], truth["test"][1][:, 0])[0, 1] > 0.8
 
 
+@pytest.mark.slow
 def test_fit_teacher_loads_what_is_there(fitted: tuple[Path, TeacherJudge]) -> None:
     work, teacher = fitted
     ds, truth = face_dataset()

@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from outpool.annotate.batch import BatchSpec, decode_png
-from outpool.annotate.db import Cursor
-from outpool.annotate.store import (
+from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT, display_from_answer
+from outpool.service.batch import BatchSpec, decode_png
+from outpool.service.db import Cursor
+from outpool.service.store import (
     SCHEMA_VERSION,
     Ack,
     AnnotationStore,
@@ -29,9 +30,8 @@ from outpool.annotate.store import (
     Task,
     check_place,
 )
-from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT, display_from_answer
 
-pytest_plugins = ["store_fixtures"]
+pytest_plugins = ["service.store_fixtures"]
 
 OpenStore = Callable[[], AnnotationStore]
 MakeSpec = Callable[..., BatchSpec]
@@ -95,7 +95,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
 def test_a_version_1_store_with_work_in_progress_migrates_to_version_2(
     open_store: OpenStore, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import outpool.annotate.store as store_module
+    import outpool.service.store as store_module
 
     # A store made by the first release: schema version 1, no open-pair counter.
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)

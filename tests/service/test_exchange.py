@@ -23,13 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from outpool.annotate.batch import BatchSpec
-from outpool.annotate.exchange import (
-    export_label_studio,
-    export_mturk,
-    import_label_studio,
-    import_mturk,
-)
 from outpool.annotate.votes import (
     EQUAL,
     MORE_A,
@@ -41,6 +34,13 @@ from outpool.annotate.votes import (
     display_from_answer,
 )
 from outpool.errors import DataError
+from outpool.service.batch import BatchSpec
+from outpool.service.exchange import (
+    export_label_studio,
+    export_mturk,
+    import_label_studio,
+    import_mturk,
+)
 
 # The test's own reading of the task page: what each displayed answer says about LEFT vs RIGHT.
 LEFT_TOKEN = {MORE_A: "left_more", EQUAL: "equal", MORE_B: "left_less", REJECT: "illegible"}

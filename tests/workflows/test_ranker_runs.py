@@ -11,10 +11,10 @@ import torch
 
 from outpool.cli import main
 from outpool.data import Dataset
-from outpool.evaluate import accuracy_on, score_images
-from outpool.rankers import attributes_to_train, evaluate_run, rankers_in
 from outpool.synth import World
+from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.ranker import load_ranker
+from outpool.workflows.ranker_runs import attributes_to_train, evaluate_run, rankers_in
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,6 +53,7 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_train_ranker_writes_the_run_folder(
     dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -83,6 +84,7 @@ def test_train_ranker_writes_the_run_folder(
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
 def test_eval_reports_every_table(
     trained: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,6 +105,7 @@ def test_eval_reports_every_table(
         assert out[name][ATTR] == pytest.approx(round(expected, 2))
 
 
+@pytest.mark.slow
 def test_eval_defaults_to_test_and_accepts_one_checkpoint(
     trained: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -142,6 +145,7 @@ def test_eval_on_a_folder_without_rankers(
     assert not (empty / "eval.json").exists()
 
 
+@pytest.mark.slow
 def test_eval_unknown_pair_table(
     trained: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -151,6 +155,7 @@ def test_eval_unknown_pair_table(
     assert len(err) == 1 and err[0].startswith("outpool: error:") and "nosuch" in err[0]
 
 
+@pytest.mark.slow
 def test_python_api(trained: Path, dataset_dir: Path, small_world: World) -> None:
     dataset = Dataset.load(dataset_dir)
     assert attributes_to_train(dataset, "all") == list(dataset.attribute_names)

@@ -98,6 +98,7 @@ def test_second_process_loads_without_rendering(
     assert oracle._calibration(seed=SEED, n=N)[0] is raw_q  # then from memory
 
 
+@pytest.mark.slow
 def test_garbage_file_is_recomputed(
     first: First, fresh_process: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +133,7 @@ def _wrong_shape(good: bytes) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "corrupt",
     [

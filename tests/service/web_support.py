@@ -1,8 +1,8 @@
 """Helpers shared by the web service tests: a live uvicorn server over a store in a temporary
 folder, plain HTTP calls, and batches made through the admin API.
 
-Test modules import these (``tests/annotate`` is on ``sys.path`` under pytest) and wrap
-``running_server`` in a fixture of their own.
+Test modules import these (``from .web_support import ...``) and wrap ``running_server`` in a
+fixture of their own.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from outpool.annotate.server import serving
-from outpool.annotate.store import AnnotationStore
-from outpool.annotate.web import ServiceSettings, create_app
+from outpool.service.server import serving
+from outpool.service.store import AnnotationStore
+from outpool.service.web import ServiceSettings, create_app
 
 ATTRIBUTE = "smile"
 DEFINITION = "how widely the mouth smiles"

@@ -26,16 +26,17 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from web_support import LiveServer, answer_all, call, running_server, token_of
 
 from outpool.annotate import PairRequest
-from outpool.annotate.batch import NO_CHECK, BatchSpec
-from outpool.annotate.people import PeopleAnnotator, PeopleConfig
 from outpool.annotate.votes import REJECT, VoteTable
 from outpool.cli import main
 from outpool.data import Dataset
 from outpool.errors import ConfigError, OutpoolError
+from outpool.service.batch import NO_CHECK, BatchSpec
+from outpool.service.people import PeopleAnnotator, PeopleConfig
 from outpool.synth import build
+
+from .web_support import LiveServer, answer_all, call, running_server, token_of
 
 # (brightness of a, brightness of b) per pair; the true label is which is brighter
 LEVELS = [(200, 50), (40, 220), (120, 120), (90, 180), (230, 30), (60, 160)]
@@ -111,6 +112,7 @@ def people(server: LiveServer, out: io.StringIO | None = None, **changes: Any) -
 # -- PeopleAnnotator ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pending_then_labels_from_a_new_process(server: LiveServer) -> None:
     request = make_request()
     out = io.StringIO()
@@ -157,6 +159,7 @@ def test_pending_then_labels_from_a_new_process(server: LiveServer) -> None:
     assert sorted(set(result.votes.annotator.tolist())) == sorted({r["annotator"] for r in records})
 
 
+@pytest.mark.slow
 def test_wait_returns_once_the_votes_are_in(server: LiveServer) -> None:
     request = make_request(LEVELS[:3], prefix="w")
     errors: list[BaseException] = []
@@ -192,6 +195,7 @@ def test_wait_returns_once_the_votes_are_in(server: LiveServer) -> None:
     assert elapsed < 20
 
 
+@pytest.mark.slow
 def test_wait_gives_up_after_timeout_s(server: LiveServer) -> None:
     start = time.monotonic()
     result = people(server, k=2, wait=True, poll_s=0.05, timeout_s=0.3).label(make_request())
@@ -216,6 +220,7 @@ def with_checks(request: PairRequest, name: str) -> BatchSpec:
     )
 
 
+@pytest.mark.slow
 def test_check_pairs_leave_careless_annotators_out(server: LiveServer) -> None:
     request = make_request()
     spec = with_checks(request, "checked")
@@ -269,6 +274,7 @@ def test_a_bad_admin_token_is_a_clear_error(server: LiveServer) -> None:
     assert server.store.batches() == []
 
 
+@pytest.mark.slow
 def test_a_server_that_is_not_the_service_is_a_clear_error() -> None:
     class Html(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -353,6 +359,7 @@ def shown_answer(task: dict[str, Any], a: str, want: int) -> str:
     return "left_more" if (task["left"] == a) == (want == 1) else "left_less"
 
 
+@pytest.mark.slow
 def test_cli_request_is_pending_then_writes_the_labels(
     server: LiveServer,
     ds: Path,
@@ -532,6 +539,7 @@ def test_cli_export_and_import_label_studio(
     assert not (tmp_path / "v2.csv").exists()
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(
     server: LiveServer,
     ds: Path,

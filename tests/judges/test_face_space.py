@@ -10,10 +10,10 @@ import pytest
 from face_images import fake_faces
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import ConfigError, DataError
-from outpool.face_space import FaceSpace, FaceSpaceConfig, screening_rates
+from outpool.judges.face_space import FaceSpace, FaceSpaceConfig, screening_rates
 from outpool.synth.corrupt import blank, noise, smear
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def fitted() -> tuple[FaceSpace, np.ndarray]:
     return FaceSpace.fit(pixels[:200], groups), pixels[200:]
 
 
+@pytest.mark.slow
 def test_accepts_held_out_faces_and_rejects_corruptions(
     fitted: tuple[FaceSpace, np.ndarray],
 ) -> None:
@@ -37,6 +38,7 @@ def test_accepts_held_out_faces_and_rejects_corruptions(
     assert rates["blur_1px_accepted_pct"] >= 80.0  # a slightly soft face is still a face
 
 
+@pytest.mark.slow
 def test_legibility_is_in_unit_range_and_half_at_the_bounds(
     fitted: tuple[FaceSpace, np.ndarray],
 ) -> None:
@@ -55,6 +57,7 @@ def test_legibility_is_in_unit_range_and_half_at_the_bounds(
     assert space.legibility(held_out[:0]).shape == (0,)
 
 
+@pytest.mark.slow
 def test_blank_frames_sit_inside_face_space_but_lack_detail(
     fitted: tuple[FaceSpace, np.ndarray],
 ) -> None:
@@ -66,6 +69,7 @@ def test_blank_frames_sit_inside_face_space_but_lack_detail(
     assert (dist_noise > space.distance_max).all()
 
 
+@pytest.mark.slow
 def test_rejects_shoes(fitted: tuple[FaceSpace, np.ndarray]) -> None:
     from outpool.synth import Nuisance, render
 
@@ -74,6 +78,7 @@ def test_rejects_shoes(fitted: tuple[FaceSpace, np.ndarray]) -> None:
     assert (fitted[0].legibility(shoes) >= 0.5).mean() < 0.2
 
 
+@pytest.mark.slow
 def test_state_round_trip(fitted: tuple[FaceSpace, np.ndarray]) -> None:
     space, held_out = fitted
     again = FaceSpace.from_state(space.state())
@@ -95,6 +100,7 @@ def test_bad_inputs() -> None:
         FaceSpaceConfig(quantile=0.0)
 
 
+@pytest.mark.slow
 def test_real_lfw_faces() -> None:
     """Fitted on the ranker train+val faces (non-test), judged on the held-out test faces."""
     if not (SHARED / "lfw").exists():

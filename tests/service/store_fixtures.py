@@ -5,7 +5,7 @@ fresh schema per test in the database named by ``OUTPOOL_TEST_POSTGRES_URL``; ``
 starts a server and sets it). Without that variable the PostgreSQL half is skipped, unless
 ``OUTPOOL_REQUIRE_SERVICES=1`` (set by CI), where it fails: CI never skips it silently.
 
-Registered with ``pytest_plugins = ["store_fixtures"]`` in the test module.
+Registered with ``pytest_plugins = ["service.store_fixtures"]`` in the test module.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import NoReturn
 import numpy as np
 import pytest
 
-from outpool.annotate.batch import NO_CHECK, BatchSpec
-from outpool.annotate.store import AnnotationStore
+from outpool.service.batch import NO_CHECK, BatchSpec
+from outpool.service.store import AnnotationStore
 
 POSTGRES_ENV = "OUTPOOL_TEST_POSTGRES_URL"
 REQUIRE_ENV = "OUTPOOL_REQUIRE_SERVICES"

@@ -1,0 +1,1 @@
+"""Tests of the annotation service (store, web, people, exchange, browser)."""
