@@ -13,7 +13,7 @@ import torch
 
 from face_images import fake_faces
 from outpool.errors import DataError
-from outpool.models.attribute_net import AttributeNetConfig
+from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
 from outpool.train.attribute_net import (
     QUANTILES,
     AttributeNetTrainConfig,
@@ -22,6 +22,7 @@ from outpool.train.attribute_net import (
     load_attribute_net,
     predict_scores,
     quality,
+    regression_loss,
     train_attribute_net,
 )
 
@@ -168,3 +169,19 @@ def test_bad_shapes() -> None:
             attributes=NAMES,
             source="one face",
         )
+
+
+def test_regression_loss_is_the_mse_of_standardised_scores() -> None:
+    torch.manual_seed(0)
+    net = AttributeNet(
+        AttributeNetConfig(width=4),
+        attributes=("a", "b"),
+        score_mean=torch.tensor([1.0, 2.0]),
+        score_std=torch.tensor([1.0, 1.0]),
+    ).eval()  # no dropout: two passes give the same scores
+    x, target = torch.rand(3, 3, 64, 64), torch.randn(3, 2)
+    loss, metrics = regression_loss(net, (x, target))
+    assert loss.item() == pytest.approx(((net(x) - target) ** 2).mean().item(), rel=1e-5)
+    assert metrics == {"loss": pytest.approx(loss.item())}
+    loss.backward()
+    assert all(p.grad is not None for p in net.head.parameters())

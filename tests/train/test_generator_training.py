@@ -19,7 +19,10 @@ from outpool.models.ranker import DeepSTN, RankerConfig
 from outpool.models.tensors import to_tensor
 from outpool.synth import World
 from outpool.train.generator import (
+    GeneratorBatch,
     GeneratorTrainConfig,
+    elbo_terms,
+    generator_loss,
     load_generator,
     save_generator,
     split_indices,
@@ -392,3 +395,59 @@ def test_load_generator_bad_files_name_the_file(tmp_path: Path) -> None:
     torch.save([1, 2, 3], other)
     with pytest.raises(DataError, match="not an outpool generator"):
         load_generator(other)
+
+
+def test_a_generator_file_from_another_version_is_a_data_error_naming_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE(
+        TINY, attributes=("a",), y_mean=torch.tensor([0.0]), y_std=torch.tensor([1.0])
+    )
+    save_generator(model, tmp_path / "g.pt", record={})
+    payload = torch.load(tmp_path / "g.pt", weights_only=False)
+    payload["model_config"]["colours"] = "hue_from_z"  # an option this version does not have
+    torch.save(payload, tmp_path / "g.pt")
+    with pytest.raises(
+        DataError, match=r"unknown config key.*colours.*train the generator again"
+    ) as info:
+        load_generator(tmp_path / "g.pt")
+    assert info.value.path == tmp_path / "g.pt"
+
+
+# -- the loss, as a piece ------------------------------------------------------------------
+def tiny_model(seed: int = 0) -> ConditionalVAE:
+    torch.manual_seed(seed)
+    return ConditionalVAE(
+        TINY, attributes=("a", "b"), y_mean=torch.tensor([0.5, 0.5]), y_std=torch.tensor([0.2, 0.2])
+    )
+
+
+@pytest.mark.parametrize("likelihood", ["luma_chroma", "per_pixel"])
+def test_generator_loss_is_the_negative_elbo_with_the_batch_s_kl_weight(likelihood: str) -> None:
+    model = tiny_model()
+    x, y = torch.rand(4, 3, 64, 64), torch.rand(4, 2)
+    torch.manual_seed(1)
+    nll, kl, excess = elbo_terms(model, x, y, likelihood)
+    torch.manual_seed(1)  # the same reparameterisation noise
+    loss, metrics = generator_loss(model, GeneratorBatch(x, y, 0.5), likelihood=likelihood)
+    assert loss.item() == pytest.approx((nll + 0.5 * kl + excess).mean().item(), rel=1e-5)
+    assert metrics["nll"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert metrics["kl"] == pytest.approx(kl.mean().item(), rel=1e-5)
+    torch.manual_seed(1)
+    heavier, _ = generator_loss(model, GeneratorBatch(x, y, 2.0), likelihood=likelihood)
+    assert heavier.item() == pytest.approx(loss.item() + 1.5 * kl.mean().item(), rel=1e-4)
+    loss.backward()
+    assert model.dec_mean.weight.grad is not None and model.enc_mu.weight.grad is not None
+
+
+def test_the_per_pixel_likelihood_uses_the_decoder_s_own_variance() -> None:
+    # Attribute2Image's choice: the decoder's log-variance enters the loss
+    model = tiny_model()
+    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 2)
+    loss, _ = generator_loss(model, GeneratorBatch(x, y, 1.0), likelihood="per_pixel")
+    loss.backward()
+    assert model.dec_logvar.weight.grad is not None
+    assert model.dec_logvar.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    loss, _ = generator_loss(model, GeneratorBatch(x, y, 1.0), likelihood="luma_chroma")
+    loss.backward()
+    assert model.dec_logvar.weight.grad is None or model.dec_logvar.weight.grad.abs().sum() == 0

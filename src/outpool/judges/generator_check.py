@@ -74,8 +74,8 @@ def controllability(
 ) -> dict[str, Any]:
     """Per attribute: Spearman(commanded, measured) averaged over the sweep latents, the share
     of latents whose own sweep misses (Spearman below 0.5, or nothing measured moved), leakage,
-    and legibility of ``samples`` random samples (default 32 per sweep latent: at 90% legible,
-    1,024 of them pin the rate to about +-1 point; 128 left it +-2.7)."""
+    and legibility of ``samples`` random samples (default 32 per sweep latent; at 90% legible,
+    1,024 samples pin the rate to about +-1 point)."""
     names = tuple(judge.attributes)
     missing = [a for a in model.attributes if a not in names]
     if missing:

@@ -55,11 +55,11 @@ SOFTPLUS_ONE = 0.5413  # softplus(0.5413) = 1: a strength of 1 at the start
 class GeneratorConfig:
     """Sizes of the conditional VAE."""
 
-    z_dim: int = 64
-    width: int = 32
-    feature: int = 512
-    y_embed: int = 64
-    hidden: int = 256
+    z_dim: int = 64  # latent size M (the original: 256)
+    width: int = 32  # channels of the first conv block w; the blocks use w, 2w, 4w, 4w
+    feature: int = 512  # the encoder's image feature (the original: 1024)
+    y_embed: int = 64  # size of the strengths' embedding, in the encoder and the decoder
+    hidden: int = 256  # the decoder's code mixing y and z
     logvar_range: tuple[float, float] = (-7.0, 1.0)  # pixel log-variance clamp (stability)
     colour_layers: int = 4  # K masks, each filled with a hue from z times a strength from y
 

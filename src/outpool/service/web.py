@@ -42,7 +42,7 @@ from outpool.service.store import (
     Unauthorized,
 )
 
-log = logging.getLogger("outpool.annotate")
+log = logging.getLogger("outpool.service")
 
 
 @dataclass(frozen=True)

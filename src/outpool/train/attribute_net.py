@@ -43,13 +43,13 @@ class AttributeNetTrainConfig:
     """How an attribute net is trained."""
 
     model: AttributeNetConfig = field(default_factory=AttributeNetConfig)
-    lr: float = 1e-3
+    lr: float = 1e-3  # AdamW, decayed to zero over the run (cosine)
     weight_decay: float = 1e-4
     batch_size: int = 64
-    epochs: int = 20
+    epochs: int = 20  # at most: early stopping ends it sooner
     patience: int = 5  # early stopping on the held-out people's R²
     val_share: float = 0.15  # share of the images, as whole people, held out
-    flip: bool = True
+    flip: bool = True  # random horizontal flips (face attributes are left-right symmetric)
     shift: float = 0.05  # random translation, as a fraction of the image side
     device: str = "auto"
     seed: int = 0

@@ -1,6 +1,6 @@
 """Multi-GPU (or multi-process CPU) training through torch.distributed, started by torchrun.
 
-    torchrun --nproc_per_node=4 -m outpool.cli train-ranker DATA --run RUN ...
+    torchrun --nproc_per_node=4 -m outpool.cli train-ranker DATA --out RUN ...
 
 Each process trains a replica wrapped in DistributedDataParallel on every ``world``-th batch of
 the same seeded order (so the effective batch is ``batch_size * world``); all replicas stay

@@ -269,8 +269,16 @@ def load_generator(
         raise DataError(
             f"generator attributes {list(names)} do not match {list(attributes)}", path=path
         )
+    try:
+        model_config = from_dict(GeneratorConfig, payload["model_config"])
+    except ConfigError as exc:  # e.g. a file written by another version of outpool
+        raise DataError(
+            f"its generator config does not fit this version of outpool ({exc}); train the "
+            "generator again",
+            path=path,
+        ) from None
     model = ConditionalVAE(
-        from_dict(GeneratorConfig, payload["model_config"]),
+        model_config,
         attributes=names,
         y_mean=torch.tensor(payload["y_mean"]),
         y_std=torch.tensor(payload["y_std"]),

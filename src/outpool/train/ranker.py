@@ -1,4 +1,4 @@
-"""Training a DeepSTN ranker for one attribute: data, the step function, the two stages.
+"""Training a DeepSTN ranker for one attribute: data, the loss, the two stages.
 
 Stage 1 trains the crop (STN) stream alone, stage 2 starts from stage 1's best weights and trains
 the combined crop + global model, as in the DeepSTN authors' code. Both stages run through the
