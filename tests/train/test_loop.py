@@ -366,6 +366,14 @@ def test_objectives_that_report_the_same_metric_are_refused() -> None:
         trainer.run_step(torch.arange(4))
 
 
+def test_named_objectives_may_share_a_loss() -> None:
+    toy = Toy()
+    trainer = toy.trainer(1)
+    trainer.objectives = [Objective("toy", toy.loss, "real"), Objective("toy", toy.loss, "made")]
+    metrics = trainer.run_step(torch.arange(4))
+    assert set(metrics) == {"real_loss", "real_aux", "made_loss", "made_aux"}
+
+
 def test_an_objective_naming_a_missing_optimiser_is_refused() -> None:
     toy = Toy()
     with pytest.raises(ValueError, match=r"\['control'\]"):

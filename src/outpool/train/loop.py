@@ -38,10 +38,13 @@ LossFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, float]]]
 
 @dataclass(frozen=True)
 class Objective:
-    """One optimisation step per batch: ``loss(batch)`` minimised by ``optimizers[optimizer]``."""
+    """One optimisation step per batch: ``loss(batch)`` minimised by ``optimizers[optimizer]``.
+    With a ``name``, its metrics are reported as ``NAME_METRIC`` (several objectives may then
+    share a loss function)."""
 
     optimizer: str
     loss: LossFn
+    name: str = ""
 
 
 def optimise(optimizer: torch.optim.Optimizer, loss: LossFn, batch: Any) -> Mapping[str, float]:
@@ -166,6 +169,8 @@ class Trainer:
         merged: dict[str, float] = {}
         for objective in self.objectives:
             metrics = optimise(self.optimizers[objective.optimizer], objective.loss, batch)
+            if objective.name:
+                metrics = {f"{objective.name}_{k}": v for k, v in metrics.items()}
             clash = merged.keys() & metrics.keys()
             if clash:
                 raise ValueError(f"two objectives report the metrics {sorted(clash)}")
@@ -327,6 +332,7 @@ def run_training(
     metric: str = "",
     patience: int | None = None,
     schedule: Hook | None = None,
+    extra_hooks: Sequence[Hook] = (),
     writer: bool = True,
     barrier: Callable[[], None] = lambda: None,
     progress: bool = True,
@@ -336,9 +342,9 @@ def run_training(
     weights (``best.pt``: the best ``metric`` of ``evaluate``, or the last epoch without one).
 
     Hooks, in order: ``schedule`` (sets the coming step's rate), evaluation, early stopping
-    after ``patience`` epochs without a better ``metric``, checkpoints and the JSONL log
-    (``writer`` only: under torchrun the other processes write nothing and ``barrier`` waits
-    for the writer's ``best.pt``).
+    after ``patience`` epochs without a better ``metric``, ``extra_hooks``, checkpoints and the
+    JSONL log (``writer`` only: under torchrun the other processes write nothing and
+    ``barrier`` waits for the writer's ``best.pt``).
     """
     if patience is not None and evaluate is None:
         raise ValueError("early stopping needs an evaluation")
@@ -346,6 +352,7 @@ def run_training(
         schedule,
         EvalHook(evaluate, metric=metric) if evaluate is not None else None,
         EarlyStopping(patience) if patience is not None else None,
+        *extra_hooks,
         Checkpointer(folder) if writer else None,
         JsonlLogger(folder / "metrics.jsonl") if writer else None,
     ]

@@ -1,0 +1,1 @@
+"""Pair creators: what makes the pairs the annotators label (ATTIC and its baselines)."""

@@ -1,0 +1,271 @@
+"""ATTIC (seed paper, section III): a control network trained against the ranker creates the pairs
+that confuse it.
+
+Per minibatch, three steps through the one ``Trainer`` (each an ``Objective``):
+(a) the ranker on real labelled pairs; (b) the ranker on the pairs the control network draws
+through the frozen generator, labelled from sign(y^A[a] - y^B[a]) (equal within the dataset's
+equal band); (c) the control network, maximising the ranker's loss on its pairs as RankNet with
+those targets FLIPPED (bounded, unlike -loss), its gradient flowing through the frozen generator.
+The ranker trains until its validation accuracy stops improving (``patience`` epochs: that is
+"converged", and ``metrics.jsonl`` logs it every epoch); the pairs the FIXED seeds q produce then
+are the batch for the annotators. ``snapshots/`` keeps, per epoch, the first seeds' pairs and the
+ranker's loss on them (the paper's Fig. 6).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
+from outpool.data import Dataset
+from outpool.errors import ConfigError, DataError
+from outpool.judges.generator_check import to_uint8
+from outpool.models.control import ControlConfig, ControlNet, ControlPair, control_seeds
+from outpool.models.generator import ConditionalVAE
+from outpool.models.ranker import DeepSTN
+from outpool.train.checkpoints import run_record, write_run_config
+from outpool.train.evaluate import accuracy_on
+from outpool.train.loop import CosineSchedule, Hook, Objective, Trainer, run_training
+from outpool.train.ranker import (
+    PairData,
+    RankBatch,
+    RankerTrainConfig,
+    make_optimizer,
+    rank_batch,
+    ranker_loss,
+)
+
+
+@dataclass(frozen=True)
+class AtticConfig:
+    """How the control network trains against the ranker (the authors' settings)."""
+
+    control: ControlConfig = field(default_factory=ControlConfig)
+    lr: float = 1e-3  # the control network's SGD rate, decayed to zero over the run (cosine)
+    momentum: float = 0.9
+    weight_decay: float = 1e-2
+    epochs: int = 20  # at most: the ranker's convergence on val ends it sooner
+    patience: int = 5  # epochs without a better validation accuracy: converged
+    snapshot_pairs: int = 8  # pairs kept per epoch in snapshots/ (0: none)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.epochs < 1 or self.patience < 1 or self.snapshot_pairs < 0:
+            raise ConfigError("lr, epochs and patience must be positive, snapshot_pairs >= 0")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigError("momentum and weight_decay must be >= 0")
+
+
+class AtticBatch(NamedTuple):
+    """One minibatch: real pairs for the ranker, and the rows of the fixed seeds to draw."""
+
+    real: RankBatch
+    seeds: torch.Tensor  # (B,) long indices into the fixed seeds
+
+
+def flipped(batch: RankBatch) -> RankBatch:
+    """The same pairs with their RankNet targets flipped (1 <-> 0; equal stays 0.5)."""
+    return dataclasses.replace(batch, target=1.0 - batch.target)
+
+
+class AtticCreator:
+    """The pairs of ``budget`` fixed seeds, drawn by a control network trained against a copy
+    of ``ranker`` (the caller's ranker is never changed)."""
+
+    def __init__(
+        self,
+        *,
+        dataset: Dataset,
+        attribute: str,
+        ranker: DeepSTN,
+        generator: ConditionalVAE,
+        ranker_cfg: RankerTrainConfig,
+        cfg: AtticConfig,
+        equal_band: float,
+        train: str = "train",
+        val: str = "val",
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if attribute not in generator.attributes:
+            raise DataError(
+                f"the generator has no attribute '{attribute}' (it has: "
+                f"{', '.join(generator.attributes)})"
+            )
+        self.dataset, self.attribute = dataset, attribute
+        self.ranker = copy.deepcopy(ranker).to(device)
+        self.generator = freeze(generator.to(device))
+        self.ranker_cfg, self.cfg = ranker_cfg, cfg
+        self.k = generator.attributes.index(attribute)
+        self.equal_band = equal_band
+        self.train_pairs = dataset.pairs[train].for_attribute(attribute)
+        self.val_pairs = dataset.pairs[val].for_attribute(attribute)
+        if len(self.train_pairs) == 0 or not (self.val_pairs.label != 0).any():
+            raise DataError(
+                f"ATTIC needs real '{train}' pairs and non-equal '{val}' pairs of '{attribute}'"
+            )
+        self.device = torch.device(device)
+
+    # -- the pairs of a batch of seeds -------------------------------------------------------
+    def created_batch(self, pair: ControlPair) -> RankBatch:
+        """Both sides' images stacked (2B, 3, 64, 64) and the pairs (i, B + i) among them, with
+        the targets inferred from the commanded strengths."""
+        x = torch.cat(
+            [render(self.generator, pair.y_a, pair.u_a), render(self.generator, pair.y_b, pair.u_b)]
+        )
+        n = len(pair.y_a)
+        label = inferred_labels(pair.y_a[:, self.k] - pair.y_b[:, self.k], self.equal_band)
+        target = (torch.from_numpy(label).float() + 1.0) / 2.0
+        idx = torch.arange(n, device=x.device)
+        return RankBatch(x, idx, idx + n, target.to(x.device), torch.ones(n, device=x.device))
+
+    def ranker_step_loss(
+        self, control: ControlNet, q: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Step (b): the ranker's loss on the seeds' pairs, their images taken as data."""
+        with torch.no_grad():
+            made = self.created_batch(control(q))
+        return ranker_loss(self.ranker, made, crop_weight=self.ranker_cfg.crop_penalty)
+
+    def control_step_loss(
+        self, control: ControlNet, q: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Step (c): RankNet with the inferred targets flipped, through the frozen generator;
+        minimising it raises the ranker's loss on the pairs."""
+        made = self.created_batch(control(q))
+        return ranker_loss(self.ranker, flipped(made), crop_weight=0.0)
+
+    def create(self, budget: int, work_dir: Path, *, progress: bool = True) -> CreatedPairs:
+        """Train the control network against the ranker into ``work_dir`` (resumable) and draw
+        the ``budget`` fixed seeds' pairs."""
+        cfg, rcfg = self.cfg, self.ranker_cfg
+        gen = self.generator
+        torch.manual_seed(cfg.seed)
+        control = ControlNet(
+            cfg.control, z_dim=gen.config.z_dim, y_mean=gen.y_mean, y_std=gen.y_std
+        ).to(self.device)
+        q = control_seeds(budget, control.q_dim, cfg.seed).to(self.device)
+        record = run_record(cfg, self.device, {"attribute": self.attribute, "budget": budget})
+        write_run_config(work_dir, record)
+        data = PairData.build(self.dataset, self.train_pairs, use_confidence=rcfg.use_confidence)
+        size = rcfg.batch_size
+
+        def batches(epoch: int) -> Iterator[AtticBatch]:
+            order = np.random.default_rng([cfg.seed, epoch, 1]).permutation(budget)
+            real = list(data.batches(epoch, size=size, seed=rcfg.seed))
+            for i, raw in enumerate(real):
+                rows = np.take(order, range(i * size, (i + 1) * size), mode="wrap")
+                yield AtticBatch(
+                    rank_batch(raw, self.device, rcfg), torch.from_numpy(rows).to(self.device)
+                )
+
+        def real_loss(batch: AtticBatch) -> tuple[torch.Tensor, dict[str, float]]:
+            return ranker_loss(self.ranker, batch.real, crop_weight=rcfg.crop_penalty)
+
+        def created_loss(batch: AtticBatch) -> tuple[torch.Tensor, dict[str, float]]:
+            return self.ranker_step_loss(control, q[batch.seeds])
+
+        def control_loss(batch: AtticBatch) -> tuple[torch.Tensor, dict[str, float]]:
+            return self.control_step_loss(control, q[batch.seeds])
+
+        def evaluate() -> dict[str, float]:
+            return {
+                "val_acc": accuracy_on(
+                    self.ranker, self.dataset, self.val_pairs, device=self.device
+                )
+            }
+
+        steps = cfg.epochs * -(-len(data.a) // size)
+        control_opt = torch.optim.SGD(
+            control.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+        run_training(
+            folder=work_dir,
+            modules={"ranker": self.ranker, "control": control},
+            optimizers={"ranker": make_optimizer(self.ranker, rcfg), "control": control_opt},
+            objectives=[
+                Objective("ranker", real_loss, "real"),
+                Objective(
+                    "ranker", lambda b: self.ranker_step_loss(control, q[b.seeds]), "created"
+                ),
+                Objective(
+                    "control", lambda b: self.control_step_loss(control, q[b.seeds]), "control"
+                ),
+            ],
+            batches=batches,
+            epochs=cfg.epochs,
+            seed=cfg.seed,
+            record=record,
+            evaluate=evaluate,
+            metric="val_acc",
+            patience=cfg.patience,
+            schedule=CosineSchedule(steps, warmup=0.0),
+            extra_hooks=[Snapshots(self, control, q[: cfg.snapshot_pairs], work_dir / "snapshots")]
+            if cfg.snapshot_pairs
+            else (),
+            progress=progress,
+            desc=f"attic {self.attribute}",
+        )
+        return self.draw(control, q)
+
+    @torch.no_grad()
+    def draw(self, control: ControlNet, q: torch.Tensor, chunk: int = 256) -> CreatedPairs:
+        """The pairs the seeds q produce (control in its current mode)."""
+        parts = [control(q[i : i + chunk]) for i in range(0, len(q), chunk)]
+        pair = ControlPair(*(torch.cat([p[j] for p in parts]) for j in range(4)))
+        images_a, images_b = [], []
+        for i in range(0, len(q), chunk):
+            sl = slice(i, i + chunk)
+            images_a.append(to_uint8(render(self.generator, pair.y_a[sl], pair.u_a[sl])))
+            images_b.append(to_uint8(render(self.generator, pair.y_b[sl], pair.u_b[sl])))
+        as_np = [t.float().cpu().numpy() for t in pair]
+        return CreatedPairs(
+            attribute=self.attribute,
+            creator="attic",
+            images_a=np.concatenate(images_a),
+            images_b=np.concatenate(images_b),
+            label=inferred_labels(as_np[0][:, self.k] - as_np[2][:, self.k], self.equal_band),
+            y_a=as_np[0],
+            u_a=as_np[1],
+            y_b=as_np[2],
+            u_b=as_np[3],
+        )
+
+
+class Snapshots(Hook):
+    """After every epoch: the first seeds' pairs (``epoch_NNN.npz``: images, y, inferred label)
+    and the ranker's loss on them (``losses.jsonl``), the progression of the paper's Fig. 6."""
+
+    def __init__(
+        self, creator: AtticCreator, control: ControlNet, q: torch.Tensor, folder: Path
+    ) -> None:
+        self.creator, self.control, self.q, self.folder = creator, control, q, folder
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        self.control.eval()
+        self.creator.ranker.eval()
+        with torch.no_grad():
+            made = self.creator.draw(self.control, self.q)
+            batch = self.creator.created_batch(self.control(self.q))
+            loss, _ = ranker_loss(self.creator.ranker, batch, crop_weight=0.0)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        epoch = trainer.state.epoch
+        assert made.y_a is not None and made.y_b is not None
+        np.savez_compressed(
+            self.folder / f"epoch_{epoch:03d}.npz",
+            images_a=made.images_a,
+            images_b=made.images_b,
+            y_a=made.y_a,
+            y_b=made.y_b,
+            label=made.label,
+        )
+        with open(self.folder / "losses.jsonl", "a") as fh:
+            fh.write(json.dumps({"epoch": epoch, "ranker_loss": round(loss.item(), 6)}) + "\n")

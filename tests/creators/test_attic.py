@@ -1,0 +1,155 @@
+"""ATTIC's creator on a smoke config: the control step raises the ranker's loss on its pairs, the
+frozen generator never learns, the pairs are well formed, and a run repeats and resumes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from outpool.creators.attic import AtticConfig, AtticCreator, flipped
+from outpool.creators.pairs import CreatedPairs, inferred_labels
+from outpool.data import Dataset
+from outpool.errors import DataError
+from outpool.models.control import ControlConfig, ControlNet, control_seeds
+from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.ranker import DeepSTN, RankerConfig
+from outpool.synth import World
+from outpool.train.loop import optimise
+from outpool.train.ranker import RankerTrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+ATTR = "heel"
+RANKER_CFG = RankerTrainConfig(model=RankerConfig(width=4), batch_size=10, device="cpu")
+SMOKE = AtticConfig(control=ControlConfig(hidden=16, side_hidden=8), epochs=2, snapshot_pairs=3)
+
+
+@pytest.fixture(scope="module")
+def dataset(small_world: World) -> Dataset:
+    return small_world.dataset
+
+
+def generator(dataset: Dataset) -> ConditionalVAE:
+    table = dataset.images["generator"]
+    strengths = torch.from_numpy(np.asarray(table.strengths, np.float32))
+    torch.manual_seed(0)
+    return ConditionalVAE(
+        GeneratorConfig(z_dim=8, width=4, feature=16, y_embed=8, hidden=16, colour_layers=2),
+        attributes=table.attributes,
+        y_mean=strengths.mean(0),
+        y_std=strengths.std(0),
+    )
+
+
+def creator(dataset: Dataset, cfg: AtticConfig = SMOKE) -> AtticCreator:
+    torch.manual_seed(1)
+    return AtticCreator(
+        dataset=dataset,
+        attribute=ATTR,
+        ranker=DeepSTN(RANKER_CFG.model),
+        generator=generator(dataset),
+        ranker_cfg=RANKER_CFG,
+        cfg=cfg,
+        equal_band=0.03,
+    )
+
+
+@pytest.mark.slow
+def test_the_control_step_raises_the_ranker_s_loss_on_its_pairs(dataset: Dataset) -> None:
+    made = creator(dataset)
+    made.ranker.eval()  # fixed BatchNorm and dropout: the change comes from the step alone
+    with torch.no_grad():  # trained-looking weights: images that vary, scores that follow them
+        made.generator.dec_mean.weight.mul_(20.0)
+        made.ranker.head_crop.weight.mul_(100.0)
+    torch.manual_seed(0)
+    control = ControlNet(
+        SMOKE.control, z_dim=8, y_mean=made.generator.y_mean, y_std=made.generator.y_std
+    )
+    q = control_seeds(32, control.q_dim, seed=0)
+    optimizer = torch.optim.SGD(control.parameters(), lr=0.05)
+
+    def ranker_loss_on_pairs() -> float:
+        with torch.no_grad():
+            return made.ranker_step_loss(control, q)[0].item()
+
+    before = ranker_loss_on_pairs()
+    for _ in range(5):
+        optimise(optimizer, lambda _: made.control_step_loss(control, q), None)
+    assert ranker_loss_on_pairs() > before
+
+
+def test_the_control_objective_is_ranknet_with_flipped_targets(dataset: Dataset) -> None:
+    made = creator(dataset)
+    torch.manual_seed(0)
+    control = ControlNet(
+        SMOKE.control, z_dim=8, y_mean=made.generator.y_mean, y_std=made.generator.y_std
+    )
+    pair = control(control_seeds(16, control.q_dim, seed=2))
+    batch = made.created_batch(pair)
+    assert batch.x.shape == (32, 3, 64, 64)
+    assert torch.equal(batch.b - batch.a, torch.full((16,), 16))
+    labels = inferred_labels(pair.y_a[:, made.k] - pair.y_b[:, made.k], 0.03)
+    assert torch.equal(batch.target, torch.from_numpy((labels + 1) / 2).float())
+    assert torch.equal(flipped(batch).target, 1 - batch.target)
+
+
+def test_inferred_labels_use_the_equal_band() -> None:
+    diff = np.array([0.5, -0.2, 0.01, -0.029, 0.03])
+    assert inferred_labels(diff, 0.03).tolist() == [1, -1, 0, 0, 1]
+
+
+@pytest.mark.slow
+def test_create_trains_the_control_network_and_draws_the_seeds_pairs(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    made = creator(dataset)
+    ranker_before = copy.deepcopy(made.ranker.state_dict())
+    gen_before = {k: v.clone() for k, v in made.generator.state_dict().items()}
+    pairs = made.create(12, tmp_path / "attic", progress=False)
+    assert isinstance(pairs, CreatedPairs) and len(pairs) == 12 and pairs.creator == "attic"
+    assert pairs.y_a is not None and pairs.y_b is not None and pairs.u_a is not None
+    k = made.k
+    assert np.array_equal(pairs.label, inferred_labels(pairs.y_a[:, k] - pairs.y_b[:, k], 0.03))
+    q = control_seeds(12, 16, SMOKE.seed).numpy()
+    assert np.allclose(pairs.u_a, q[:, :8]) and np.allclose(pairs.u_b, q[:, 8:])
+    # the generator is frozen: same weights, no gradient
+    for name, value in made.generator.state_dict().items():
+        assert torch.equal(value, gen_before[name]), name
+    assert all(p.grad is None for p in made.generator.parameters())
+    # the creator trained its own copy of the ranker
+    assert any(not torch.equal(v, made.ranker.state_dict()[k2]) for k2, v in ranker_before.items())
+    rows = [json.loads(line) for line in (tmp_path / "attic" / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key in ("train_real_loss", "train_created_loss", "train_control_loss", "val_acc"):
+        assert all(key in r for r in rows), key
+    snapshots = tmp_path / "attic" / "snapshots"
+    losses = [json.loads(line) for line in (snapshots / "losses.jsonl").open()]
+    assert [r["epoch"] for r in losses] == [1, 2]
+    snap = np.load(snapshots / "epoch_002.npz")
+    assert snap["images_a"].shape == (3, 64, 64, 3)
+    # the pairs as tables: every image carries its control parameters
+    images, table = pairs.tables("attic_r1")
+    assert len(images) == 24 and len(table) == 12
+    assert images.provenance is not None and images.provenance[0]["creator"] == "attic"
+    assert len(images.provenance[0]["y"]) == len(made.generator.attributes)
+    # the same command again: finished, the same pairs
+    again = creator(dataset).create(12, tmp_path / "attic", progress=False)
+    assert np.array_equal(again.images_a, pairs.images_a)
+    assert np.array_equal(again.label, pairs.label)
+
+
+def test_an_attribute_the_generator_lacks_is_refused(dataset: Dataset) -> None:
+    with pytest.raises(DataError, match="no attribute 'sparkly'"):
+        AtticCreator(
+            dataset=dataset,
+            attribute="sparkly",
+            ranker=DeepSTN(RANKER_CFG.model),
+            generator=generator(dataset),
+            ranker_cfg=RANKER_CFG,
+            cfg=SMOKE,
+            equal_band=0.03,
+        )
