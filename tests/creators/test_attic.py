@@ -4,6 +4,7 @@ frozen generator never learns, the pairs are well formed, and a run repeats and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from outpool.creators import CREATORS, CreationContext
+from outpool.creators import creator as creator_entry
 from outpool.creators.attic import AtticConfig, AtticCreator, flipped
 from outpool.creators.pairs import CreatedPairs, inferred_labels
 from outpool.data import Dataset
-from outpool.errors import DataError
+from outpool.errors import DataError, UnknownNameError
 from outpool.models.control import ControlConfig, ControlNet, control_seeds
 from outpool.models.generator import ConditionalVAE, GeneratorConfig
 from outpool.models.ranker import DeepSTN, RankerConfig
@@ -45,17 +48,20 @@ def generator(dataset: Dataset) -> ConditionalVAE:
     )
 
 
-def creator(dataset: Dataset, cfg: AtticConfig = SMOKE) -> AtticCreator:
+def context(dataset: Dataset) -> CreationContext:
     torch.manual_seed(1)
-    return AtticCreator(
+    return CreationContext(
         dataset=dataset,
         attribute=ATTR,
         ranker=DeepSTN(RANKER_CFG.model),
-        generator=generator(dataset),
         ranker_cfg=RANKER_CFG,
-        cfg=cfg,
+        generator=generator(dataset),
         equal_band=0.03,
     )
+
+
+def creator(dataset: Dataset, cfg: AtticConfig = SMOKE) -> AtticCreator:
+    return AtticCreator(context(dataset), cfg)
 
 
 @pytest.mark.slow
@@ -143,13 +149,42 @@ def test_create_trains_the_control_network_and_draws_the_seeds_pairs(
 
 
 def test_an_attribute_the_generator_lacks_is_refused(dataset: Dataset) -> None:
-    with pytest.raises(DataError, match="no attribute 'sparkly'"):
-        AtticCreator(
-            dataset=dataset,
-            attribute="sparkly",
-            ranker=DeepSTN(RANKER_CFG.model),
-            generator=generator(dataset),
-            ranker_cfg=RANKER_CFG,
-            cfg=SMOKE,
-            equal_band=0.03,
-        )
+    gen = generator(dataset)
+    blind = ConditionalVAE(
+        gen.config, attributes=("open", "pointy"), y_mean=gen.y_mean[:2], y_std=gen.y_std[:2]
+    )
+    ctx = dataclasses.replace(context(dataset), generator=blind)
+    with pytest.raises(DataError, match=r"no attribute 'heel'.*open, pointy"):
+        AtticCreator(ctx, SMOKE)
+    with pytest.raises(DataError, match="needs a generator"):
+        AtticCreator(dataclasses.replace(ctx, generator=None), SMOKE)
+
+
+def test_a_context_names_an_unknown_attribute_or_table(dataset: Dataset) -> None:
+    with pytest.raises(UnknownNameError, match="sparkly"):
+        dataclasses.replace(context(dataset), attribute="sparkly")
+    with pytest.raises(UnknownNameError, match="nosuch"):
+        dataclasses.replace(context(dataset), val="nosuch")
+
+
+def test_the_registry_names_its_creators() -> None:
+    assert {"attic", "random"} <= set(CREATORS)
+    assert creator_entry("attic").config is AtticConfig
+    with pytest.raises(UnknownNameError, match=r"creator 'magic'.*attic"):
+        creator_entry("magic")
+
+
+def test_random_draws_the_untrained_network_s_pairs(dataset: Dataset, tmp_path: Path) -> None:
+    ctx = context(dataset)
+    pairs = CREATORS["random"].create(ctx, 40, tmp_path, SMOKE, progress=False)
+    again = CREATORS["random"].create(ctx, 40, tmp_path, SMOKE, progress=False)
+    assert pairs.creator == "random" and len(pairs) == 40
+    assert np.array_equal(pairs.images_a, again.images_a)  # repeatable from the seed
+    assert pairs.y_a is not None and pairs.y_b is not None
+    gen = ctx.require_generator()
+    k = gen.attributes.index(ATTR)
+    # strengths spread as the generator's training strengths do
+    assert pairs.y_a[:, k].mean() == pytest.approx(gen.y_mean[k].item(), abs=1e-3)
+    assert pairs.y_a[:, k].std() == pytest.approx(gen.y_std[k].item(), rel=0.05)
+    assert set(np.unique(pairs.label)) <= {-1, 0, 1} and (pairs.label != 0).mean() > 0.5
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written

@@ -1,1 +1,39 @@
-"""Pair creators: what makes the pairs the annotators label (ATTIC and its baselines)."""
+"""Pair creators: what makes the pairs the annotators label (ATTIC and its baselines).
+
+``CREATORS`` maps each name used in configs to its function and config class; a creator is
+``create(context, budget, work_dir, cfg, *, progress) -> CreatedPairs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from outpool.creators.attic import AtticConfig, create_attic, create_random
+from outpool.creators.context import CreationContext
+from outpool.creators.pairs import CreatedPairs
+from outpool.errors import UnknownNameError
+
+CreateFn = Callable[..., CreatedPairs]
+
+
+@dataclass(frozen=True)
+class CreatorEntry:
+    create: CreateFn
+    config: type
+
+
+CREATORS: dict[str, CreatorEntry] = {
+    "attic": CreatorEntry(create_attic, AtticConfig),
+    "random": CreatorEntry(create_random, AtticConfig),
+}
+
+
+def creator(name: str) -> CreatorEntry:
+    """The registry's entry; an unknown name lists the valid ones."""
+    if name not in CREATORS:
+        raise UnknownNameError("creator", name, CREATORS)
+    return CREATORS[name]
+
+
+__all__ = ["CREATORS", "CreatedPairs", "CreationContext", "CreatorEntry", "creator"]

@@ -25,20 +25,17 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from outpool.creators.context import CreationContext
 from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
-from outpool.data import Dataset
 from outpool.errors import ConfigError, DataError
 from outpool.judges.generator_check import to_uint8
 from outpool.models.control import ControlConfig, ControlNet, ControlPair, control_seeds
-from outpool.models.generator import ConditionalVAE
-from outpool.models.ranker import DeepSTN
 from outpool.train.checkpoints import run_record, write_run_config
 from outpool.train.evaluate import accuracy_on
 from outpool.train.loop import CosineSchedule, Hook, Objective, Trainer, run_training
 from outpool.train.ranker import (
     PairData,
     RankBatch,
-    RankerTrainConfig,
     make_optimizer,
     rank_batch,
     ranker_loss,
@@ -79,40 +76,25 @@ def flipped(batch: RankBatch) -> RankBatch:
 
 class AtticCreator:
     """The pairs of ``budget`` fixed seeds, drawn by a control network trained against a copy
-    of ``ranker`` (the caller's ranker is never changed)."""
+    of the context's ranker (the caller's ranker is never changed)."""
 
-    def __init__(
-        self,
-        *,
-        dataset: Dataset,
-        attribute: str,
-        ranker: DeepSTN,
-        generator: ConditionalVAE,
-        ranker_cfg: RankerTrainConfig,
-        cfg: AtticConfig,
-        equal_band: float,
-        train: str = "train",
-        val: str = "val",
-        device: torch.device | str = "cpu",
-    ) -> None:
-        if attribute not in generator.attributes:
-            raise DataError(
-                f"the generator has no attribute '{attribute}' (it has: "
-                f"{', '.join(generator.attributes)})"
-            )
-        self.dataset, self.attribute = dataset, attribute
-        self.ranker = copy.deepcopy(ranker).to(device)
-        self.generator = freeze(generator.to(device))
-        self.ranker_cfg, self.cfg = ranker_cfg, cfg
-        self.k = generator.attributes.index(attribute)
-        self.equal_band = equal_band
-        self.train_pairs = dataset.pairs[train].for_attribute(attribute)
-        self.val_pairs = dataset.pairs[val].for_attribute(attribute)
+    def __init__(self, context: CreationContext, cfg: AtticConfig) -> None:
+        generator = context.require_generator()
+        self.context, self.cfg = context, cfg
+        self.dataset, self.attribute = context.dataset, context.attribute
+        self.device = torch.device(context.device)
+        self.ranker = copy.deepcopy(context.ranker).to(self.device)
+        self.generator = freeze(generator.to(self.device))
+        self.ranker_cfg = context.ranker_cfg
+        self.k = generator.attributes.index(context.attribute)
+        self.equal_band = context.equal_band
+        self.train_pairs = context.pairs(context.train)
+        self.val_pairs = context.pairs(context.val)
         if len(self.train_pairs) == 0 or not (self.val_pairs.label != 0).any():
             raise DataError(
-                f"ATTIC needs real '{train}' pairs and non-equal '{val}' pairs of '{attribute}'"
+                f"ATTIC needs real '{context.train}' pairs and non-equal '{context.val}' pairs "
+                f"of '{context.attribute}'"
             )
-        self.device = torch.device(device)
 
     # -- the pairs of a batch of seeds -------------------------------------------------------
     def created_batch(self, pair: ControlPair) -> RankBatch:
@@ -217,7 +199,9 @@ class AtticCreator:
         return self.draw(control, q)
 
     @torch.no_grad()
-    def draw(self, control: ControlNet, q: torch.Tensor, chunk: int = 256) -> CreatedPairs:
+    def draw(
+        self, control: ControlNet, q: torch.Tensor, *, creator: str = "attic", chunk: int = 256
+    ) -> CreatedPairs:
         """The pairs the seeds q produce (control in its current mode)."""
         parts = [control(q[i : i + chunk]) for i in range(0, len(q), chunk)]
         pair = ControlPair(*(torch.cat([p[j] for p in parts]) for j in range(4)))
@@ -229,7 +213,7 @@ class AtticCreator:
         as_np = [t.float().cpu().numpy() for t in pair]
         return CreatedPairs(
             attribute=self.attribute,
-            creator="attic",
+            creator=creator,
             images_a=np.concatenate(images_a),
             images_b=np.concatenate(images_b),
             label=inferred_labels(as_np[0][:, self.k] - as_np[2][:, self.k], self.equal_band),
@@ -269,3 +253,25 @@ class Snapshots(Hook):
         )
         with open(self.folder / "losses.jsonl", "a") as fh:
             fh.write(json.dumps({"epoch": epoch, "ranker_loss": round(loss.item(), 6)}) + "\n")
+
+
+def create_attic(
+    context: CreationContext, budget: int, work_dir: Path, cfg: AtticConfig, *, progress: bool
+) -> CreatedPairs:
+    """``attic``: the pairs of a control network trained against the ranker."""
+    return AtticCreator(context, cfg).create(budget, work_dir, progress=progress)
+
+
+def create_random(
+    context: CreationContext, budget: int, work_dir: Path, cfg: AtticConfig, *, progress: bool
+) -> CreatedPairs:
+    """``random``: passive generation, the same control network untrained (its BatchNorm over
+    all the seeds at once: strengths spread as the generator's training strengths do), to
+    separate creating from creating adversarially."""
+    del work_dir, progress  # nothing to train
+    creator = AtticCreator(context, cfg)
+    gen = creator.generator
+    torch.manual_seed(cfg.seed)
+    control = ControlNet(cfg.control, z_dim=gen.config.z_dim, y_mean=gen.y_mean, y_std=gen.y_std)
+    q = control_seeds(budget, control.q_dim, cfg.seed).to(creator.device)
+    return creator.draw(control.to(creator.device).train(), q, creator="random", chunk=budget)
