@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from outpool.creators.attic import AtticConfig, create_attic, create_random
 from outpool.creators.context import CreationContext
+from outpool.creators.copies import JitterConfig, RealPlusConfig, create_jitter, create_real_plus
 from outpool.creators.pairs import CreatedPairs
 from outpool.errors import UnknownNameError
 
@@ -26,6 +27,8 @@ class CreatorEntry:
 CREATORS: dict[str, CreatorEntry] = {
     "attic": CreatorEntry(create_attic, AtticConfig),
     "random": CreatorEntry(create_random, AtticConfig),
+    "jitter": CreatorEntry(create_jitter, JitterConfig),
+    "real_plus": CreatorEntry(create_real_plus, RealPlusConfig),
 }
 
 
