@@ -95,6 +95,31 @@ def test_blank_images_are_rejected(judge) -> None:
     np.testing.assert_array_equal(result.agreement[2:], 1.0)
 
 
+class Unmeasurable:
+    """A judge that finds every image legible but cannot measure the second pair's images."""
+
+    attributes = ("red",)
+
+    def assess(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = images[..., 0].mean(axis=(1, 2), keepdims=False)[:, None] / 255.0
+        values[1:] = np.nan
+        return values, np.ones(len(images))
+
+
+def test_a_value_the_judge_cannot_measure_is_rejected_not_guessed() -> None:
+    request = PairRequest(
+        ids=np.array(["measured", "unmeasured"]),
+        attribute=np.full(2, "red"),
+        images_a=np.stack([np.full((64, 64, 3), 200, np.uint8)] * 2),
+        images_b=np.stack([np.full((64, 64, 3), 50, np.uint8)] * 2),
+    )
+    with np.errstate(invalid="raise"):  # no NaN reaches a cast
+        result = SimulatedCrowd(Unmeasurable(), CrowdConfig()).label(request)
+    np.testing.assert_array_equal(result.status, ["accepted", "rejected"])
+    unmeasured = result.votes.pair_id == "unmeasured"
+    assert (result.votes.answer[unmeasured] == REJECT).all()
+
+
 @pytest.mark.slow
 def test_spammers_reduce_agreement_and_are_found_by_stats(
     judge, make_request, random_pairs

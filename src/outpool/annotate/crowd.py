@@ -132,14 +132,16 @@ class SimulatedCrowd:
             spam[i] = rng.integers(0, 3, size=(2, k))
 
         sigma = self.worker_noise[workers]  # (P, k)
-        d = delta[:, None] + sigma * eps[:, 0]
+        # a value the judge could not measure (NaN): the worker cannot tell, and rejects
+        readable = np.isfinite(delta)[:, None]
+        d = np.where(readable, delta[:, None], 0.0) + sigma * eps[:, 0]
         answer = np.where(np.abs(d) < c.equal_band, 0, np.sign(d)).astype(np.int8)
         confidence = _confidence(np.abs(np.abs(d) - c.equal_band), sigma, c.confidence_scale)
 
         seen = np.minimum(
             leg_a[:, None] + c.reject_noise * eps[:, 1], leg_b[:, None] + c.reject_noise * eps[:, 2]
         )
-        rejects = seen < c.legibility_threshold
+        rejects = (seen < c.legibility_threshold) | ~readable
         reject_conf = _confidence(
             c.legibility_threshold - seen, np.full_like(seen, c.reject_noise), c.confidence_scale
         )

@@ -13,6 +13,7 @@ from outpool.creators.attic import AtticConfig, create_attic, create_random
 from outpool.creators.context import CreationContext
 from outpool.creators.copies import JitterConfig, RealPlusConfig, create_jitter, create_real_plus
 from outpool.creators.pairs import CreatedPairs
+from outpool.creators.semantic_jitter import SemanticJitterConfig, create_semantic_jitter
 from outpool.creators.uncertainty import UncertaintyConfig, create_uncertainty
 from outpool.errors import UnknownNameError
 
@@ -31,6 +32,7 @@ CREATORS: dict[str, CreatorEntry] = {
     "jitter": CreatorEntry(create_jitter, JitterConfig),
     "real_plus": CreatorEntry(create_real_plus, RealPlusConfig),
     "uncertainty": CreatorEntry(create_uncertainty, UncertaintyConfig),
+    "semantic_jitter": CreatorEntry(create_semantic_jitter, SemanticJitterConfig),
 }
 
 

@@ -30,6 +30,7 @@ from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
 from outpool.errors import ConfigError, DataError
 from outpool.judges.generator_check import to_uint8
 from outpool.models.control import ControlConfig, ControlNet, ControlPair, control_seeds
+from outpool.models.generator import ConditionalVAE
 from outpool.train.checkpoints import run_record, write_run_config
 from outpool.train.evaluate import accuracy_on
 from outpool.train.loop import CosineSchedule, Hook, Objective, Trainer, run_training
@@ -83,7 +84,7 @@ class AtticCreator:
         self.context, self.cfg = context, cfg
         self.dataset, self.attribute = context.dataset, context.attribute
         self.device = torch.device(context.device)
-        self.ranker = copy.deepcopy(context.ranker).to(self.device)
+        self.ranker = copy.deepcopy(context.require_ranker()).to(self.device)
         self.generator = freeze(generator.to(self.device))
         self.ranker_cfg = context.ranker_cfg
         self.k = generator.attributes.index(context.attribute)
@@ -198,30 +199,42 @@ class AtticCreator:
         )
         return self.draw(control, q)
 
-    @torch.no_grad()
-    def draw(
-        self, control: ControlNet, q: torch.Tensor, *, creator: str = "attic", chunk: int = 256
-    ) -> CreatedPairs:
+    def draw(self, control: ControlNet, q: torch.Tensor) -> CreatedPairs:
         """The pairs the seeds q produce (control in its current mode)."""
-        parts = [control(q[i : i + chunk]) for i in range(0, len(q), chunk)]
-        pair = ControlPair(*(torch.cat([p[j] for p in parts]) for j in range(4)))
-        images_a, images_b = [], []
-        for i in range(0, len(q), chunk):
-            sl = slice(i, i + chunk)
-            images_a.append(to_uint8(render(self.generator, pair.y_a[sl], pair.u_a[sl])))
-            images_b.append(to_uint8(render(self.generator, pair.y_b[sl], pair.u_b[sl])))
-        as_np = [t.float().cpu().numpy() for t in pair]
-        return CreatedPairs(
-            attribute=self.attribute,
-            creator=creator,
-            images_a=np.concatenate(images_a),
-            images_b=np.concatenate(images_b),
-            label=inferred_labels(as_np[0][:, self.k] - as_np[2][:, self.k], self.equal_band),
-            y_a=as_np[0],
-            u_a=as_np[1],
-            y_b=as_np[2],
-            u_b=as_np[3],
-        )
+        return draw_pairs(self.generator, control, q, self.attribute, self.equal_band, "attic")
+
+
+@torch.no_grad()
+def draw_pairs(
+    generator: ConditionalVAE,
+    control: ControlNet,
+    q: torch.Tensor,
+    attribute: str,
+    equal_band: float,
+    creator: str,
+    chunk: int = 256,
+) -> CreatedPairs:
+    """The pairs a control network draws from seeds q (in its current mode: BatchNorm in train
+    mode standardises over all of q at once), rendered by the generator in chunks."""
+    pair = control(q)
+    k = generator.attributes.index(attribute)
+    images_a, images_b = [], []
+    for i in range(0, len(q), chunk):
+        sl = slice(i, i + chunk)
+        images_a.append(to_uint8(render(generator, pair.y_a[sl], pair.u_a[sl])))
+        images_b.append(to_uint8(render(generator, pair.y_b[sl], pair.u_b[sl])))
+    y_a, u_a, y_b, u_b = (t.float().cpu().numpy() for t in pair)
+    return CreatedPairs(
+        attribute=attribute,
+        creator=creator,
+        images_a=np.concatenate(images_a),
+        images_b=np.concatenate(images_b),
+        label=inferred_labels(y_a[:, k] - y_b[:, k], equal_band),
+        y_a=y_a,
+        u_a=u_a,
+        y_b=y_b,
+        u_b=u_b,
+    )
 
 
 class Snapshots(Hook):
@@ -269,9 +282,12 @@ def create_random(
     all the seeds at once: strengths spread as the generator's training strengths do), to
     separate creating from creating adversarially."""
     del work_dir, progress  # nothing to train
-    creator = AtticCreator(context, cfg)
-    gen = creator.generator
+    generator = freeze(context.require_generator().to(context.device))
     torch.manual_seed(cfg.seed)
-    control = ControlNet(cfg.control, z_dim=gen.config.z_dim, y_mean=gen.y_mean, y_std=gen.y_std)
-    q = control_seeds(budget, control.q_dim, cfg.seed).to(creator.device)
-    return creator.draw(control.to(creator.device).train(), q, creator="random", chunk=budget)
+    control = ControlNet(
+        cfg.control, z_dim=generator.config.z_dim, y_mean=generator.y_mean, y_std=generator.y_std
+    ).to(context.device)
+    q = control_seeds(budget, control.q_dim, cfg.seed).to(context.device)
+    return draw_pairs(
+        generator, control.train(), q, context.attribute, context.equal_band, "random"
+    )

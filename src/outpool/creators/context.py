@@ -3,7 +3,7 @@ trains, the frozen generator (for creators that generate) and the dataset's "equ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from outpool.data import Dataset, PairTable
 from outpool.errors import DataError, UnknownNameError
@@ -19,8 +19,8 @@ class CreationContext:
 
     dataset: Dataset
     attribute: str
-    ranker: DeepSTN
-    ranker_cfg: RankerTrainConfig
+    ranker: DeepSTN | None = None
+    ranker_cfg: RankerTrainConfig = field(default_factory=RankerTrainConfig)
     generator: ConditionalVAE | None = None
     equal_band: float = 0.0
     train: str = "train"
@@ -38,6 +38,12 @@ class CreationContext:
     def pairs(self, table: str) -> PairTable:
         """The real pairs of ``table`` for the attribute."""
         return self.dataset.pairs[table].for_attribute(self.attribute)
+
+    def require_ranker(self) -> DeepSTN:
+        """The current ranker, for a creator that reads it."""
+        if self.ranker is None:
+            raise DataError("this creator reads the current ranker: it needs one")
+        return self.ranker
 
     def require_generator(self) -> ConditionalVAE:
         """The generator, which must know the attribute."""

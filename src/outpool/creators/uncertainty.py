@@ -62,7 +62,7 @@ def create_uncertainty(
             f"candidates, fewer than the {budget} asked for"
         )
     pixels = np.asarray(table.pixels)
-    scores = score_images(context.ranker, pixels, device=context.device)
+    scores = score_images(context.require_ranker(), pixels, device=context.device)
     gap = np.abs(scores[unique[:, 0]] - scores[unique[:, 1]])
     chosen = unique[np.argsort(gap, kind="stable")[:budget]]
     a, b = chosen[:, 0], chosen[:, 1]

@@ -1,0 +1,169 @@
+"""The paper's protocols (Tables I-II): every method gets exactly n labels and the same ranker.
+
+- ``normal``: Real, Real+ and Jitter train on all n real pairs (Real+ and Jitter add their
+  created pairs, whose labels cost nothing); a creating method (ATTIC, Semantic Jitter, random,
+  uncertainty) trains on n/2 real pairs plus the n/2 pairs it sends to the annotator, of which
+  only the accepted ones are trained on (a rejected or pruned pair still cost its label).
+- ``auto``: every method trains on the n real pairs plus n created pairs with their inferred
+  labels, and nothing is annotated.
+- ``real_2n`` (either protocol): Real with 2n real pairs, what a created pair is worth beside
+  real ones.
+
+``run_cell`` runs one (attribute, method, protocol, n, seed) cell end to end into a folder:
+the real pairs a seeded draw of the training table, the ranker that creators face trained on
+the method's real pairs, creation, annotation through a ``LabelBudget``, the final ranker, and
+its accuracy on the test tables. The same seed gives the same cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from outpool.annotate.apply import label_pairs
+from outpool.annotate.protocol import Annotator
+from outpool.creators import CreationContext, creator
+from outpool.data import Dataset, ImageTable, PairTable
+from outpool.errors import DataError, UnknownNameError
+from outpool.fileio import atomic_path
+from outpool.models.generator import ConditionalVAE
+from outpool.train.evaluate import accuracy_on
+from outpool.train.ranker import RankerTrainConfig, train_ranker
+
+PROTOCOLS = ("normal", "auto")
+REAL_METHODS = ("real", "real_2n")  # no creator: real pairs only
+FREE_METHODS = ("real_plus", "jitter")  # created pairs whose labels cost nothing
+FACING_METHODS = ("attic", "uncertainty")  # creators that read the current ranker
+
+
+class LabelBudget:
+    """Counts the labels a cell spends; asking for more than ``limit`` is refused before any
+    annotator sees a pair."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.spent = limit, 0
+
+    def spend(self, labels: int, what: str) -> None:
+        if self.spent + labels > self.limit:
+            raise DataError(
+                f"{what} needs {labels} labels but only {self.limit - self.spent} of the "
+                f"budget of {self.limit} are left"
+            )
+        self.spent += labels
+
+
+def real_pairs(dataset: Dataset, attribute: str, count: int, seed: int) -> PairTable:
+    """``count`` of the training table's pairs of ``attribute``, a seeded draw."""
+    pairs = dataset.pairs["train"].for_attribute(attribute)
+    if len(pairs) < count:
+        raise DataError(f"the 'train' table has {len(pairs)} pairs of '{attribute}', not {count}")
+    order = np.random.default_rng([seed, 17]).permutation(len(pairs))
+    return pairs.subset(np.sort(order[:count]))
+
+
+def with_pairs(
+    dataset: Dataset, train: PairTable, images: Mapping[str, ImageTable] | None = None
+) -> Dataset:
+    """The dataset with ``train`` as its training table and extra image tables."""
+    return dataclasses.replace(
+        dataset,
+        images={**dataset.images, **(images or {})},
+        pairs={**dataset.pairs, "train": train},
+    )
+
+
+def run_cell(
+    dataset: Dataset,
+    *,
+    attribute: str,
+    method: str,
+    protocol: str,
+    n: int,
+    seed: int,
+    ranker_cfg: RankerTrainConfig,
+    work_dir: Path,
+    creator_cfg: Any = None,
+    generator: ConditionalVAE | None = None,
+    annotator: Annotator | None = None,
+    equal_band: float = 0.0,
+    tables: Sequence[str] = ("test",),
+    progress: bool = False,
+) -> dict[str, Any]:
+    """One cell; returns (and writes to ``work_dir/result.json``) its labels spent, the
+    created pairs' fate and the final ranker's accuracy (%) per table in ``tables``."""
+    if protocol not in PROTOCOLS:
+        raise UnknownNameError("protocol", protocol, PROTOCOLS)
+    budget = LabelBudget(n)
+    ranker_cfg = dataclasses.replace(ranker_cfg, seed=seed)
+    creating = method not in REAL_METHODS + FREE_METHODS
+    n_real = n // 2 if creating and protocol == "normal" else n
+    if method == "real_2n":
+        n_real = 2 * n
+        budget = LabelBudget(2 * n)  # what Real would need for twice the labels
+    real = real_pairs(dataset, attribute, n_real, seed)
+    budget.spend(len(real), "the real pairs")
+    result: dict[str, Any] = {
+        "attribute": attribute,
+        "method": method,
+        "protocol": protocol,
+        "n": n,
+        "seed": seed,
+        "real_pairs": len(real),
+    }
+    train = real
+    if method not in REAL_METHODS:
+        entry = creator(method)
+        cfg = creator_cfg if creator_cfg is not None else entry.config()
+        count = n - n_real if protocol == "normal" and creating else n
+        faced = None  # the ranker a creator faces, trained on the real pairs, where it needs one
+        if method in FACING_METHODS:
+            faced, _ = train_ranker(
+                with_pairs(dataset, real),
+                attribute,
+                ranker_cfg,
+                work_dir / "ranker_faced",
+                progress=progress,
+            )
+        context = CreationContext(
+            dataset=with_pairs(dataset, real),
+            attribute=attribute,
+            ranker=faced,
+            ranker_cfg=ranker_cfg,
+            generator=generator,
+            equal_band=equal_band,
+        )
+        made = entry.create(context, count, work_dir / "creator", cfg, progress=progress)
+        images, created = made.tables(f"{method}_s{seed}")
+        table = f"created_{method}"
+        if protocol == "normal" and creating:
+            if annotator is None:
+                raise DataError(f"method '{method}' in the normal protocol needs an annotator")
+            budget.spend(len(created), f"{len(created)} created pairs")
+            labelled = with_pairs(dataset, real, {table: images})
+            created, answer = label_pairs(labelled, created, annotator)
+            result["created_status"] = {
+                s: int((answer.status == s).sum()) for s in ("accepted", "rejected", "pruned")
+            }
+        result["created_pairs_trained"] = len(created)
+        train = PairTable.concat([real, created])
+        dataset = with_pairs(dataset, train, {table: images})
+    else:
+        dataset = with_pairs(dataset, train)
+    result["labels_spent"] = budget.spent
+    ranker, summary = train_ranker(
+        dataset, attribute, ranker_cfg, work_dir / "ranker", progress=progress
+    )
+    result["best_val_acc_pct"] = summary["best_val_acc"]
+    result["accuracy_pct"] = {
+        t: round(accuracy_on(ranker, dataset, dataset.pairs[t].for_attribute(attribute)), 2)
+        for t in tables
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(work_dir / "result.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    return result
