@@ -254,3 +254,25 @@ def test_save_pairs_replaces_and_validates(saved: Path, dataset: Dataset) -> Non
     with pytest.raises(DataError, match="names a missing image 'ghost'"):
         Dataset.save_pairs(saved, "round1", bad)
     assert snapshot(saved) == before
+
+
+def test_add_tables_adds_checked_tables_and_keeps_the_old_on_error(
+    saved: Path, dataset: Dataset
+) -> None:
+    made = make_images(3, prefix="made")
+    pairs = PairTable.build(attribute="age", a=["made0"], b=["tr0"], label=-1)
+    Dataset.add_tables(saved, images={"made": made}, pairs={"made": pairs})
+    ds = Dataset.load(saved)
+    assert_tables_equal(ds.images["made"], made)
+    assert_pairs_equal(ds.pairs["made"], pairs)
+    assert list(ds.pairs) == ["train", "test", "made"]
+    before = snapshot(saved)
+    with pytest.raises(DataError, match=r"made exist \(--force replaces\)"):
+        Dataset.add_tables(saved, images={}, pairs={"made": pairs})
+    ghost = PairTable.build(attribute="age", a=["made0"], b=["ghost"], label=1)
+    with pytest.raises(DataError, match="names a missing image 'ghost'"):
+        Dataset.add_tables(
+            saved, images={"more": make_images(2, prefix="more")}, pairs={"more": ghost}
+        )
+    assert snapshot(saved) == before  # nothing written
+    Dataset.add_tables(saved, images={}, pairs={"made": pairs.subset([0])}, overwrite=True)

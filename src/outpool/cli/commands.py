@@ -22,6 +22,7 @@ from outpool.judges import judge_settings
 from outpool.synth import SynthConfig
 
 CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
+    "creator": "epochs=10",
     "world": "train_pairs=100",
     "training": "epochs_full=10",
     "crowd": "noise=0.08",
@@ -162,6 +163,29 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create(args: argparse.Namespace) -> int:
+    from outpool.creators import creator
+    from outpool.workflows.creating import create_into
+
+    cfg: object = config.load(creator(args.creator).config, args.config, args.overrides)
+    if args.budget < 1:
+        raise OutpoolError(f"--budget must be at least 1, got {args.budget}")
+    summary = create_into(
+        args.dataset,
+        method=args.creator,
+        attribute=args.attribute,
+        budget=args.budget,
+        name=args.name or args.creator,
+        cfg=cfg,
+        ranker=args.ranker,
+        generator=args.generator,
+        equal_band=args.equal_band,
+        force=args.force,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from outpool.workflows.ranker_runs import evaluate_run
 
@@ -244,6 +268,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(tg, "generator")
     _add_config_args(tg, "judge", prefix="judge-")
     tg.set_defaults(func=cmd_train_generator)
+
+    from outpool.creators import CREATORS
+
+    cr = sub.add_parser(
+        "create",
+        help="create pairs for an attribute with a creator (ATTIC or a baseline)",
+        description="Create BUDGET pairs of ATTRIBUTE with a creator and add them to the dataset "
+        "folder as image table and pair table NAME (inferred labels; each image keeps what drew "
+        "it), with DATASET/created/NAME/ (the creator's work, pairs.png, summary.json). Label "
+        "them with 'outpool data label DATASET --pairs NAME' or 'outpool annotate request'. "
+        f"Creators: {', '.join(CREATORS)}; attic and uncertainty read --ranker, the generating "
+        "ones --generator.",
+    )
+    cr.add_argument("dataset", type=Path, help="dataset folder")
+    cr.add_argument("--creator", required=True, choices=list(CREATORS), help="which creator")
+    cr.add_argument("--attribute", required=True, help="the attribute the pairs compare")
+    cr.add_argument("--budget", type=int, required=True, help="how many pairs")
+    cr.add_argument("--name", help="the new tables' name (default: the creator's)")
+    cr.add_argument("--ranker", type=Path, help="the current ranker (RUN/<attribute>/ranker.pt)")
+    cr.add_argument("--generator", type=Path, help="the generator (RUN/generator.pt)")
+    cr.add_argument(
+        "--equal-band",
+        type=float,
+        help="strength differences below this are 'equal' (default: the dataset's own)",
+    )
+    cr.add_argument("--force", action="store_true", help="replace tables of the same name")
+    _add_config_args(cr, "creator")
+    cr.set_defaults(func=cmd_create)
 
     ev = sub.add_parser(
         "eval",

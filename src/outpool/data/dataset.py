@@ -250,6 +250,40 @@ class Dataset:
         return np.asarray(ids, dtype=np.str_), arr, names
 
     @staticmethod
+    def add_tables(
+        folder: str | Path,
+        *,
+        images: Mapping[str, ImageTable],
+        pairs: Mapping[str, PairTable],
+        overwrite: bool = False,
+    ) -> None:
+        """Add image and pair tables to the dataset at ``folder``, checked against it (unique
+        image ids, pairs naming known images and attributes). A table of the same name is an
+        error unless ``overwrite``. The manifest is written last: until then the dataset reads
+        as it was."""
+        folder = Path(folder)
+        dataset = Dataset.load(folder)
+        for name in [*images, *pairs]:
+            _check_table_name(name)
+        clash = [n for n in images if n in dataset.images]
+        clash += [n for n in pairs if n in dataset.pairs]
+        if clash and not overwrite:
+            raise DataError(f"table(s) {', '.join(clash)} exist (--force replaces)", path=folder)
+        merged = Dataset(
+            name=dataset.name,
+            attributes=dataset.attributes,
+            images={**dataset.images, **images},
+            pairs={**dataset.pairs, **pairs},
+            meta=dataset.meta,
+        )
+        merged.validate()
+        for name, table in images.items():
+            table.save(folder / "images", name)
+        for name, pair_table in pairs.items():
+            pair_table.save(folder / "pairs" / f"{name}.csv")
+        _write_manifest(folder / MANIFEST, merged._manifest())
+
+    @staticmethod
     def save_pairs(folder: str | Path, name: str, table: PairTable) -> None:
         """Add or replace pair table ``name`` of the dataset at ``folder``, checked against it."""
         folder = Path(folder)
