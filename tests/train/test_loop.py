@@ -453,3 +453,21 @@ def test_cosine_schedule_without_warm_up_starts_at_the_full_rate() -> None:
     assert sched.factor(0) == 1.0
     assert sched.factor(5) == pytest.approx(0.5)
     assert sched.factor(10) == pytest.approx(0.0)
+
+
+def test_a_cosine_schedule_can_leave_an_optimiser_alone() -> None:
+    toy = Toy()
+    other = nn.Linear(2, 1)
+    fixed = torch.optim.SGD(other.parameters(), lr=0.3)
+    trainer = Trainer(
+        modules={"toy": toy.model, "other": other},
+        optimizers={"toy": toy.opt, "other": fixed},
+        objectives=[Objective("toy", toy.loss)],
+        batches=toy.batches,
+        epochs=1,
+        hooks=[CosineSchedule(N_BATCHES, warmup=0.0, optimizers=("toy",))],
+        progress=False,
+    )
+    trainer.train()
+    assert toy.opt.param_groups[0]["lr"] == pytest.approx(0.0)
+    assert fixed.param_groups[0]["lr"] == 0.3

@@ -176,12 +176,8 @@ class AtticCreator:
             optimizers={"ranker": make_optimizer(self.ranker, rcfg), "control": control_opt},
             objectives=[
                 Objective("ranker", real_loss, "real"),
-                Objective(
-                    "ranker", lambda b: self.ranker_step_loss(control, q[b.seeds]), "created"
-                ),
-                Objective(
-                    "control", lambda b: self.control_step_loss(control, q[b.seeds]), "control"
-                ),
+                Objective("ranker", created_loss, "created"),
+                Objective("control", control_loss, "control"),
             ],
             batches=batches,
             epochs=cfg.epochs,
@@ -190,7 +186,7 @@ class AtticCreator:
             evaluate=evaluate,
             metric="val_acc",
             patience=cfg.patience,
-            schedule=CosineSchedule(steps, warmup=0.0),
+            schedule=CosineSchedule(steps, warmup=0.0, optimizers=("control",)),
             extra_hooks=[Snapshots(self, control, q[: cfg.snapshot_pairs], work_dir / "snapshots")]
             if cfg.snapshot_pairs
             else (),

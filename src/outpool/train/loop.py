@@ -257,14 +257,17 @@ LR_SCHEDULES = ("constant", "cosine")  # the names a training config may give
 
 class CosineSchedule(Hook):
     """Per-step learning rate: a linear warm-up over the first ``warmup`` share of
-    ``total_steps`` (none at 0), then a cosine decay to zero. Every parameter group keeps its own
-    base rate (``initial_lr``, saved with the optimiser). The rate is a function of
-    ``state.step`` alone, so a resumed run follows the same curve. Put it first: it sets the rate
-    of the coming step."""
+    ``total_steps`` (none at 0), then a cosine decay to zero, for the trainer's ``optimizers``
+    (default: all). Every parameter group keeps its own base rate (``initial_lr``, saved with
+    the optimiser). The rate is a function of ``state.step`` alone, so a resumed run follows
+    the same curve. Put it first: it sets the rate of the coming step."""
 
-    def __init__(self, total_steps: int, *, warmup: float = 0.05) -> None:
+    def __init__(
+        self, total_steps: int, *, warmup: float = 0.05, optimizers: Sequence[str] | None = None
+    ) -> None:
         self.total = max(1, total_steps)
         self.warmup = max(1, round(warmup * self.total)) if warmup > 0 else 0
+        self.optimizers = optimizers  # the ones it schedules; None: all
 
     def factor(self, step: int) -> float:
         if step < self.warmup:
@@ -274,7 +277,9 @@ class CosineSchedule(Hook):
 
     def _apply(self, trainer: Trainer) -> None:
         f = self.factor(trainer.state.step)
-        for optimizer in trainer.optimizers.values():
+        for name, optimizer in trainer.optimizers.items():
+            if self.optimizers is not None and name not in self.optimizers:
+                continue
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("initial_lr", group["lr"]) * f
 
