@@ -1,10 +1,12 @@
 """The generator: does y control what it draws (judged independently), and how fast?
 
     python benchmarks/generator.py [--config TOML] [--set key=value] [--generator generator.pt]
+    python benchmarks/generator.py --seeds 0-9 [--run RUN] [--config TOML] [--set key=value]
     python benchmarks/generator.py --data lfw:ROOT [--crop F] [--config TOML] [--set key=value]
 
 Built-in world (default): trains the default generator on the world's 4,000 generator-training
-images (or loads ``--generator``), then sweeps each attribute at fixed z and measures the images
+images (or loads ``--generator``; ``--seeds``: one generator per seed, reported per seed and as
+worst / mean), then sweeps each attribute at fixed z and measures the images
 with the pixel oracle; ``colour_recovery`` says whether reconstructions of unseen images keep
 their colour (z must carry the hue of a shoe's upper, which no attribute names);
 ``colour_errors`` how large their colour errors are beside their grey ones (what the
@@ -22,6 +24,7 @@ Prints one JSON object as the last line.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +37,7 @@ from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import OutpoolError
+from outpool.fileio import atomic_path
 from outpool.judges.generator_check import colour_error_share, colour_recovery, controllability
 from outpool.judges.teacher import TeacherConfig, fit_teacher
 from outpool.models.generator import ConditionalVAE
@@ -53,17 +57,21 @@ def speed(model: ConditionalVAE) -> dict[str, Any]:
     }
 
 
-def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> None:
-    log("rendering the built-in world ...")
-    world = build(SynthConfig(seed=args.seed))
+def builtin(
+    seed: int, cfg: GeneratorTrainConfig, run: Path | None, n_z: int, generator: Path | None
+) -> dict[str, Any]:
+    """Train on world ``seed`` (in ``run``, or a temporary folder) or load ``generator``, then
+    judge it with the pixel oracle."""
+    result: dict[str, Any] = {"seed": seed}
+    log(f"rendering the built-in world (seed {seed}) ...")
+    world = build(SynthConfig(seed=seed))
     dataset = world.dataset
-    if args.generator is None:
+    if generator is None:
         n_images = len(dataset.images["generator"])
         log(f"training the generator on {n_images} images ...")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            run = args.run or Path(tmp) / "gen"
-            model, summary = train_generator(dataset, cfg, run, progress=True)
+            model, summary = train_generator(dataset, cfg, run or Path(tmp) / "gen", progress=True)
             train_s = time.perf_counter() - t0
         result.update(
             train_images=n_images,
@@ -73,17 +81,70 @@ def builtin(args: Any, cfg: GeneratorTrainConfig, result: dict[str, Any]) -> Non
             config=config.to_dict(cfg),
         )
     else:
-        model = load_generator(args.generator)
+        model = load_generator(generator)
     result.update(speed(model))
     log("controllability: attribute sweeps judged by the pixel oracle ...")
     with torch.no_grad():
-        check = controllability(model, PixelOracle(), n_z=args.n_z, seed=args.seed)
+        check = controllability(model, PixelOracle(), n_z=n_z, seed=seed)
     result.update(check)
     # the ranker-test images (their true strengths): the generator never saw them
     ids, strengths = world.truth["test"]
     pixels = np.asarray(dataset.lookup(ids))
     result["colour_recovery"] = colour_recovery(model, pixels, strengths)
     result["colour_errors"] = colour_error_share(model, pixels, strengths)
+    return result
+
+
+def seeds_table(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per seed and as min / mean over seeds: Spearman (the lowest attribute's), the share of
+    sweep latents that miss (the highest attribute's), sample and sweep legibility."""
+    rows = [
+        {
+            "seed": r["seed"],
+            "spearman_min": r["spearman_min"],
+            "latents_missed_max_pct": max(r["latents_missed_pct"].values()),
+            "samples_legible_pct": r["samples_legible_pct"],
+            "sweep_legible_min_pct": min(r["sweep_legible_pct"].values()),
+            "train_wall_s": r.get("train_wall_s"),
+        }
+        for r in per_seed
+    ]
+    summary: dict[str, Any] = {"per_seed": rows}
+    for key in (
+        "spearman_min",
+        "latents_missed_max_pct",
+        "samples_legible_pct",
+        "sweep_legible_min_pct",
+    ):
+        values = [r[key] for r in rows]
+        if any(v is None for v in values):  # an attribute the judge could not measure
+            summary[key] = {"worst": None, "mean": None}
+            continue
+        worst = max(values) if key == "latents_missed_max_pct" else min(values)
+        summary[key] = {"worst": worst, "mean": round(float(np.mean(values)), 3)}
+    return summary
+
+
+def builtin_seeds(
+    seeds: list[int], overrides: Any, cfg_file: Path | None, run: Path | None, n_z: int
+) -> dict[str, Any]:
+    """One generator per seed; a seed whose ``result.json`` is in ``run/seed_N`` is not run
+    again, so an interrupted run resumes where it stopped."""
+    per_seed = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            folder = (run or Path(tmp)) / f"seed_{seed}"
+            done = folder / "result.json"
+            if done.exists():
+                log(f"seed {seed}: done before ({done})")
+                per_seed.append(json.loads(done.read_text()))
+                continue
+            cfg = config.load(GeneratorTrainConfig, cfg_file, [f"seed={seed}", *overrides])
+            result = builtin(seed, cfg, folder, n_z, None)
+            with atomic_path(done) as out:
+                out.write_text(json.dumps(result) + "\n")
+            per_seed.append(result)
+    return {"seeds": seeds, **seeds_table(per_seed), "runs": per_seed}
 
 
 def lfw(
@@ -127,6 +188,21 @@ def lfw(
     result["colour_errors"] = colour_error_share(model, np.asarray(dataset.lookup(ids)), scores)
 
 
+def parse_seeds(words: list[str], p: Any) -> list[int]:
+    """``0 1 2`` or ``0-9`` (or both): the seeds in order, each once."""
+    seeds: list[int] = []
+    for word in words:
+        first, dash, last = word.partition("-")
+        try:
+            span = range(int(first), int(last) + 1) if dash else [int(word)]
+        except ValueError:
+            p.error(f"--seeds takes whole numbers or ranges like 0-9, got {word!r}")
+        seeds += [s for s in span if s not in seeds]
+    if not seeds:
+        p.error("--seeds names no seed")
+    return seeds
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--config", type=Path, help="training config file (TOML), e.g. configs/...")
@@ -143,6 +219,12 @@ def main() -> None:
         "--n-z", type=int, default=64, help="latents per attribute sweep (x32 random samples)"
     )
     p.add_argument("--run", type=Path, help="keep the run folder here (default: temporary)")
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        help="built-in world: one generator per seed (e.g. 0 1 2, or 0-9), each on its own "
+        "world; with --run, finished seeds are kept in RUN/seed_N and not run again",
+    )
     p.add_argument(
         "--crop",
         type=float,
@@ -165,10 +247,16 @@ def main() -> None:
     result: dict[str, object] = {"benchmark": "generator", "machine": machine()}
     if not 0.0 < args.crop <= 1.0:
         p.error(f"--crop must be a fraction in (0, 1] of the frame, got {args.crop}")
+    if args.seeds is not None and (args.data != "builtin" or args.generator is not None):
+        p.error("--seeds is for training on the built-in world")
     if args.data == "builtin":
         if args.crop != 1.0:
             p.error("--crop is for LFW only (the built-in world's shoes fill their frame)")
-        builtin(args, cfg, result)
+        if args.seeds is not None:
+            seeds = parse_seeds(args.seeds, p)
+            result.update(builtin_seeds(seeds, args.overrides, args.config, args.run, args.n_z))
+        else:
+            result.update(builtin(args.seed, cfg, args.run, args.n_z, args.generator))
     elif args.data.startswith("lfw:"):
         if args.generator is not None:
             p.error("--generator is for the built-in world only")
@@ -180,6 +268,7 @@ def main() -> None:
                 lfw(args, cfg, root, Path(tmp) / "run", result)
     else:
         p.error(f"--data must be 'builtin' or lfw:ROOT, got {args.data!r}")
+    result["threads"] = torch.get_num_threads()
     result["peak_rss_mb"] = peak_rss_mb()
     result["wall_s"] = round(time.perf_counter() - started, 1)
     emit(result, args.out)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -22,6 +26,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
         (["--set", "chroma_ratio=0.5"], "chroma_ratio must be >= 1"),
         (["--set", "likelihood=laplace"], "likelihood"),
         (["--set", "no_such_key=1"], "unknown key 'no_such_key'"),
+        (["--seeds", "1", "x"], "--seeds takes whole numbers or ranges like 0-9, got 'x'"),
+        (["--seeds", "3-1"], "--seeds names no seed"),
+        (["--seeds", "1", "--generator", "g.pt"], "--seeds is for training on the built-in"),
     ],
 )
 def test_a_bad_option_exits_2_naming_it(args: list[str], message: str) -> None:
@@ -41,6 +48,7 @@ def refusal(script: Path, args: list[str]) -> str:
 FACES = Path(__file__).resolve().parents[1] / "benchmarks" / "face_legibility.py"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -54,3 +62,72 @@ def test_the_face_legibility_benchmark_refuses_a_bad_run_or_data(
     args: list[str], message: str
 ) -> None:
     assert message in refusal(FACES, args)
+
+
+LEGIBILITY = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_legibility.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generator", "nowhere.pt"], "--generator nowhere.pt does not exist"),
+        (["--generator", str(LEGIBILITY), "--n", "2"], "--n must be at least 5"),
+    ],
+)
+def test_the_sample_legibility_benchmark_refuses_a_bad_generator(
+    args: list[str], message: str
+) -> None:
+    assert message in refusal(LEGIBILITY, args)
+
+
+def benchmark_module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_seeds_table_reports_each_seed_and_the_worst_beside_the_mean() -> None:
+    generator = benchmark_module(SCRIPT)
+
+    def run(seed: int, rho: float, missed: float, legible: float) -> dict[str, Any]:
+        return {
+            "seed": seed,
+            "spearman_min": rho,
+            "latents_missed_pct": {"heel": missed, "open": 0.0},
+            "samples_legible_pct": legible,
+            "sweep_legible_pct": {"heel": legible - 1, "open": legible + 1},
+            "train_wall_s": 500.0,
+        }
+
+    table = generator.seeds_table([run(0, 0.9, 1.5, 95.0), run(5, 0.8, 6.0, 72.8)])
+    assert [r["seed"] for r in table["per_seed"]] == [0, 5]
+    assert table["per_seed"][1]["latents_missed_max_pct"] == 6.0
+    assert table["per_seed"][1]["sweep_legible_min_pct"] == 71.8
+    assert table["samples_legible_pct"] == {"worst": 72.8, "mean": 83.9}
+    assert table["spearman_min"] == {"worst": 0.8, "mean": 0.85}
+    assert table["latents_missed_max_pct"] == {"worst": 6.0, "mean": 3.75}
+
+
+def test_seeds_parse_as_lists_and_ranges() -> None:
+    generator = benchmark_module(SCRIPT)
+    assert generator.parse_seeds(["0-3", "2", "7"], None) == [0, 1, 2, 3, 7]
+
+
+ATTIC = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_synth.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--generator", "nowhere.pt"], "--generator nowhere.pt does not exist"),
+        (["--generator", "g.pt", "--methods", "magic"], "unknown method 'magic'; valid: real"),
+        (["--generator", "g.pt", "--protocols", "manual"], "unknown protocol 'manual'"),
+        (["--generator", "g.pt", "--n", "1"], "--n must be at least 2"),
+    ],
+)
+def test_the_attic_benchmark_refuses_bad_options(args: list[str], message: str) -> None:
+    assert message in refusal(ATTIC, args)

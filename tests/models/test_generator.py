@@ -26,7 +26,7 @@ from outpool.judges.generator_check import (
     sweep_images,
     sweep_strengths,
 )
-from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.generator import ConditionalVAE, GeneratorConfig, chi2_median
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -136,13 +136,43 @@ def test_fit_prior_makes_the_codes_gaussian_the_prior() -> None:
     codes = 3.0 + torch.randn(4000, TINY.z_dim, generator=gen) @ mix.T  # mean 3, cov mix mix^T
     model.fit_prior(codes)
     assert torch.allclose(model.prior_mean, codes.mean(0), atol=1e-5)
+    # Gaussian codes: the robust scale is the covariance itself, up to sampling noise
     cov = model.prior_scale @ model.prior_scale.T
-    assert torch.allclose(cov, torch.cov(codes.T) + 1e-4 * torch.eye(TINY.z_dim), atol=1e-3)
+    plain = torch.cov(codes.T) + 1e-4 * torch.eye(TINY.z_dim)
+    ratio = torch.trace(torch.linalg.solve(plain, cov)) / TINY.z_dim
+    assert ratio.item() == pytest.approx(1.0, abs=0.03)
+    assert torch.allclose(cov / ratio, plain, atol=1e-3)
     # a sample decodes the code prior_mean + prior_scale u
     _, y, u = inputs(4)
     z = model.prior_mean + u @ model.prior_scale.T
     assert torch.allclose(model.sample(y, u), model.decode(y, z)[0], atol=1e-6)
     assert not torch.allclose(model.sample(y, u), model.decode(y, u)[0], atol=1e-4)
+
+
+def test_the_prior_s_scale_follows_the_bulk_of_heavy_tailed_codes() -> None:
+    # 90% of the codes at spread 1, 10% at spread 4: the covariance (2.5 per dimension) is
+    # inflated by the few far out; the prior's typical radius is the codes' median radius
+    model = tiny()
+    gen = torch.Generator().manual_seed(5)
+    spread = torch.where(torch.rand(4000, 1, generator=gen) < 0.9, 1.0, 4.0)
+    codes = spread * torch.randn(4000, TINY.z_dim, generator=gen)
+    model.fit_prior(codes)
+    per_dim = torch.diagonal(model.prior_scale @ model.prior_scale.T)
+    assert per_dim.mean().item() < 0.6 * codes.var(0).mean().item()
+    centred = (codes - model.prior_mean).T
+    u = torch.linalg.solve_triangular(model.prior_scale, centred, upper=False).T
+    assert u.norm(dim=1).median().item() == pytest.approx(chi2_median(TINY.z_dim) ** 0.5, rel=1e-3)
+    samples = torch.randn(4000, TINY.z_dim, generator=gen) @ model.prior_scale.T
+    assert samples.norm(dim=1).median().item() == pytest.approx(
+        codes.norm(dim=1).median().item(), rel=0.05
+    )
+
+
+def test_chi2_median() -> None:
+    # scipy.stats.chi2.median, for comparison: 7.3441 (8), 63.3346 (64), 255.3336 (256)
+    assert chi2_median(8) == pytest.approx(7.3441, rel=2e-3)
+    assert chi2_median(64) == pytest.approx(63.3346, rel=1e-4)
+    assert chi2_median(256) == pytest.approx(255.3336, rel=1e-5)
 
 
 def test_latent_inverts_the_prior_so_a_sample_of_it_is_the_reconstruction() -> None:
