@@ -19,11 +19,12 @@ from outpool.creators.pairs import CreatedPairs, inferred_labels
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
 from outpool.models.control import ControlConfig, ControlNet, control_seeds
-from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.generator import ConditionalVAE
 from outpool.models.ranker import DeepSTN, RankerConfig
 from outpool.synth import World
 from outpool.train.loop import optimise
 from outpool.train.ranker import RankerTrainConfig
+from tiny_models import tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATTR = "heel"
@@ -36,18 +37,6 @@ def dataset(small_world: World) -> Dataset:
     return small_world.dataset
 
 
-def generator(dataset: Dataset) -> ConditionalVAE:
-    table = dataset.images["generator"]
-    strengths = torch.from_numpy(np.asarray(table.strengths, np.float32))
-    torch.manual_seed(0)
-    return ConditionalVAE(
-        GeneratorConfig(z_dim=8, width=4, feature=16, y_embed=8, hidden=16, colour_layers=2),
-        attributes=table.attributes,
-        y_mean=strengths.mean(0),
-        y_std=strengths.std(0),
-    )
-
-
 def context(dataset: Dataset) -> CreationContext:
     torch.manual_seed(1)
     return CreationContext(
@@ -55,7 +44,7 @@ def context(dataset: Dataset) -> CreationContext:
         attribute=ATTR,
         ranker=DeepSTN(RANKER_CFG.model),
         ranker_cfg=RANKER_CFG,
-        generator=generator(dataset),
+        generator=tiny_generator(dataset),
         equal_band=0.03,
     )
 
@@ -149,7 +138,7 @@ def test_create_trains_the_control_network_and_draws_the_seeds_pairs(
 
 
 def test_an_attribute_the_generator_lacks_is_refused(dataset: Dataset) -> None:
-    gen = generator(dataset)
+    gen = tiny_generator(dataset)
     blind = ConditionalVAE(
         gen.config, attributes=("open", "pointy"), y_mean=gen.y_mean[:2], y_std=gen.y_std[:2]
     )

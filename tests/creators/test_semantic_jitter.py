@@ -16,28 +16,17 @@ from outpool.creators.semantic_jitter import PRIOR_SPREAD, SemanticJitterConfig
 from outpool.data import Dataset
 from outpool.errors import ConfigError, DataError
 from outpool.judges.generator_check import to_uint8
-from outpool.models.generator import ConditionalVAE, GeneratorConfig
+from outpool.models.generator import ConditionalVAE
 from outpool.models.ranker import DeepSTN, RankerConfig
 from outpool.models.tensors import to_tensor
 from outpool.synth import World
 from outpool.train.ranker import RankerTrainConfig
+from tiny_models import tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATTR = "heel"
 BAND = 0.03
 RANKER_CFG = RankerTrainConfig(model=RankerConfig(width=4), device="cpu")
-
-
-def tiny_generator(dataset: Dataset) -> ConditionalVAE:
-    table = dataset.images["generator"]
-    strengths = torch.from_numpy(np.asarray(table.strengths, np.float32))
-    torch.manual_seed(0)
-    return ConditionalVAE(
-        GeneratorConfig(z_dim=8, width=4, feature=16, y_embed=8, hidden=16, colour_layers=2),
-        attributes=table.attributes,
-        y_mean=strengths.mean(0),
-        y_std=strengths.std(0),
-    )
 
 
 def make_context(dataset: Dataset, generator: ConditionalVAE | None) -> CreationContext:

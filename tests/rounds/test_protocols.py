@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.creators import CREATORS, CreatorEntry
@@ -18,11 +17,11 @@ from outpool.creators.pairs import CreatedPairs
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
 from outpool.models.control import ControlConfig
-from outpool.models.generator import ConditionalVAE, GeneratorConfig
 from outpool.models.ranker import RankerConfig
 from outpool.rounds.protocols import LabelBudget, real_pairs, run_cell
 from outpool.synth import PixelOracle, World
 from outpool.train.ranker import RankerTrainConfig
+from tiny_models import tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATTR = "heel"
@@ -35,18 +34,6 @@ CONTROL = AtticConfig(control=ControlConfig(hidden=16, side_hidden=8), epochs=1,
 @pytest.fixture(scope="module")
 def dataset(small_world: World) -> Dataset:
     return small_world.dataset
-
-
-def generator(dataset: Dataset) -> ConditionalVAE:
-    table = dataset.images["generator"]
-    strengths = torch.from_numpy(np.asarray(table.strengths, np.float32))
-    torch.manual_seed(0)
-    return ConditionalVAE(
-        GeneratorConfig(z_dim=8, width=4, feature=16, y_embed=8, hidden=16, colour_layers=2),
-        attributes=table.attributes,
-        y_mean=strengths.mean(0),
-        y_std=strengths.std(0),
-    )
 
 
 def cell(dataset: Dataset, work: Path, **changes: Any) -> dict[str, Any]:
@@ -101,7 +88,7 @@ def test_normal_sends_half_the_labels_to_the_annotator(
         tmp_path,
         method="random",
         creator_cfg=CONTROL,
-        generator=generator(dataset),
+        generator=tiny_generator(dataset),
         annotator=crowd,
     )
     assert result["real_pairs"] == 10 and result["labels_spent"] == 20
@@ -137,4 +124,10 @@ def test_bad_cells_are_named(dataset: Dataset, tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="creator 'magic'"):
         cell(dataset, tmp_path, method="magic")
     with pytest.raises(DataError, match="needs an annotator"):
-        cell(dataset, tmp_path, method="random", creator_cfg=CONTROL, generator=generator(dataset))
+        cell(
+            dataset,
+            tmp_path,
+            method="random",
+            creator_cfg=CONTROL,
+            generator=tiny_generator(dataset),
+        )

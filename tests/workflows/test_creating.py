@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from outpool.cli import main
 from outpool.data import Dataset
-from outpool.models.generator import GeneratorConfig
 from outpool.synth import World
-from outpool.train.generator import make_generator, save_generator
+from outpool.train.generator import save_generator
+from tiny_models import tiny_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL_CONTROL = ["--set", "control.hidden=16", "--set", "control.side_hidden=8"]
@@ -28,13 +26,7 @@ def dataset_dir(small_world: World, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def generator_file(small_world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    table = small_world.dataset.images["generator"]
-    torch.manual_seed(0)
-    model = make_generator(
-        GeneratorConfig(z_dim=8, width=4, feature=16, y_embed=8, hidden=16, colour_layers=2),
-        table.attributes,
-        np.asarray(table.strengths, np.float32),
-    )
+    model = tiny_generator(small_world.dataset)
     path = tmp_path_factory.mktemp("gen") / "generator.pt"
     save_generator(model, path, record={})
     return path
