@@ -51,7 +51,9 @@ class AtticConfig:
     lr: float = 1e-3  # the control network's SGD rate, decayed to zero over the run (cosine)
     momentum: float = 0.9
     weight_decay: float = 1e-2
-    epochs: int = 20  # at most: the ranker's convergence on val ends it sooner
+    # at most: the ranker's convergence on val ends it sooner. An epoch is one pass over the
+    # real pairs, one control step per real minibatch: few real pairs, few steps per epoch
+    epochs: int = 20
     patience: int = 5  # epochs without a better validation accuracy: converged
     snapshot_pairs: int = 8  # pairs kept per epoch in snapshots/ (0: none)
     seed: int = 0
