@@ -131,3 +131,4 @@ def test_bad_cells_are_named(dataset: Dataset, tmp_path: Path) -> None:
             creator_cfg=CONTROL,
             generator=tiny_generator(dataset),
         )
+    assert not any(tmp_path.iterdir())  # refused before any work

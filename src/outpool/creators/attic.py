@@ -83,7 +83,7 @@ class AtticCreator:
 
     def __init__(self, context: CreationContext, cfg: AtticConfig) -> None:
         generator = context.require_generator()
-        self.context, self.cfg = context, cfg
+        self.cfg = cfg
         self.dataset, self.attribute = context.dataset, context.attribute
         self.device = torch.device(context.device)
         self.ranker = copy.deepcopy(context.require_ranker()).to(self.device)

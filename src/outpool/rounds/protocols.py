@@ -105,8 +105,13 @@ def run_cell(
     if method == "real_2n":
         n_real = 2 * n
         budget = LabelBudget(2 * n)  # what Real would need for twice the labels
+    entry = creator(method) if method not in REAL_METHODS else None  # unknown: named first
+    annotated = creating and protocol == "normal"
+    if annotated and annotator is None:  # before minutes of training
+        raise DataError(f"method '{method}' in the normal protocol needs an annotator")
     real = real_pairs(dataset, attribute, n_real, seed)
     budget.spend(len(real), "the real pairs")
+    real_set = with_pairs(dataset, real)
     result: dict[str, Any] = {
         "attribute": attribute,
         "method": method,
@@ -116,21 +121,20 @@ def run_cell(
         "real_pairs": len(real),
     }
     train = real
-    if method not in REAL_METHODS:
-        entry = creator(method)
+    if entry is not None:
         cfg = creator_cfg if creator_cfg is not None else entry.config()
-        count = n - n_real if protocol == "normal" and creating else n
+        count = n - n_real if annotated else n
         faced = None  # the ranker a creator faces, trained on the real pairs, where it needs one
         if method in FACING_METHODS:
             faced, _ = train_ranker(
-                with_pairs(dataset, real),
+                real_set,
                 attribute,
                 ranker_cfg,
                 work_dir / "ranker_faced",
                 progress=progress,
             )
         context = CreationContext(
-            dataset=with_pairs(dataset, real),
+            dataset=real_set,
             attribute=attribute,
             ranker=faced,
             ranker_cfg=ranker_cfg,
@@ -140,9 +144,8 @@ def run_cell(
         made = entry.create(context, count, work_dir / "creator", cfg, progress=progress)
         images, created = made.tables(f"{method}_s{seed}")
         table = f"created_{method}"
-        if protocol == "normal" and creating:
-            if annotator is None:
-                raise DataError(f"method '{method}' in the normal protocol needs an annotator")
+        if annotated:
+            assert annotator is not None
             budget.spend(len(created), f"{len(created)} created pairs")
             labelled = with_pairs(dataset, real, {table: images})
             created, answer = label_pairs(labelled, created, annotator)
