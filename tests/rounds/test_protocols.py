@@ -14,12 +14,15 @@ from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.creators import CREATORS, CreatorEntry
 from outpool.creators.attic import AtticConfig
 from outpool.creators.pairs import CreatedPairs
+from outpool.creators.screen import ScreenConfig, fit_screen
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
+from outpool.models.attribute_net import AttributeNetConfig
 from outpool.models.control import ControlConfig
 from outpool.models.ranker import RankerConfig
 from outpool.rounds.protocols import LabelBudget, real_pairs, run_cell
 from outpool.synth import PixelOracle, World
+from outpool.train.attribute_net import AttributeNetTrainConfig
 from outpool.train.ranker import RankerTrainConfig
 from tiny_models import tiny_generator
 
@@ -97,6 +100,37 @@ def test_normal_sends_half_the_labels_to_the_annotator(
 
 
 @pytest.mark.slow
+def test_the_screen_replaces_failed_pairs_before_the_annotator(
+    dataset: Dataset, tmp_path: Path, oracle: PixelOracle
+) -> None:
+    net = AttributeNetTrainConfig(
+        model=AttributeNetConfig(width=4, crop=1.0), epochs=1, flip=False, device="cpu"
+    )
+    screen = fit_screen(
+        dataset.images["generator"],
+        tiny_generator(dataset),
+        ScreenConfig(net=net),
+        tmp_path / "screen",
+        progress=False,
+    )
+    result = cell(
+        dataset,
+        tmp_path / "cell",
+        method="random",
+        creator_cfg=CONTROL,
+        generator=tiny_generator(dataset),
+        annotator=SimulatedCrowd(oracle, CrowdConfig()),
+        screen=screen,
+    )
+    report = result["screen"]
+    assert report["candidates"] == 15 and report["kept"] == sum(result["created_status"].values())
+    assert result["labels_spent"] == 10 + report["kept"] <= 20  # a screened-out pair is free
+    created = np.load(tmp_path / "cell" / "created.npz")
+    assert len(created["status"]) == len(created["label"]) == report["kept"]
+    assert created["images_a"].shape == (report["kept"], 64, 64, 3)
+
+
+@pytest.mark.slow
 def test_auto_trains_on_n_real_and_n_inferred_pairs(dataset: Dataset, tmp_path: Path) -> None:
     result = cell(dataset, tmp_path, method="jitter", protocol="auto")
     assert result["real_pairs"] == 20 and result["labels_spent"] == 20
@@ -112,7 +146,7 @@ def test_a_method_that_asks_for_more_labels_than_n_fails(
         return made
 
     real_plus = CREATORS["real_plus"]
-    monkeypatch.setitem(CREATORS, "greedy", CreatorEntry(greedy, real_plus.config))
+    monkeypatch.setitem(CREATORS, "greedy", CreatorEntry(greedy, real_plus.config, generates=False))
     with pytest.raises(DataError, match="11 created pairs needs 11 labels but only 10"):
         cell(dataset, tmp_path, method="greedy", annotator=object())
     assert not (tmp_path / "result.json").exists()

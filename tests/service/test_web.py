@@ -481,6 +481,72 @@ def test_a_bad_vote_is_refused_naming_the_field_and_nothing_is_stored(
     assert svc.task(svc.workers[0]) == task  # still waiting for an answer
 
 
+LONE = "\udc00"  # what JSON's "\\udc00" escape decodes to: not UTF-8
+
+
+def post_raw(svc: Service, path: str, body: Any, token: str) -> Any:
+    """POST ``body`` as JSON with non-ASCII escaped, so a lone surrogate travels as JSON allows."""
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    return svc.client.post(path, content=json.dumps(body).encode(), headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: b["definitions"].update(heel=f"taller{LONE}"), "definitions.heel"),
+        (lambda b: b["definitions"].update({f"x{LONE}": "y"}), "the key of definitions.x\\udc00"),
+        (lambda b: b["images"].update({f"img{LONE}": "AAAA"}), "the key of images.img\\udc00"),
+        (lambda b: b["images"].update({"img": f"AA{LONE}"}), "images.img"),
+        (lambda b: b["pairs"][0].update(attribute=f"h{LONE}"), "pairs.0.attribute"),
+        (lambda b: b.update(meta={"notes": [{"by": f"me{LONE}"}]}), "meta.notes.0.by"),
+        (lambda b: b.update(name=f"b{LONE}"), "name"),
+    ],
+    ids=["definition", "definition-key", "image-key", "image", "attribute", "meta", "name"],
+)
+def test_text_that_is_not_utf8_is_422_naming_where(svc: Service, change: Any, field: str) -> None:
+    body = batch_body("bad4", 2)
+    change(body)
+    res = post_raw(svc, "/api/admin/batches", body, svc.admin)
+    assert_error(res, 422, field, "not UTF-8")
+    assert [p.batch for p in svc.store.batches()] == ["b1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: b.update(k=True), "k"),
+        (lambda b: b.update(k="5"), "k"),
+        (lambda b: b.update(lease_s="600"), "lease_s"),
+        (lambda b: b.update(new_annotators=False), "new_annotators"),
+        (lambda b: b["pairs"][0].update(check_answer=True), "check_answer"),
+    ],
+    ids=["k-true", "k-text", "lease-text", "new-annotators-false", "check-true"],
+)
+def test_a_number_must_be_a_number(svc: Service, change: Any, field: str) -> None:
+    body = batch_body("bad5", 2)
+    change(body)
+    assert_error(post_raw(svc, "/api/admin/batches", body, svc.admin), 422, field)
+    assert [p.batch for p in svc.store.batches()] == ["b1"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"elapsed_ms": True}, "elapsed_ms"),
+        ({"elapsed_ms": "1200"}, "elapsed_ms"),
+        ({"rationale": f"why{LONE}"}, "rationale"),
+    ],
+    ids=["elapsed-true", "elapsed-text", "rationale-surrogate"],
+)
+def test_a_vote_with_a_wrong_type_stores_nothing(
+    svc: Service, change: dict[str, Any], field: str
+) -> None:
+    task = svc.task(svc.workers[0])
+    body = {**vote_body(task, "equal"), **change}
+    assert_error(post_raw(svc, "/api/votes", body, svc.workers[0]), 422, field)
+    assert svc.votes() == 0
+
+
 def test_a_vote_on_a_pair_not_assigned_is_refused(svc: Service) -> None:
     task = svc.task(svc.workers[0])
     for pair_id, batch in (("b1-p3", "b1"), (task["pair_id"], "nope"), ("b1-p0' OR 1=1", "b1")):

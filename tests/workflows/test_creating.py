@@ -36,6 +36,7 @@ def create(dataset_dir: Path, *args: str) -> int:
     return main(["create", str(dataset_dir), "--attribute", "heel", *args])
 
 
+@pytest.mark.slow
 def test_created_pairs_join_the_dataset_with_their_provenance(
     dataset_dir: Path, generator_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -54,6 +55,9 @@ def test_created_pairs_join_the_dataset_with_their_provenance(
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["created"] == 6 and sum(summary["inferred"].values()) == 6
+    # generated pairs pass the legibility screen, fitted once into the dataset folder
+    assert summary["screen"]["candidates"] == 9 and summary["screen"]["kept"] == 6
+    assert (dataset_dir / "screen" / "screen.json").exists()
     dataset = Dataset.load(dataset_dir)
     pairs, images = dataset.pairs["r1"], dataset.images["r1"]
     assert len(pairs) == 6 and len(images) == 12 and set(pairs.source) == {"synthetic"}
@@ -68,6 +72,16 @@ def test_created_pairs_join_the_dataset_with_their_provenance(
         create(dataset_dir, "--creator", "jitter", "--budget", "3", "--name", "r1", "--force") == 0
     )
     assert len(Dataset.load(dataset_dir).pairs["r1"]) == 3
+
+
+def test_no_screen_sends_every_generated_pair(
+    dataset_dir: Path, generator_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--creator", "random", "--budget", "4", "--generator", str(generator_file)]
+    assert create(dataset_dir, *args, *SMALL_CONTROL, "--no-screen") == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["created"] == 4 and "screen" not in summary
+    assert not (dataset_dir / "screen").exists()
 
 
 def test_real_plus_pairs_are_pseudo(dataset_dir: Path) -> None:

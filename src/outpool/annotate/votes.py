@@ -1,7 +1,8 @@
 """Individual annotator votes: a columnar table, its CSV format, and concatenation.
 
 Every vote is kept (not only the aggregate), so aggregation rules can be re-run later and
-annotators can be audited. CSV columns: ``pair_id,annotator,answer,confidence,rationale``.
+annotators can be audited. CSV columns: ``pair_id,annotator,answer,confidence,rationale``; an
+annotator or rationale that a spreadsheet would run as a formula is written after a ``'``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, sheet_safe, sheet_text
 
 MORE_A = 1  # image a shows more of the attribute
 MORE_B = -1  # image b shows more
@@ -169,7 +170,9 @@ class VoteTable:
             for v in self.records():
                 # repr of the float32 value re-parses to the same float32: the round trip is exact
                 conf = np.format_float_positional(np.float32(v.confidence), trim="-")
-                writer.writerow((v.pair_id, v.annotator, v.answer, conf, v.rationale))
+                # people's text is written so that no spreadsheet runs it as a formula
+                row = (v.pair_id, sheet_safe(v.annotator), v.answer, conf, sheet_safe(v.rationale))
+                writer.writerow(row)
 
     @classmethod
     def load(cls, path: str | Path) -> VoteTable:
@@ -207,6 +210,7 @@ def _parse_row(row: list[str], path: Path, line: int) -> Vote:
     if len(row) != len(COLUMNS):
         raise DataError(f"expected {len(COLUMNS)} fields, got {len(row)}", path=path, line=line)
     pair_id, annotator, answer_s, conf_s, rationale = row
+    annotator, rationale = sheet_text(annotator), sheet_text(rationale)
     for name, value in (("pair_id", pair_id), ("annotator", annotator)):
         if not value:
             raise DataError("must not be empty", path=path, line=line, field=name)

@@ -180,6 +180,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         ranker=args.ranker,
         generator=args.generator,
         equal_band=args.equal_band,
+        screen=not args.no_screen,
         force=args.force,
     )
     print(json.dumps(summary, indent=2))
@@ -292,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--equal-band",
         type=float,
         help="strength differences below this are 'equal' (default: the dataset's own)",
+    )
+    cr.add_argument(
+        "--no-screen",
+        action="store_true",
+        help="send generated pairs unscreened (default: pairs whose pictures do not show their "
+        "commanded strengths are replaced; the screen is fitted once into DATASET/screen/)",
     )
     cr.add_argument("--force", action="store_true", help="replace tables of the same name")
     _add_config_args(cr, "creator")

@@ -24,15 +24,16 @@ CreateFn = Callable[..., CreatedPairs]
 class CreatorEntry:
     create: CreateFn
     config: type
+    generates: bool  # draws new pictures through the generator (the legibility screen reads them)
 
 
 CREATORS: dict[str, CreatorEntry] = {
-    "attic": CreatorEntry(create_attic, AtticConfig),
-    "random": CreatorEntry(create_random, AtticConfig),
-    "jitter": CreatorEntry(create_jitter, JitterConfig),
-    "real_plus": CreatorEntry(create_real_plus, RealPlusConfig),
-    "uncertainty": CreatorEntry(create_uncertainty, UncertaintyConfig),
-    "semantic_jitter": CreatorEntry(create_semantic_jitter, SemanticJitterConfig),
+    "attic": CreatorEntry(create_attic, AtticConfig, generates=True),
+    "random": CreatorEntry(create_random, AtticConfig, generates=True),
+    "jitter": CreatorEntry(create_jitter, JitterConfig, generates=False),
+    "real_plus": CreatorEntry(create_real_plus, RealPlusConfig, generates=False),
+    "uncertainty": CreatorEntry(create_uncertainty, UncertaintyConfig, generates=False),
+    "semantic_jitter": CreatorEntry(create_semantic_jitter, SemanticJitterConfig, generates=True),
 }
 
 

@@ -8,6 +8,7 @@ and a pair table a dataset saves, the annotation commands read and a ranker trai
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,23 @@ class CreatedPairs:
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def subset(self, rows: np.ndarray) -> CreatedPairs:
+        """The pairs ``rows`` (indices), in that order."""
+
+        def pick(value: np.ndarray | None) -> np.ndarray | None:
+            return None if value is None else value[rows]
+
+        return dataclasses.replace(
+            self,
+            images_a=self.images_a[rows],
+            images_b=self.images_b[rows],
+            label=self.label[rows],
+            y_a=pick(self.y_a),
+            y_b=pick(self.y_b),
+            u_a=pick(self.u_a),
+            u_b=pick(self.u_b),
+        )
 
     def provenance(self, i: int, side: str) -> dict[str, Any]:
         record: dict[str, Any] = {"creator": self.creator, "round": self.round, "side": side}

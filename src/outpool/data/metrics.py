@@ -1,4 +1,4 @@
-"""Pair-order accuracy: the share of pairs whose scores order them as their labels do.
+"""Pair-order accuracy (the share of pairs whose scores order them as their labels do) and ROC AUC.
 
 A tied score counts as wrong (the protocol of the published PubFig code), so a constant ranker
 scores 0%, not 50%.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 
 _BLOCK = 1024  # rows per block in ordering_accuracy: bounds memory at O(block * N)
 
@@ -46,3 +47,17 @@ def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.A
     if total == 0:
         raise ValueError("no pairs of different groups with different ranks")
     return 100.0 * correct / total
+
+
+def roc_auc(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random
+    negative (ties count half). NaN when either class is empty."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    pos = np.asarray(positive, dtype=bool).reshape(-1)
+    if len(s) != len(pos):
+        raise ValueError(f"scores and positive lengths differ: {len(s)}, {len(pos)}")
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

@@ -11,8 +11,9 @@
 
 ``run_cell`` runs one (attribute, method, protocol, n, seed) cell end to end into a folder:
 the real pairs a seeded draw of the training table, the ranker that creators face trained on
-the method's real pairs, creation, annotation through a ``LabelBudget``, the final ranker, and
-its accuracy on the test tables. The same seed gives the same cell.
+the method's real pairs, creation (generated pairs through the legibility screen, when given
+one), annotation through a ``LabelBudget``, the final ranker, and its accuracy on the test
+tables. The same seed gives the same cell.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import numpy as np
 
 from outpool.annotate.apply import label_pairs
 from outpool.annotate.protocol import Annotator
-from outpool.creators import CreationContext, creator
+from outpool.creators import CreatedPairs, CreationContext, creator
+from outpool.creators.screen import LegibilityScreen, screened
 from outpool.data import Dataset, ImageTable, PairTable
 from outpool.errors import DataError, UnknownNameError
 from outpool.fileio import atomic_path
@@ -91,11 +93,16 @@ def run_cell(
     generator: ConditionalVAE | None = None,
     annotator: Annotator | None = None,
     equal_band: float = 0.0,
+    screen: LegibilityScreen | None = None,
     tables: Sequence[str] = ("test",),
     progress: bool = False,
 ) -> dict[str, Any]:
     """One cell; returns (and writes to ``work_dir/result.json``) its labels spent, the
-    created pairs' fate and the final ranker's accuracy (%) per table in ``tables``."""
+    created pairs' fate and the final ranker's accuracy (%) per table in ``tables``.
+
+    With a ``screen``, a generating creator's failed pairs are replaced before annotation.
+    ``work_dir/created.npz`` keeps the created pairs: images, strengths, inferred labels and the
+    annotators' verdicts where there are any."""
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
     budget = LabelBudget(n)
@@ -141,7 +148,12 @@ def run_cell(
             generator=generator,
             equal_band=equal_band,
         )
-        made = entry.create(context, count, work_dir / "creator", cfg, progress=progress)
+        screening = screen if entry.generates else None  # copies of real pictures pass
+        asked = screening.cfg.candidates(count) if screening is not None else count
+        made = entry.create(context, asked, work_dir / "creator", cfg, progress=progress)
+        if screening is not None:
+            made, result["screen"] = screened(made, count, screening)
+        verdicts: dict[str, np.ndarray] = {}
         images, created = made.tables(f"{method}_s{seed}")
         table = f"created_{method}"
         if annotated:
@@ -152,6 +164,8 @@ def run_cell(
             result["created_status"] = {
                 s: int((answer.status == s).sum()) for s in ("accepted", "rejected", "pruned")
             }
+            verdicts["status"] = np.asarray(answer.status, dtype=np.str_)
+        save_created(work_dir / "created.npz", made, verdicts)
         result["created_pairs_trained"] = len(created)
         train = PairTable.concat([real, created])
         dataset = with_pairs(dataset, train, {table: images})
@@ -170,3 +184,13 @@ def run_cell(
     with atomic_path(work_dir / "result.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def save_created(path: Path, made: CreatedPairs, extra: Mapping[str, np.ndarray]) -> None:
+    """The created pairs of a cell, as a person would see them, with what was decided of them."""
+    names = ("images_a", "images_b", "label", "y_a", "y_b")
+    arrays: dict[str, Any] = {k: getattr(made, k) for k in names if getattr(made, k) is not None}
+    arrays.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)

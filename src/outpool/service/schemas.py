@@ -1,21 +1,54 @@
 """Request bodies of the annotation service (pydantic): every field bounded, nothing extra.
 
-Responses are plain JSON dicts built by the handlers; these schemas guard what comes in.
+Responses are plain JSON dicts built by the handlers; these schemas guard what comes in. Numbers
+are strict (``true`` is not 1, ``"5"`` is not 5) and every string, dict keys included, must be
+UTF-8: JSON's ``\udc00`` escape decodes to a lone surrogate that could be neither stored nor
+sent back.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from outpool.service.batch import NO_CHECK
 
 _ID = r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$"  # pair and image ids: no slashes, so never a path
 
 
+def printable(text: str) -> str:
+    """``text`` with anything that is not UTF-8 (a lone surrogate) written as an escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_utf8(value: Any, where: str = "") -> None:
+    """Raise ValueError naming the first string or dict key (at any depth) that is not UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where or 'the body'} is not UTF-8 text (a lone surrogate)"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{where}.{printable(str(key))}".lstrip(".")
+            check_utf8(key, f"the key of {name}")
+            check_utf8(item, name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_utf8(item, f"{where}.{i}".lstrip("."))
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _utf8(cls, data: Any) -> Any:
+        check_utf8(data)
+        return data
 
 
 class VoteIn(_Strict):
@@ -37,6 +70,13 @@ class PairIn(_Strict):
     b: str = Field(min_length=1, max_length=200, pattern=_ID)
     # The known answer of a check pair (+1 a more, -1 b more, 0 equal); None for an ordinary pair.
     check_answer: Literal[1, -1, 0] | None = None
+
+    @field_validator("check_answer", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True == 1 in Python: a Literal alone would take it
+            raise ValueError("must be 1, -1, 0 or null, not a boolean")
+        return value
 
 
 class BatchIn(_Strict):

@@ -31,7 +31,7 @@ from starlette.types import Message, Receive, Scope, Send
 from outpool.annotate.aggregate import aggregate, per_annotator_stats
 from outpool.errors import DataError, OutpoolError
 from outpool.service.batch import BatchSpec
-from outpool.service.schemas import AnnotatorIn, BatchIn, VoteIn
+from outpool.service.schemas import AnnotatorIn, BatchIn, VoteIn, printable
 from outpool.service.store import (
     AnnotationStore,
     Annotator,
@@ -211,8 +211,9 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
             if err.get("type") == "json_invalid":
                 problems.append("the body is not valid JSON")
                 continue
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+            where = ".".join(printable(str(p)) for p in err.get("loc", ()) if p != "body")
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{where or 'body'}: {printable(msg)}")
         return JSONResponse({"error": "; ".join(problems)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)

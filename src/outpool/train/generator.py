@@ -46,7 +46,7 @@ class GeneratorTrainConfig:
 
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
     lr: float = 1e-3
-    lr_schedule: str = "constant"  # constant | cosine (a short warm-up, then decay to zero)
+    lr_schedule: str = "cosine"  # cosine (a short warm-up, then decay to zero) | constant
     batch_size: int = 16  # small batches: more steps per minute on a CPU
     epochs: int = 12
     kl_weight: float = 2.0  # weight of the KL term of the ELBO (a beta-VAE's beta)

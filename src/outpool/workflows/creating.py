@@ -3,7 +3,9 @@
 The created images become image table NAME (each with the creator, round and control parameters
 that drew it), their pairs pair table NAME with the inferred labels (source ``synthetic``, or
 ``pseudo`` for Real+), and ``DATASET/created/NAME/`` holds the creator's work (ATTIC's
-checkpoints and snapshots) and ``pairs.png``. ``outpool data label DATASET --pairs NAME`` or
+checkpoints and snapshots) and ``pairs.png``. A generating creator's pairs pass the legibility
+screen (``outpool.creators.screen``), fitted once into ``DATASET/screen/`` on the generator's
+training table and reused. ``outpool data label DATASET --pairs NAME`` or
 ``outpool annotate request DATASET --pairs NAME`` then asks for labels.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 
 from outpool.config import from_dict
 from outpool.creators import CreationContext, creator
+from outpool.creators.screen import ScreenConfig, fit_screen, screened
 from outpool.data import Dataset
 from outpool.errors import DataError
 from outpool.fileio import atomic_path
@@ -42,11 +45,12 @@ def create_into(
     ranker: Path | None = None,
     generator: Path | None = None,
     equal_band: float | None = None,
+    screen: bool = True,
     force: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run creator ``method`` for ``budget`` pairs of ``attribute`` and add them to the dataset
-    as table ``name``; returns counts of the inferred labels."""
+    as table ``name``; returns counts of the inferred labels (and what the screen did)."""
     entry = creator(method)
     dataset = Dataset.load(dataset_dir)
     if (name in dataset.pairs or name in dataset.images) and not force:  # before any work
@@ -66,9 +70,28 @@ def create_into(
         equal_band=equal_band_of(dataset) if equal_band is None else equal_band,
     )
     work = Path(dataset_dir) / "created" / name
-    made = entry.create(
-        context, budget, work, cfg if cfg is not None else entry.config(), progress=progress
-    )
+
+    cfg = cfg if cfg is not None else entry.config()
+    screen_cfg = ScreenConfig()
+    screening = screen and entry.generates
+    if screening and screen_cfg.table not in dataset.images:
+        raise DataError(
+            f"the legibility screen learns from image table '{screen_cfg.table}' (the "
+            "generator's training pictures), which this dataset lacks; pass --no-screen",
+            path=dataset_dir,
+        )
+    asked = screen_cfg.candidates(budget) if screening else budget
+    made = entry.create(context, asked, work, cfg, progress=progress)
+    report = None
+    if screening:  # fitted after the creator has run: a creator's refusal comes first
+        fitted = fit_screen(
+            dataset.images[screen_cfg.table],
+            context.require_generator(),
+            screen_cfg,
+            Path(dataset_dir) / "screen",
+            progress=progress,
+        )
+        made, report = screened(made, budget, fitted)
     source = "pseudo" if method == "real_plus" else "synthetic"
     images, pairs = made.tables(name, source=source)
     Dataset.add_tables(dataset_dir, images={name: images}, pairs={name: pairs}, overwrite=force)
@@ -84,6 +107,8 @@ def create_into(
         "inferred": {k: int((made.label == v).sum()) for k, v in labels.items()},
         "gallery": str(work / "pairs.png"),
     }
+    if report is not None:
+        summary["screen"] = report
     with atomic_path(work / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
