@@ -79,20 +79,29 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 2
-    assert rows(store, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
-    for table in ("annotators", "batches", "attributes", "images", "pairs", "assignments"):
+    assert SCHEMA_VERSION == 3
+    assert rows(store, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    tables = (
+        "annotators",
+        "batches",
+        "attributes",
+        "images",
+        "pairs",
+        "assignments",
+        "invitations",
+    )
+    for table in tables:
         assert rows(store, f"SELECT COUNT(*) FROM {table}") == [(0,)]
     who, _ = store.create_annotator("ann")
     store.close()
 
     again = open_store()
-    assert again.migrate() == 2  # found version 2: nothing to do
-    assert rows(again, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,)]
+    assert again.migrate() == 3  # found version 3: nothing to do
+    assert rows(again, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
     assert again.annotators() == [who]
 
 
-def test_a_version_1_store_with_work_in_progress_migrates_to_version_2(
+def test_a_version_1_store_with_work_in_progress_migrates_to_the_latest(
     open_store: OpenStore, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import outpool.service.store as store_module
@@ -123,7 +132,7 @@ def test_a_version_1_store_with_work_in_progress_migrates_to_version_2(
     monkeypatch.undo()
 
     store = open_store()
-    assert store.migrate() == 2
+    assert store.migrate() == SCHEMA_VERSION
     assert rows(store, "SELECT n_open FROM batches") == [(2,)]  # counted by the migration
     annotators = [store.create_annotator(f"w{i}")[0] for i in range(2)]
     for _ in range(2):
@@ -139,7 +148,7 @@ def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
     with store.db.transaction(write=True) as cur:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
     store.close()
-    with pytest.raises(StoreError, match="schema version 3, newer than this outpool"):
+    with pytest.raises(StoreError, match="schema version 4, newer than this outpool"):
         open_store()
 
 
@@ -237,6 +246,25 @@ def test_each_pair_goes_to_exactly_k_distinct_annotators(
         5,
     )
     assert all(store.next_task(who) is None for who in people)
+
+
+def test_an_invited_annotator_works_only_on_the_batches_they_were_invited_to(
+    make_spec: MakeSpec, store: AnnotationStore
+) -> None:
+    store.create_batch(make_spec("old", 3), k=1)
+    team, _ = store.create_annotator("team")
+    invited = store.create_batch(make_spec("new", 2, seed=1), k=1, new_annotators=1)
+    assert invited is not None
+    [(guest, _)] = invited
+    assert store.remaining(guest) == (0, 2)  # the older batch is not theirs to count
+    seen = []
+    while (task := store.next_task(guest)) is not None:
+        seen.append(task.batch)
+        answer(store, guest, task)
+    assert seen == ["new", "new"]  # never the older batch, even once theirs is done
+    assert store.remaining(guest) == (0, 0)  # "new" closed itself: nothing open is theirs
+    first = store.next_task(team)  # a team annotator still works on every open batch
+    assert first is not None and first.batch == "old"
 
 
 def test_a_reload_returns_the_same_task(make_spec: MakeSpec, store: AnnotationStore) -> None:

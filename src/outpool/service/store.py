@@ -36,7 +36,7 @@ from outpool.errors import OutpoolError
 from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -118,6 +118,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE batches SET n_open = (SELECT COUNT(*) FROM pairs p "
         "WHERE p.batch_id = batches.id AND p.state = 'open' AND p.is_check = 0)",
     ),
+    (
+        # Version 3: the batches an annotator was invited to (the links a batch made); an
+        # annotator with none is the team's and works on every open batch.
+        """CREATE TABLE invitations (
+            annotator_id TEXT NOT NULL REFERENCES annotators(id),
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            PRIMARY KEY (annotator_id, batch_id))""",
+    ),
+)
+# The open batches an annotator may work on: those they were invited to, or every one for an
+# annotator invited to none. Binds the annotator id twice.
+_MAY_WORK_ON = (
+    "(NOT EXISTS (SELECT 1 FROM invitations i WHERE i.annotator_id = ?) "
+    "OR EXISTS (SELECT 1 FROM invitations i WHERE i.annotator_id = ? AND i.batch_id = b.id))"
 )
 _DIALECT = {
     "sqlite": {"blob": "BLOB", "id": "INTEGER PRIMARY KEY AUTOINCREMENT"},
@@ -365,10 +379,15 @@ class AnnotationStore:
                     )
                 ],
             )
-            return [
+            invited = [
                 _insert_annotator(cur, f"{spec.name} #{i + 1}", "annotator")
                 for i in range(new_annotators)
             ]
+            cur.executemany(
+                "INSERT INTO invitations (annotator_id, batch_id) VALUES (?, ?)",
+                [(who.id, spec.name) for who, _ in invited],
+            )
+            return invited
 
     def batch_spec(self, batch: str) -> BatchSpec:
         """The batch as it was created (images decoded back from PNG)."""
@@ -458,13 +477,15 @@ class AnnotationStore:
         return self._task(cur, annotator.id, row[0], row[1])
 
     def _assign(self, cur: Cursor, who: str, now: float) -> tuple[str, str] | None:
-        # The first open ordinary pair (oldest open batch first, then by seq) this annotator
-        # has not had, with a free slot among its k. One query per open batch, so that each
-        # walks the pairs_open index in seq order and stops at the first fit; one query over
-        # all batches sorted every open pair of every batch, on every assignment.
+        # The first open ordinary pair (oldest open batch they may work on first, then by
+        # seq) this annotator has not had, with a free slot among its k. One query per open
+        # batch, so that each walks the pairs_open index in seq order and stops at the first
+        # fit; one query over all batches sorted every open pair of every batch, on every
+        # assignment.
         open_batches = cur.execute(
-            "SELECT id, k, lease_s, check_every FROM batches WHERE state = 'open' "
-            "ORDER BY created_at, id"
+            "SELECT b.id, b.k, b.lease_s, b.check_every FROM batches b WHERE b.state = 'open' "
+            f"AND {_MAY_WORK_ON} ORDER BY b.created_at, b.id",
+            (who, who),
         ).fetchall()
         for batch, k, lease_s, check_every in open_batches:  # noqa: B007 (used after break)
             row = cur.execute(
@@ -535,13 +556,14 @@ class AnnotationStore:
                 "SELECT "
                 "(SELECT COUNT(*) FROM assignments s JOIN batches b ON b.id = s.batch_id "
                 "  WHERE s.annotator_id = ? AND s.answered = 1 AND b.state = 'open'), "
-                "(SELECT COALESCE(SUM(n_open), 0) FROM batches WHERE state = 'open'), "
+                "(SELECT COALESCE(SUM(b.n_open), 0) FROM batches b WHERE b.state = 'open' "
+                f"  AND {_MAY_WORK_ON}), "
                 "(SELECT COUNT(*) FROM assignments s "
                 "  JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
                 "  JOIN batches b ON b.id = s.batch_id "
                 "  WHERE s.annotator_id = ? AND s.is_check = 0 AND p.state = 'open' "
                 "  AND b.state = 'open')",
-                (annotator.id, annotator.id),
+                (annotator.id, annotator.id, annotator.id, annotator.id),
             ).fetchone()
         done, open_pairs, mine = (int(n) for n in row) if row else (0, 0, 0)
         return done, max(open_pairs - mine, 0)
