@@ -206,11 +206,50 @@ def test_label_three_pairs_with_mouse_keyboard_and_cant_tell(
     assert seen_pairs == {p["id"] for p in body["pairs"]}
     progress = server.store.progress("web")
     assert (progress.done, progress.rejected, progress.state) == (2, 1, "closed")
+    assert driver.find_element(By.ID, "progress").text.startswith("3 labelled")  # kept
+    help_line = driver.find_element(By.CSS_SELECTOR, ".help").get_attribute("textContent")
+    assert "Ctrl+Enter" in help_line and "Esc" in help_line
     # a reload after the end shows the done message again, and nothing more is stored
     driver.get(link)
     wait(driver, lambda d: d.find_element(By.ID, "done").is_displayed(), "the done message")
     assert len(server.store.vote_records("web")) == 3
     assert token_of(link) not in driver.page_source  # the token is not written into the page
+
+
+def test_new_work_appears_without_a_reload_and_a_refused_answer_can_be_sent_again(
+    driver: Any, server: LiveServer
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    for batch in server.store.batches():  # nothing open: the page shows "done"
+        server.store.close_batch(batch.batch)
+    _, token = server.store.create_annotator("team member")
+    driver.get(f"{server.url}/a/{token}?poll_ms=200")
+    wait(driver, lambda d: d.find_element(By.ID, "done").is_displayed(), "the done message")
+    create_batch(server, batch_body("later", 2, k=1, seed=13))
+    page = wait(driver, shown_pair, "the new batch's first pair, without a reload")
+    assert page["batch"] == "later"
+    assert not driver.find_element(By.ID, "done").is_displayed()
+
+    # the next submission is refused once (422): the message shows, Submit can be pressed again
+    driver.execute_script(
+        """
+        const real = window.fetch;
+        window.fetch = (url, opts) => {
+            window.fetch = real;
+            const body = JSON.stringify({error: "rationale: refused for the test"});
+            return Promise.resolve(new Response(body, {status: 422}));
+        };
+        """
+    )
+    driver.find_element(By.CSS_SELECTOR, '[data-choice="equal"]').click()
+    driver.find_element(By.CSS_SELECTOR, '[data-confidence="very"]').click()
+    submit = driver.find_element(By.ID, "submit")
+    submit.click()
+    wait(driver, lambda d: "refused for the test" in d.find_element(By.ID, "status").text, "error")
+    assert submit.is_enabled()
+    submit.click()  # the real fetch again: stored
+    wait(driver, lambda d: len(server.store.vote_records("later")) == 1, "the vote to be stored")
 
 
 def test_a_bad_link_shows_a_plain_refusal(driver: Any, server: LiveServer) -> None:

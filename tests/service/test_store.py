@@ -262,7 +262,7 @@ def test_an_invited_annotator_works_only_on_the_batches_they_were_invited_to(
         seen.append(task.batch)
         answer(store, guest, task)
     assert seen == ["new", "new"]  # never the older batch, even once theirs is done
-    assert store.remaining(guest) == (0, 0)  # "new" closed itself: nothing open is theirs
+    assert store.remaining(guest) == (2, 0)  # their work counts after "new" closed itself
     first = store.next_task(team)  # a team annotator still works on every open batch
     assert first is not None and first.batch == "old"
 

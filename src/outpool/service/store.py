@@ -548,14 +548,15 @@ class AnnotationStore:
         return Task(batch, pair, attribute, definition, left, right)
 
     def remaining(self, annotator: Annotator) -> tuple[int, int]:
-        """(pairs this annotator answered in open batches, ordinary pairs still open there that
-        they have not had). The second is an upper bound: others may fill those pairs first.
-        Both cost this annotator's own assignments, not a count over the batches' pairs."""
+        """(pairs this annotator answered, in any batch, closed ones included; ordinary pairs
+        still open in the batches they may work on that they have not had). The second is an
+        upper bound: others may fill those pairs first. Both cost this annotator's own
+        assignments, not a count over the batches' pairs."""
         with self.db.transaction(write=False) as cur:
             row = cur.execute(
                 "SELECT "
-                "(SELECT COUNT(*) FROM assignments s JOIN batches b ON b.id = s.batch_id "
-                "  WHERE s.annotator_id = ? AND s.answered = 1 AND b.state = 'open'), "
+                "(SELECT COUNT(*) FROM assignments s "
+                "  WHERE s.annotator_id = ? AND s.answered = 1), "
                 "(SELECT COALESCE(SUM(b.n_open), 0) FROM batches b WHERE b.state = 'open' "
                 f"  AND {_MAY_WORK_ON}), "
                 "(SELECT COUNT(*) FROM assignments s "
