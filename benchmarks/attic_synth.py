@@ -12,7 +12,9 @@ same world (``benchmarks/generator.py --seed S --run RUN`` with the world's seed
 generating creators' pairs pass the legibility screen, fitted once on the world's
 generator-training pictures; ``attic_unscreened`` is ATTIC as the paper ran it, without the
 screen, whose pairs are still scored by it to measure it against the crowd. With ``--run``,
-each finished cell is kept in ``DIR/ATTRIBUTE/METHOD/PROTOCOL/seed_N`` and not run again.
+each finished cell is kept in ``DIR/ATTRIBUTE/METHOD/PROTOCOL/seed_N`` and not run again; so
+several processes (``--prepare`` once, then ``--shard I/N`` each, then a plain run for the
+summary) share one grid, as ``benchmarks/attic_gpu.sh`` does on a GPU.
 Prints one JSON object as the last line: per method and protocol the mean (+- std over seeds)
 accuracy on ``test`` and ``test_fine``, per attribute; per creator the crowd's accept / reject
 / prune rates, what the screen did, and the oracle-measured |difference| of the created pairs
@@ -33,7 +35,7 @@ import numpy as np
 
 from outpool import config
 from outpool.annotate import CrowdConfig, SimulatedCrowd
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import emit, log, machine, parse_shard, parser
 from outpool.creators import CREATORS
 from outpool.creators.attic import AtticConfig
 from outpool.creators.screen import LegibilityScreen, ScreenConfig, fit_screen
@@ -165,7 +167,15 @@ def main() -> None:
     p.add_argument(
         "--screen-set", dest="screen", action="append", default=[], help="screen key=value"
     )
+    p.add_argument(
+        "--prepare", action="store_true", help="fit the screen into --run and stop (for shards)"
+    )
+    p.add_argument(
+        "--shard", type=parse_shard, default=(0, 1), help="I/N: run every N-th cell from the I-th"
+    )
     args = p.parse_args()
+    if (args.prepare or args.shard != (0, 1)) and args.run is None:
+        p.error("--prepare and --shard need --run (the shards share its cells)")
     for name in args.methods:
         if name not in METHODS:
             p.error(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
@@ -196,40 +206,52 @@ def main() -> None:
             dataset.images[screen_cfg.table], generator, screen_cfg, root / "screen"
         )
         screen_s = time.perf_counter() - t0
-        for attribute in attributes:
-            for method in args.methods:
-                protocols = args.protocols if method not in REAL_METHODS else args.protocols[:1]
-                for protocol in protocols:
-                    for seed in args.seeds:
-                        folder = root / attribute / method / protocol / f"seed_{seed}"
-                        done = folder / "result.json"
-                        if done.exists():
-                            cells.append({**json.loads(done.read_text()), "method": method})
-                            continue
-                        log(f"{attribute} {method} {protocol} seed {seed} ...")
-                        creates = "attic" if method == UNSCREENED else method
-                        cfg = None
-                        if creates in ("attic", "random"):
-                            cfg = dataclasses.replace(attic_cfg, seed=seed)
-                        elif creates not in REAL_METHODS:
-                            cfg = CREATORS[creates].config(seed=seed)
-                        cell = run_cell(
-                            dataset,
-                            attribute=attribute,
-                            method=creates,
-                            protocol=protocol,
-                            n=args.n,
-                            seed=seed,
-                            ranker_cfg=ranker_cfg,
-                            work_dir=folder,
-                            creator_cfg=cfg,
-                            generator=generator,
-                            annotator=crowd,
-                            equal_band=world_cfg.equal_band,
-                            screen=None if method == UNSCREENED else screen,
-                            tables=("test", "test_fine"),
-                        )
-                        cells.append({**cell, "method": method})
+        if args.prepare:
+            log(f"the screen is in {root / 'screen'}; start the shards")
+            return
+        grid = [
+            (attribute, method, protocol, seed)
+            for attribute in attributes
+            for method in args.methods
+            for protocol in (args.protocols if method not in REAL_METHODS else args.protocols[:1])
+            for seed in args.seeds
+        ]
+        shard, shards = args.shard
+        for i, (attribute, method, protocol, seed) in enumerate(grid):
+            if i % shards != shard:
+                continue  # another shard's
+            folder = root / attribute / method / protocol / f"seed_{seed}"
+            done = folder / "result.json"
+            if done.exists():  # finished before, or by another shard
+                cells.append({**json.loads(done.read_text()), "method": method})
+                continue
+            log(f"{attribute} {method} {protocol} seed {seed} ...")
+            creates = "attic" if method == UNSCREENED else method
+            cfg = None
+            if creates in ("attic", "random"):
+                cfg = dataclasses.replace(attic_cfg, seed=seed)
+            elif creates not in REAL_METHODS:
+                cfg = CREATORS[creates].config(seed=seed)
+            cell = run_cell(
+                dataset,
+                attribute=attribute,
+                method=creates,
+                protocol=protocol,
+                n=args.n,
+                seed=seed,
+                ranker_cfg=ranker_cfg,
+                work_dir=folder,
+                creator_cfg=cfg,
+                generator=generator,
+                annotator=crowd,
+                equal_band=world_cfg.equal_band,
+                screen=None if method == UNSCREENED else screen,
+                tables=("test", "test_fine"),
+            )
+            cells.append({**cell, "method": method})
+        if shards > 1:
+            log(f"shard {shard}/{shards} done; without --shard, the summary of every cell")
+            return
         log("measuring the created pairs ...")
         differences = measured_differences(root, dataset, cells, oracle)
         against_crowd = screen_against_crowd(root, cells, screen)

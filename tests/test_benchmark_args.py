@@ -127,7 +127,21 @@ ATTIC = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_synth.py"
         (["--generator", "g.pt", "--methods", "magic"], "unknown method 'magic'; valid: real"),
         (["--generator", "g.pt", "--protocols", "manual"], "unknown protocol 'manual'"),
         (["--generator", "g.pt", "--n", "1"], "--n must be at least 2"),
+        (["--generator", "g.pt", "--shard", "2/2", "--run", "r"], "needs 0 <= I < N, got '2/2'"),
+        (["--generator", "g.pt", "--shard", "half"], "a shard is I/N, e.g. 0/4, got 'half'"),
+        (["--generator", "g.pt", "--shard", "0/2"], "--prepare and --shard need --run"),
+        (["--generator", "g.pt", "--prepare"], "--prepare and --shard need --run"),
     ],
 )
 def test_the_attic_benchmark_refuses_bad_options(args: list[str], message: str) -> None:
     assert message in refusal(ATTIC, args)
+
+
+def test_shards_split_a_grid_into_disjoint_parts_that_cover_it() -> None:
+    from outpool.bench import parse_shard
+
+    assert parse_shard("1/4") == (1, 4)
+    parts = [
+        [i for i in range(10) if i % n == k] for k, n in (parse_shard(f"{k}/3") for k in range(3))
+    ]
+    assert sorted(i for part in parts for i in part) == list(range(10)) and all(parts)

@@ -62,3 +62,14 @@ def emit(result: dict[str, Any], out: Path | None) -> None:
         with atomic_path(out) as tmp:
             tmp.write_text(text + "\n")
     print(text, flush=True)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N: this process runs every N-th item from the I-th."""
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shard is I/N, e.g. 0/4, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"a shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
