@@ -106,13 +106,19 @@ def test_failed_pairs_are_replaced_from_spare_candidates(
 
 @pytest.mark.slow
 def test_the_threshold_is_set_by_the_generator_s_reconstructions(
-    screen: LegibilityScreen, table: ImageTable, tmp_path: Path
+    table: ImageTable, tmp_path: Path
 ) -> None:
-    # the same net (resumed from the shared run), a generator that blurs what it rebuilds:
-    # its reconstructions read worse, so the screen forgives as much in created pictures
-    folder = tmp_path / "blurred"
+    folder = tmp_path / "s"
+    sharp = fit_screen(table, Copier(table.attributes), SMOKE, folder, progress=False)
+    epochs = (folder / "metrics.jsonl").read_text()
+    # the same folder, a generator that blurs what it rebuilds: the net is reused, not trained
+    # again, and the threshold follows the generator (blurred reconstructions read worse, so
+    # the screen forgives as much in its created pictures)
     blurred = fit_screen(table, Copier(table.attributes, blur=3), SMOKE, folder, progress=False)
-    assert blurred.threshold > screen.threshold
+    assert (folder / "metrics.jsonl").read_text() == epochs
+    assert np.array_equal(blurred.error_scale, sharp.error_scale)
+    assert blurred.threshold > sharp.threshold
+    assert json.loads((folder / "screen.json").read_text())["threshold"] == blurred.threshold
 
 
 @pytest.mark.slow

@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-screen",
         action="store_true",
         help="send generated pairs unscreened (default: pairs whose pictures do not show their "
-        "commanded strengths are replaced; the screen is fitted once into DATASET/screen/)",
+        "commanded strengths are replaced; the screen's net is trained once into DATASET/screen/)",
     )
     cr.add_argument("--force", action="store_true", help="replace tables of the same name")
     _add_config_args(cr, "creator")

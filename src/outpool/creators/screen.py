@@ -122,11 +122,9 @@ def fit_screen(
     *,
     progress: bool = True,
 ) -> LegibilityScreen:
-    """Train (or resume, or load when ``work_dir`` holds a finished one) the screen's net on
-    ``table`` and set its threshold from ``generator``'s reconstructions of the held-out
-    pictures."""
-    if (work_dir / "screen.json").exists():
-        return load_screen(work_dir)
+    """Train the screen's net on ``table`` (a finished net in ``work_dir`` is reused) and set
+    the threshold from ``generator``'s reconstructions of the held-out pictures: on every
+    call, since the threshold belongs to the generator and the net does not."""
     data = scored_pictures(table, cfg.table)
     if tuple(generator.attributes) != tuple(data.attributes):
         raise DataError(

@@ -4,8 +4,8 @@ The created images become image table NAME (each with the creator, round and con
 that drew it), their pairs pair table NAME with the inferred labels (source ``synthetic``, or
 ``pseudo`` for Real+), and ``DATASET/created/NAME/`` holds the creator's work (ATTIC's
 checkpoints and snapshots) and ``pairs.png``. A generating creator's pairs pass the legibility
-screen (``outpool.creators.screen``), fitted once into ``DATASET/screen/`` on the generator's
-training table and reused. ``outpool data label DATASET --pairs NAME`` or
+screen (``outpool.creators.screen``), whose net is trained once into ``DATASET/screen/`` on the
+generator's training table and reused. ``outpool data label DATASET --pairs NAME`` or
 ``outpool annotate request DATASET --pairs NAME`` then asks for labels.
 """
 
