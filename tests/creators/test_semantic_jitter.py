@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from outpool.creators import CREATORS, CreationContext
+from outpool.creators.context import PRIOR_SPREAD
 from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
-from outpool.creators.semantic_jitter import PRIOR_SPREAD, SemanticJitterConfig
+from outpool.creators.semantic_jitter import SemanticJitterConfig
 from outpool.data import Dataset
 from outpool.errors import ConfigError, DataError
 from outpool.judges.generator_check import to_uint8

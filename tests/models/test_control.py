@@ -12,12 +12,13 @@ from outpool.models.generator import ConditionalVAE, GeneratorConfig
 
 Y_MEAN = torch.tensor([0.2, 0.5, 3.0])
 Y_STD = torch.tensor([0.1, 0.3, 2.0])
+WIDE = (Y_MEAN - 10 * Y_STD, Y_MEAN + 10 * Y_STD)  # a range the initial strengths never reach
 SMALL = ControlConfig(hidden=32, side_hidden=16)
 
 
-def control(z_dim: int = 8) -> ControlNet:
+def control(z_dim: int = 8, y_range: tuple[torch.Tensor, torch.Tensor] = WIDE) -> ControlNet:
     torch.manual_seed(0)
-    return ControlNet(SMALL, z_dim=z_dim, y_mean=Y_MEAN, y_std=Y_STD)
+    return ControlNet(SMALL, z_dim=z_dim, y_mean=Y_MEAN, y_std=Y_STD, y_range=y_range)
 
 
 def test_a_pair_of_strengths_and_the_two_halves_of_q_as_latents() -> None:
@@ -38,13 +39,25 @@ def test_strengths_start_in_the_generator_s_range() -> None:
         assert torch.allclose(y.std(0, unbiased=False), Y_STD, rtol=1e-2)
 
 
+def test_strengths_never_leave_the_generator_s_range() -> None:
+    low, high = torch.tensor([0.1, 0.3, 1.0]), torch.tensor([0.3, 0.6, 5.0])
+    net = control(y_range=(low, high))
+    with torch.no_grad():  # as an adversary might grow them: far beyond the range
+        for side in net.sides:
+            side[3].weight.mul_(50.0)
+    pair = net(control_seeds(256, 16, seed=5))
+    for y in (pair.y_a, pair.y_b):
+        assert bool((y >= low).all() and (y <= high).all())
+        assert bool((y == low).any() and (y == high).any())  # it was pushed to both ends
+
+
 def test_the_seeds_are_fixed_by_their_seed() -> None:
     assert torch.equal(control_seeds(5, 16, seed=3), control_seeds(5, 16, seed=3))
     assert not torch.equal(control_seeds(5, 16, seed=3), control_seeds(5, 16, seed=4))
 
 
 def test_linear_layers_start_with_he_initialisation() -> None:
-    net = ControlNet(ControlConfig(), z_dim=256, y_mean=Y_MEAN, y_std=Y_STD)
+    net = ControlNet(ControlConfig(), z_dim=256, y_mean=Y_MEAN, y_std=Y_STD, y_range=WIDE)
     first = net.trunk[0]
     assert first.in_features == 512 and first.out_features == 512  # the authors' Q = 512
     assert first.weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.05)
@@ -75,4 +88,8 @@ def test_bad_sizes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="positive"):
         ControlConfig(hidden=0)
     with pytest.raises(ConfigError, match="N > 0"):
-        ControlNet(SMALL, z_dim=8, y_mean=torch.zeros(0), y_std=torch.zeros(0))
+        ControlNet(SMALL, z_dim=8, y_mean=torch.zeros(0), y_std=torch.zeros(0), y_range=WIDE)
+    with pytest.raises(ConfigError, match="N > 0"):
+        ControlNet(SMALL, z_dim=8, y_mean=Y_MEAN, y_std=Y_STD, y_range=(Y_MEAN[:2], Y_MEAN[:2]))
+    with pytest.raises(ConfigError, match="low <= high"):
+        ControlNet(SMALL, z_dim=8, y_mean=Y_MEAN, y_std=Y_STD, y_range=(WIDE[1], WIDE[0]))

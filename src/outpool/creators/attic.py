@@ -90,6 +90,7 @@ class AtticCreator:
         self.generator = freeze(generator.to(self.device))
         self.ranker_cfg = context.ranker_cfg
         self.k = generator.attributes.index(context.attribute)
+        self.y_range = context.strength_range(generator)
         self.equal_band = context.equal_band
         self.train_pairs = context.pairs(context.train)
         self.val_pairs = context.pairs(context.val)
@@ -134,9 +135,7 @@ class AtticCreator:
         cfg, rcfg = self.cfg, self.ranker_cfg
         gen = self.generator
         torch.manual_seed(cfg.seed)
-        control = ControlNet(
-            cfg.control, z_dim=gen.config.z_dim, y_mean=gen.y_mean, y_std=gen.y_std
-        ).to(self.device)
+        control = control_net(cfg, gen, self.y_range).to(self.device)
         q = control_seeds(budget, control.q_dim, cfg.seed).to(self.device)
         record = run_record(cfg, self.device, {"attribute": self.attribute, "budget": budget})
         write_run_config(work_dir, record)
@@ -200,6 +199,20 @@ class AtticCreator:
     def draw(self, control: ControlNet, q: torch.Tensor) -> CreatedPairs:
         """The pairs the seeds q produce (control in its current mode)."""
         return draw_pairs(self.generator, control, q, self.attribute, self.equal_band, "attic")
+
+
+def control_net(
+    cfg: AtticConfig, generator: ConditionalVAE, y_range: tuple[np.ndarray, np.ndarray]
+) -> ControlNet:
+    """A fresh control network for ``generator``, its strengths clamped to ``y_range``."""
+    low, high = (torch.from_numpy(v).float() for v in y_range)
+    return ControlNet(
+        cfg.control,
+        z_dim=generator.config.z_dim,
+        y_mean=generator.y_mean,
+        y_std=generator.y_std,
+        y_range=(low, high),
+    )
 
 
 @torch.no_grad()
@@ -282,9 +295,7 @@ def create_random(
     del work_dir, progress  # nothing to train
     generator = freeze(context.require_generator().to(context.device))
     torch.manual_seed(cfg.seed)
-    control = ControlNet(
-        cfg.control, z_dim=generator.config.z_dim, y_mean=generator.y_mean, y_std=generator.y_std
-    ).to(context.device)
+    control = control_net(cfg, generator, context.strength_range(generator)).to(context.device)
     q = control_seeds(budget, control.q_dim, cfg.seed).to(context.device)
     return draw_pairs(
         generator, control.train(), q, context.attribute, context.equal_band, "random"

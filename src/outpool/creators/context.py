@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from outpool.data import Dataset, PairTable
 from outpool.errors import DataError, UnknownNameError
 from outpool.models.generator import ConditionalVAE
 from outpool.models.ranker import DeepSTN
 from outpool.train.ranker import RankerTrainConfig
+
+PRIOR_SPREAD = 2.0  # without the generator's table: the strengths' range is mean +- this many std
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,3 +59,20 @@ class CreationContext:
                 f"{', '.join(self.generator.attributes)})"
             )
         return self.generator
+
+    def strength_range(
+        self, generator: ConditionalVAE, table: str = "generator"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), each (N,) in the generator's attribute order: the range of ``table``'s
+        strengths (the pictures the generator learned from) where the dataset has them for
+        every attribute, else the generator's training mean +- ``PRIOR_SPREAD`` std."""
+        names = generator.attributes
+        images = self.dataset.images.get(table)
+        known = images is not None and images.strengths is not None and len(images) > 0
+        if images is not None and known and all(n in images.attributes for n in names):
+            cols = [images.attributes.index(name) for name in names]
+            strengths = np.asarray(images.strengths, np.float64)[:, cols]
+            return strengths.min(0), strengths.max(0)
+        mean = generator.y_mean.cpu().numpy().astype(np.float64)
+        std = generator.y_std.cpu().numpy().astype(np.float64)
+        return mean - PRIOR_SPREAD * std, mean + PRIOR_SPREAD * std

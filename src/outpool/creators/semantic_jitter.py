@@ -7,7 +7,7 @@ generator's ``y_mean`` / ``y_std`` and u from N(0, I). The context's attribute i
 of random sign whose size is uniform in [``min_step``, ``max_step``] of that attribute's standard
 deviation (on side b alone, or half and half over both sides with ``symmetric``); every other
 attribute and u are the same on both sides. A step that would carry a side out of the strengths'
-range (the table's min..max; mean +- ``PRIOR_SPREAD`` std without a table) goes the other way
+range (``CreationContext.strength_range``) goes the other way
 where that leaves it less out. Labels are inferred from the target attribute's y difference,
 equal within the context's band.
 The uniform step in standard deviations is the simplest reading of the paper's manual policy.
@@ -29,7 +29,6 @@ from outpool.models.generator import ConditionalVAE
 from outpool.models.tensors import to_tensor
 
 CHUNK = 256  # images per pass through the generator
-PRIOR_SPREAD = 2.0  # without a table: the strengths' range is mean +- this many std
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,10 @@ def starting_points(
             yt = torch.from_numpy(y[i : i + CHUNK]).float().to(device)
             parts.append(generator.latent(x, yt).cpu().numpy())
         latents = np.concatenate(parts).astype(np.float64)
-        return y, latents, strengths.min(0), strengths.max(0)
+        return y, latents, *context.strength_range(generator, cfg.table)
     y = mean + std * rng.standard_normal((budget, len(names)))
     u = rng.standard_normal((budget, generator.config.z_dim))
-    return y, u, mean - PRIOR_SPREAD * std, mean + PRIOR_SPREAD * std
+    return y, u, *context.strength_range(generator, cfg.table)
 
 
 def steps(

@@ -3,7 +3,9 @@
 One network per attribute (the authors' code). q (B, Q) ~ N(0, I) with Q = 2 x the generator's
 latent size (512 for the original's z = 256); a y-branch Linear(Q, 512) + ReLU, then per side
 Linear(512, 256) + ReLU, Linear(256, N), BatchNorm, scaled by the std and shifted by the mean of
-the generator's training strengths (so y starts in the range the generator knows). The latents
+the generator's training strengths (so y starts in the range the generator knows), and clamped to
+the range of those strengths: the adversary would otherwise push y where the generator never
+learned to draw, and its pictures would not show what they were commanded. The latents
 are not learned: u^A and u^B are the two halves of q, read as the generator's standard latent
 coordinates, so a pair renders as ``decode(y, from_standard(u))`` and gradients reach the control
 network through the (frozen) generator. Weights start with He initialisation.
@@ -47,6 +49,8 @@ class ControlNet(nn.Module):
 
     y_mean: torch.Tensor
     y_std: torch.Tensor
+    y_low: torch.Tensor
+    y_high: torch.Tensor
 
     def __init__(
         self,
@@ -55,17 +59,24 @@ class ControlNet(nn.Module):
         z_dim: int,
         y_mean: torch.Tensor,
         y_std: torch.Tensor,
+        y_range: tuple[torch.Tensor, torch.Tensor],
     ) -> None:
         super().__init__()
         n = y_mean.numel()
-        if n < 1 or y_std.numel() != n:
+        low, high = (torch.as_tensor(v).detach().float().reshape(-1) for v in y_range)
+        if n < 1 or y_std.numel() != n or low.numel() != n or high.numel() != n:
             raise ConfigError(
-                f"y_mean and y_std must be N > 0 values each, got {n}, {y_std.numel()}"
+                f"y_mean, y_std and the range's ends must be N > 0 values each, got {n}, "
+                f"{y_std.numel()}, {low.numel()}, {high.numel()}"
             )
+        if not bool((low <= high).all()):
+            raise ConfigError("the strengths' range must have low <= high for every attribute")
         self.config = config
         self.z_dim = z_dim
         self.register_buffer("y_mean", y_mean.detach().float().reshape(n))
         self.register_buffer("y_std", y_std.detach().float().reshape(n))
+        self.register_buffer("y_low", low)
+        self.register_buffer("y_high", high)
         self.trunk = nn.Sequential(nn.Linear(2 * z_dim, config.hidden), nn.ReLU())
         self.sides = nn.ModuleList(
             nn.Sequential(
@@ -87,7 +98,10 @@ class ControlNet(nn.Module):
 
     def forward(self, q: torch.Tensor) -> ControlPair:
         h = self.trunk(q)
-        y_a, y_b = (side(h) * self.y_std + self.y_mean for side in self.sides)
+        y_a, y_b = (
+            torch.clamp(side(h) * self.y_std + self.y_mean, self.y_low, self.y_high)
+            for side in self.sides
+        )
         u_a, u_b = q[:, : self.z_dim], q[:, self.z_dim :]
         return ControlPair(y_a, u_a, y_b, u_b)
 
