@@ -93,9 +93,9 @@ def test_failed_pairs_are_replaced_from_spare_candidates(
     screen: LegibilityScreen, table: ImageTable
 ) -> None:
     shift = np.where(np.arange(len(table)) % 3 == 0, 3.0, 0.0)  # every third pair lies
-    assert SMOKE.candidates(20) == 30  # budget * (1 + spare)
-    made, report = screened(pairs_of(table, np.arange(30), shift), 20, screen)
-    assert report["candidates"] == 30 and report["kept"] == len(made) <= 20
+    assert SMOKE.candidates(20) == 40  # budget * (1 + spare)
+    made, report = screened(pairs_of(table, np.arange(40), shift), 20, screen)
+    assert report["candidates"] == 40 and report["kept"] == len(made) <= 20
     assert report["short"] == 20 - len(made) and report["passed"] >= len(made)
     assert screen.passes(made).all()
     kept_rows = [

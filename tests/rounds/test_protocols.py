@@ -123,7 +123,7 @@ def test_the_screen_replaces_failed_pairs_before_the_annotator(
         screen=screen,
     )
     report = result["screen"]
-    assert report["candidates"] == 15 and report["kept"] == sum(result["created_status"].values())
+    assert report["candidates"] == 20 and report["kept"] == sum(result["created_status"].values())
     assert result["labels_spent"] == 10 + report["kept"] <= 20  # a screened-out pair is free
     created = np.load(tmp_path / "cell" / "created.npz")
     assert len(created["status"]) == len(created["label"]) == report["kept"]

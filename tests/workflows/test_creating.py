@@ -56,7 +56,7 @@ def test_created_pairs_join_the_dataset_with_their_provenance(
     summary = json.loads(capsys.readouterr().out)
     assert summary["created"] == 6 and sum(summary["inferred"].values()) == 6
     # generated pairs pass the legibility screen, fitted once into the dataset folder
-    assert summary["screen"]["candidates"] == 9 and summary["screen"]["kept"] == 6
+    assert summary["screen"]["candidates"] == 12 and summary["screen"]["kept"] == 6
     assert (dataset_dir / "screen" / "screen.json").exists()
     dataset = Dataset.load(dataset_dir)
     pairs, images = dataset.pairs["r1"], dataset.images["r1"]

@@ -57,7 +57,7 @@ class ScreenConfig:
     # a picture passes when its reading errs no more than this share of the generator's
     # reconstructions of held-out real pictures do
     keep: float = 0.95
-    spare: float = 0.5  # a creator draws budget * (1 + spare) candidates to replace the failures
+    spare: float = 1.0  # a creator draws budget * (1 + spare) candidates to replace the failures
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.keep <= 1.0:
