@@ -52,6 +52,7 @@ import numpy as np
 from PIL import Image
 
 from outpool.bench import emit, log, machine, parser
+from outpool.fileio import json_text
 
 CHOICES = ["left_more", "equal", "left_less", "illegible"]
 CHOICE_P = [0.45, 0.1, 0.4, 0.05]
@@ -75,7 +76,7 @@ def free_port() -> int:
 
 
 def admin_call(port: int, token: str, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
+    data = None if body is None else json_text(body).encode()
     req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data, method=method)
     req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
@@ -296,7 +297,7 @@ async def annotator(
                     return
             n += 1
             sid = f"a{i:03d}-{n:07d}-{secrets.token_hex(4)}"
-            body = json.dumps(
+            body = json_text(
                 {
                     "submission_id": sid,
                     "batch": task["batch"],

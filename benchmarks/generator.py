@@ -37,7 +37,7 @@ from outpool import config
 from outpool.bench import emit, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import OutpoolError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.judges.generator_check import colour_error_share, colour_recovery, controllability
 from outpool.judges.teacher import TeacherConfig, fit_teacher
 from outpool.models.generator import ConditionalVAE
@@ -142,7 +142,7 @@ def builtin_seeds(
             cfg = config.load(GeneratorTrainConfig, cfg_file, [f"seed={seed}", *overrides])
             result = builtin(seed, cfg, folder, n_z, None)
             with atomic_path(done) as out:
-                out.write_text(json.dumps(result) + "\n")
+                out.write_text(json_text(result) + "\n")
             per_seed.append(result)
     return {"seeds": seeds, **seeds_table(per_seed), "runs": per_seed}
 

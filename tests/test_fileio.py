@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import stat
 from collections.abc import Iterator
@@ -194,3 +196,37 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("OUTPOOL_CACHE")
     assert default_cache_dir() == Path.home() / ".cache" / "outpool"
+
+
+def strict_loads(text: str) -> object:
+    """JSON as JavaScript's JSON.parse reads it: NaN and Infinity are errors."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"not strict JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_text_is_strict_json_and_an_infinite_config_value_round_trips() -> None:
+    from outpool.config import from_dict, to_dict
+    from outpool.fileio import json_text
+    from outpool.train.generator import GeneratorTrainConfig
+
+    value = {"a": math.inf, "b": [-math.inf, math.nan, 1.5], "c": {"d": "x"}}
+    assert strict_loads(json_text(value)) == {"a": "inf", "b": ["-inf", None, 1.5], "c": {"d": "x"}}
+    cfg = GeneratorTrainConfig()
+    assert cfg.chroma_ratio == math.inf  # the default that used to be written as Infinity
+    assert from_dict(GeneratorTrainConfig, strict_loads(json_text(to_dict(cfg)))) == cfg
+
+
+def test_the_project_writes_json_only_through_json_text() -> None:
+    root = Path(__file__).resolve().parents[1]
+    writers = [
+        f"{path.relative_to(root)}:{n}"
+        for folder in ("src", "benchmarks")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path.name != "fileio.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if "json.dumps(" in line or "json.dump(" in line
+    ]
+    assert writers == []

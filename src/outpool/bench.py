@@ -4,7 +4,6 @@ one-JSON-object-last output contract (ARCHITECTURE.md, "Benchmarks")."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -14,7 +13,7 @@ from typing import Any
 
 import torch
 
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 
 
 def machine() -> dict[str, Any]:
@@ -57,7 +56,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 def emit(result: dict[str, Any], out: Path | None) -> None:
     """Print the result as the last line of stdout (and to ``out``)."""
-    text = json.dumps(result)
+    text = json_text(result)
     if out is not None:
         with atomic_path(out) as tmp:
             tmp.write_text(text + "\n")

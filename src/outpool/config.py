@@ -56,6 +56,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         item = items[0] if items else Any
         return tuple(_coerce(item, v, key) for v in value)
     if tp is float:
+        if value in ("inf", "-inf"):  # how strict JSON files hold an infinite number
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"config key {key} must be a number, got {value!r}")
         return float(value)

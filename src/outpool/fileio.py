@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 CACHE_ENV = "OUTPOOL_CACHE"
 
@@ -103,3 +106,20 @@ def sheet_safe(text: str) -> str:
 def sheet_text(cell: str) -> str:
     """The text ``sheet_safe`` wrote into ``cell``."""
     return cell[1:] if cell.startswith("'") else cell
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **kwargs: Any) -> str:
+    """Strict JSON (what every JSON parser reads): an infinite float is written as the string
+    ``"inf"`` or ``"-inf"`` (a config reads it back as the float), NaN as null. ``kwargs`` go
+    to ``json.dumps``."""
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)

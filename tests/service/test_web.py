@@ -717,8 +717,10 @@ def test_batches_list_progress_pairs_and_close(svc: Service) -> None:
         "/api/votes", json=vote_body(task, "equal"), headers=bearer(svc.workers[0])
     )
     assert_error(res, 409, "closed")
-    nxt = svc.task(svc.workers[0])
-    assert nxt is not None and nxt["batch"] == "b2"  # b2 is still open
+    assert svc.task(svc.workers[0]) is None  # invited by b1's links: b2 is not theirs
+    _, team = svc.store.create_annotator("team")
+    nxt = svc.task(team)
+    assert nxt is not None and nxt["batch"] == "b2"  # b2 is still open, for the team
     assert svc.votes() == 0
 
 

@@ -4,7 +4,6 @@ people about a dataset's pairs, and move batches to and from Label Studio and MT
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +14,7 @@ from outpool.annotate.apply import accepted_pairs
 from outpool.annotate.protocol import LabelResult
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
 from outpool.service.exchange import (
     export_label_studio,
@@ -46,7 +46,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role, "token": token}
     if args.public_url and not args.admin:
         out["link"] = f"{args.public_url.rstrip('/')}/a/{token}"
-    print(json.dumps(out))
+    print(json_text(out))
     return 0
 
 
@@ -95,7 +95,7 @@ def cmd_request(args: argparse.Namespace) -> int:
         _save_labels(args.dataset, out_name, pairs, result, force=args.force)
         summary["pairs"] = out_name
     summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
-    print(json.dumps(summary))
+    print(json_text(summary))
     return 0 if not result.pending else 3
 
 
@@ -119,11 +119,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.close:
         if not args.batch:
             raise ConfigError("--close needs --batch")
-        print(json.dumps(client.call("POST", f"/api/admin/batches/{args.batch}/close")))
+        print(json_text(client.call("POST", f"/api/admin/batches/{args.batch}/close")))
     elif args.batch:
-        print(json.dumps(client.call("GET", f"/api/admin/batches/{args.batch}")))
+        print(json_text(client.call("GET", f"/api/admin/batches/{args.batch}")))
     else:
-        print(json.dumps(client.call("GET", "/api/admin/batches")))
+        print(json_text(client.call("GET", "/api/admin/batches")))
     return 0
 
 
@@ -150,13 +150,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if votes is None:
             raise ConfigError("--format votes exports a stored batch: use --db URL --batch NAME")
         votes.save(args.out)
-        print(json.dumps({"votes": len(votes), "out": str(args.out)}))
+        print(json_text({"votes": len(votes), "out": str(args.out)}))
         return 0
     out = EXPORTS[args.format](
         spec, args.out, seed=args.seed, image_base_url=args.image_base_url, overwrite=args.force
     )
     print(
-        json.dumps({"batch": spec.name, "pairs": len(spec), "format": args.format, "out": str(out)})
+        json_text({"batch": spec.name, "pairs": len(spec), "format": args.format, "out": str(out)})
     )
     return 0
 
@@ -173,7 +173,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         _save_labels(args.dataset, name, pairs, result, force=args.force)
         summary["pairs"] = name
         summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
-    print(json.dumps(summary))
+    print(json_text(summary))
     return 0
 
 

@@ -5,7 +5,6 @@ error (never a traceback), exit non-zero.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ from outpool.data import Dataset
 from outpool.data.open import open_dataset, open_dataset_with_truth
 from outpool.data.sources import LOADERS
 from outpool.errors import OutpoolError, UnknownNameError
-from outpool.fileio import check_output_dir
+from outpool.fileio import check_output_dir, json_text
 from outpool.judges import judge_settings
 from outpool.synth import SynthConfig
 
@@ -60,7 +59,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     world = build(cfg)
     world.dataset.save(args.out, truth=world.truth, overwrite=args.force)
     counts = {k: len(v) for k, v in world.dataset.pairs.items()}
-    print(json.dumps({"dataset": str(args.out), "pairs": counts}))
+    print(json_text({"dataset": str(args.out), "pairs": counts}))
     return 0
 
 
@@ -91,7 +90,7 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
     name = args.name or f"{args.pairs}_crowd"
-    print(json.dumps(crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)))
+    print(json_text(crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)))
     return 0
 
 
@@ -104,7 +103,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
     print(
-        json.dumps({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
+        json_text({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
     )
     return 0
 
@@ -113,7 +112,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from outpool.workflows.ranker_runs import score_folder
 
     rows = score_folder(args.ranker, args.images, args.out, crop=args.crop, force=args.force)
-    print(json.dumps({"scored": rows, "out": str(args.out)}))
+    print(json_text({"scored": rows, "out": str(args.out)}))
     return 0
 
 
@@ -124,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     crowd = config.load(CrowdConfig, args.crowd_config, args.crowd_overrides)
     check_output_dir(args.out, overwrite=args.force)
     summary = run_demo(args.out, synth=synth, crowd=crowd, force=args.force)
-    print(json.dumps(summary, indent=2))
+    print(json_text(summary, indent=2))
     print(f"done: look at {Path(args.out) / 'gallery.png'}", file=sys.stderr)
     return 0
 
@@ -142,7 +141,7 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     val = None if val == "none" else val
     results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
     if from_env().main:  # under torchrun, one report
-        print(json.dumps(results, indent=2))
+        print(json_text(results, indent=2))
     return 0
 
 
@@ -159,7 +158,7 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     summary = train_judged_generator_run(
         dataset, truth, cfg, args.run, table=args.table, judge_cfg=judge_cfg
     )
-    print(json.dumps(summary, indent=2))
+    print(json_text(summary, indent=2))
     return 0
 
 
@@ -183,7 +182,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         screen=not args.no_screen,
         force=args.force,
     )
-    print(json.dumps(summary, indent=2))
+    print(json_text(summary, indent=2))
     return 0
 
 
@@ -196,8 +195,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from outpool.fileio import atomic_path
 
         with atomic_path(args.run / "eval.json") as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+            tmp.write_text(json_text(result, indent=2) + "\n")
+    print(json_text(result, indent=2))
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from outpool.creators.context import CreationContext
 from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
 from outpool.errors import ConfigError, DataError
+from outpool.fileio import json_text
 from outpool.judges.generator_check import to_uint8
 from outpool.models.control import ControlConfig, ControlNet, ControlPair, control_seeds
 from outpool.models.generator import ConditionalVAE
@@ -276,7 +276,7 @@ class Snapshots(Hook):
             label=made.label,
         )
         with open(self.folder / "losses.jsonl", "a") as fh:
-            fh.write(json.dumps({"epoch": epoch, "ranker_loss": round(loss.item(), 6)}) + "\n")
+            fh.write(json_text({"epoch": epoch, "ranker_loss": round(loss.item(), 6)}) + "\n")
 
 
 def create_attic(

@@ -28,7 +28,7 @@ from outpool.config import from_dict, to_dict
 from outpool.creators.pairs import CreatedPairs
 from outpool.data import ImageTable
 from outpool.errors import ConfigError, DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.judges.generator_check import to_uint8
 from outpool.models.attribute_net import AttributeNet, AttributeNetConfig
 from outpool.models.generator import ConditionalVAE
@@ -151,7 +151,7 @@ def fit_screen(
         ),
     }
     with atomic_path(work_dir / "screen.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_text(json_text(record, indent=2) + "\n")
     return screen
 
 

@@ -39,7 +39,7 @@ from outpool.data.images import (
 )
 from outpool.data.pairs import PairTable
 from outpool.errors import DataError, UnknownNameError
-from outpool.fileio import atomic_dir, atomic_path
+from outpool.fileio import atomic_dir, atomic_path, json_text
 
 FORMAT = "outpool-dataset"
 VERSION = 1
@@ -304,7 +304,7 @@ class Dataset:
 
 def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     try:
-        text = json.dumps(manifest, indent=2, default=json_default)
+        text = json_text(manifest, indent=2, default=json_default)
     except (TypeError, ValueError) as exc:
         raise DataError(f"dataset meta is not JSON-able ({exc})", field="meta") from None
     with atomic_path(path) as tmp:

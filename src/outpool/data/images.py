@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from outpool.errors import DataError, UnknownNameError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 
 IMAGE_SIZE = 64
 _RESERVED_COLUMNS = ("id", "group")
@@ -239,7 +239,7 @@ class ImageTable:
         if self.provenance is not None:
             for i, rec in zip(self.ids.tolist(), self.provenance, strict=True):
                 try:
-                    lines.append(json.dumps({"id": i, **rec}, default=json_default))
+                    lines.append(json_text({"id": i, **rec}, default=json_default))
                 except (TypeError, ValueError) as exc:
                     raise DataError(f"provenance of image '{i}' is not JSON-able: {exc}") from None
         with atomic_path(folder / f"{name}.npy") as tmp, open(tmp, "wb") as fh:

@@ -20,7 +20,6 @@ generator. Its quality is measured on the ``test`` split, which it never trains 
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from outpool.config import to_dict
 from outpool.data import Dataset
 from outpool.data.dataset import Truth
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.judges.face_space import FaceSpace, FaceSpaceConfig, check_images, screening_rates
 from outpool.models.attribute_net import AttributeNet
 from outpool.train.attribute_net import (
@@ -224,5 +223,5 @@ def fit_teacher(
     teacher = TeacherJudge(net, score_quantiles(data.scores), face_space, record=record)
     teacher.save(path)
     with atomic_path(work_dir / "teacher.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_text(json_text(record, indent=2) + "\n")
     return teacher

@@ -19,7 +19,6 @@ tables. The same seed gives the same cell.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from outpool.creators import CreatedPairs, CreationContext, creator
 from outpool.creators.screen import LegibilityScreen, screened
 from outpool.data import Dataset, ImageTable, PairTable
 from outpool.errors import DataError, UnknownNameError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.models.generator import ConditionalVAE
 from outpool.train.evaluate import accuracy_on
 from outpool.train.ranker import RankerTrainConfig, train_ranker
@@ -182,7 +181,7 @@ def run_cell(
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(work_dir / "result.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.write_text(json_text(result, indent=2) + "\n")
     return result
 
 

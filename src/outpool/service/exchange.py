@@ -48,7 +48,7 @@ from outpool.annotate.votes import (
 )
 from outpool.data.images import read_header, read_rows
 from outpool.errors import DataError
-from outpool.fileio import atomic_dir
+from outpool.fileio import atomic_dir, json_text
 from outpool.service.batch import BatchSpec, encode_png
 
 # Displayed answer token -> text shown to people. The tokens (``votes.DISPLAY_CHOICES`` and
@@ -247,7 +247,7 @@ def export_label_studio(
         urls = _image_urls(batch, tmp, image_base_url)
         tasks = [{"data": data} for data in _tasks(batch, urls, seed)]
         (tmp / LS_TASKS).write_text(
-            json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+            json_text(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )
         (tmp / LS_CONFIG).write_text(label_studio_config(), encoding="utf-8")
     return Path(out_dir)

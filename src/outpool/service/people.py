@@ -26,6 +26,7 @@ from outpool.annotate.aggregate import aggregate
 from outpool.annotate.protocol import LabelResult, PairRequest
 from outpool.annotate.votes import REJECT, VoteTable
 from outpool.errors import ConfigError, OutpoolError
+from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec, encode_png
 
 
@@ -75,7 +76,7 @@ class ServiceClient:
         self.timeout_s = timeout_s
 
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else json_text(body).encode()
         req = urllib.request.Request(
             self.server + path,
             data=data,

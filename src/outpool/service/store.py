@@ -17,7 +17,6 @@ ordinary pair is left open.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +32,7 @@ from outpool.annotate.votes import (
     answer_from_display,
 )
 from outpool.errors import OutpoolError
+from outpool.fileio import json_text
 from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
@@ -348,7 +348,7 @@ class AnnotationStore:
                     lease_s,
                     check_every,
                     fingerprint,
-                    json.dumps(meta or {}),
+                    json_text(meta or {}),
                     time.time(),
                     int((spec.check_answer == NO_CHECK).sum()),
                 ),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from outpool.annotate.aggregate import aggregate, per_annotator_stats
 from outpool.errors import DataError, OutpoolError
+from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
 from outpool.service.schemas import AnnotatorIn, BatchIn, VoteIn, printable
 from outpool.service.store import (
@@ -321,7 +321,7 @@ _INTERNAL = "internal error; the server log has details"
 async def _send_json(
     send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps({"error": error}).encode()
+    body = json_text({"error": error}).encode()
     await send(
         {
             "type": "http.response.start",

@@ -7,7 +7,6 @@ Model files are Python pickles (torch.save): load only files you trust.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 from outpool import __version__
 from outpool.config import to_dict
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 
 
 def code_version() -> str:
@@ -51,7 +50,7 @@ def write_run_config(run_dir: Path, record: dict[str, Any]) -> None:
     """Write ``record`` as ``run_dir/config.json``, atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.write_text(json_text(record, indent=2) + "\n")
 
 
 def write_checkpoint(payload: dict[str, Any], path: Path) -> None:

@@ -16,7 +16,6 @@ epoch e gives the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -30,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 
 # batch -> (scalar loss to minimise, its metrics as floats)
 LossFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, float]]]
@@ -320,7 +319,7 @@ class JsonlLogger(Hook):
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as fh:  # append-only: a crash loses at most this line
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json_text(record) + "\n")
 
 
 def run_training(

@@ -11,7 +11,6 @@ generator's training table and reused. ``outpool data label DATASET --pairs NAME
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from outpool.creators import CreationContext, creator
 from outpool.creators.screen import ScreenConfig, fit_screen, screened
 from outpool.data import Dataset
 from outpool.errors import DataError
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.report.gallery import pair_grid, save_gallery
 from outpool.train.generator import load_generator
 from outpool.train.ranker import RankerTrainConfig, load_ranker
@@ -110,5 +109,5 @@ def create_into(
     if report is not None:
         summary["screen"] = report
     with atomic_path(work / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.write_text(json_text(summary, indent=2) + "\n")
     return summary

@@ -4,7 +4,6 @@ draw the gallery and write a summary. It is what the README's first command runs
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from scipy.stats import spearmanr
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.annotate.apply import label_pairs
 from outpool.data import Dataset, PairTable
-from outpool.fileio import atomic_dir, atomic_path
+from outpool.fileio import atomic_dir, atomic_path, json_text
 from outpool.report.gallery import dataset_gallery, save_gallery
 from outpool.synth import PixelOracle, SynthConfig, build
 
@@ -90,5 +89,5 @@ def run_demo(
             "seed": synth.seed,
         }
         with atomic_path(tmp / "summary.json") as p:
-            p.write_text(json.dumps(summary, indent=2) + "\n")
+            p.write_text(json_text(summary, indent=2) + "\n")
     return summary

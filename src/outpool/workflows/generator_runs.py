@@ -10,7 +10,6 @@ with unscored images ``regressor/`` (the pseudo-label regressor's run and
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from outpool.annotate.protocol import Judge
 from outpool.data import Dataset
 from outpool.data.dataset import Truth
-from outpool.fileio import atomic_path
+from outpool.fileio import atomic_path, json_text
 from outpool.judges import make_judge
 from outpool.judges.generator_check import controllability
 from outpool.judges.pseudo_labels import check_disjoint, pseudo_label, unscored_table
@@ -82,10 +81,10 @@ def train_generator_run(
     if judge is not None:
         summary["controllability"] = controllability(model, judge, n_z=check_latents, seed=cfg.seed)
         with atomic_path(run / "controllability.json") as tmp:
-            tmp.write_text(json.dumps(summary["controllability"], indent=2) + "\n")
+            tmp.write_text(json_text(summary["controllability"], indent=2) + "\n")
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     with atomic_path(run / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.write_text(json_text(summary, indent=2) + "\n")
     return summary
 
 

@@ -5,7 +5,6 @@ run on pair tables, score images with a trained ranker.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 from outpool.data import Dataset
 from outpool.data.metrics import ordering_accuracy
 from outpool.errors import DataError, UnknownNameError
-from outpool.fileio import atomic_dir, atomic_path, check_output_dir
+from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
 from outpool.train.evaluate import accuracy_on, score_images
@@ -55,7 +54,7 @@ def train_run(
     if not main:
         return results
     with atomic_path(run / "summary.json") as tmp:
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
+        tmp.write_text(json_text(results, indent=2) + "\n")
     return results
 
 

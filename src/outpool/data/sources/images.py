@@ -13,7 +13,6 @@ A cache file that is unreadable or has the wrong shape is rebuilt, never trusted
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from tqdm import tqdm
 
 from outpool.data.images import IMAGE_SIZE
 from outpool.errors import DataError
-from outpool.fileio import atomic_path, default_cache_dir
+from outpool.fileio import atomic_path, default_cache_dir, json_text
 
 CACHE_VERSION = 1  # bump when decoding changes, so old cache files are not reused
 PROGRESS_MIN = 200  # decoding fewer images is quick enough to go without a progress bar
@@ -98,7 +97,7 @@ def cache_key(files: Sequence[Path], *, source: str, crop: float, size: int) -> 
             entries.append([str(f), -1, -1])  # decoding will report it with the right context
             continue
         entries.append([str(f.resolve()), st.st_size, st.st_mtime_ns])
-    text = json.dumps([CACHE_VERSION, source, entries, crop, size], separators=(",", ":"))
+    text = json_text([CACHE_VERSION, source, entries, crop, size], separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
