@@ -119,7 +119,7 @@ def test_pending_then_labels_from_a_new_process(server: LiveServer) -> None:
     first = people(server, out, k=3, new_annotators=3).label(request)
     assert first.pending is True
     assert first.pair_ids.tolist() == request.ids.tolist()
-    assert set(first.status.tolist()) == {"pruned"}  # nothing trusted before votes are in
+    assert set(first.status.tolist()) == {"pending"}  # nothing trusted before votes are in
     assert len(first.votes) == 0
     printed = out.getvalue()
     links = LINK.findall(printed)
@@ -373,6 +373,8 @@ def test_cli_request_is_pending_then_writes_the_labels(
     assert rc == 3, err
     summary = json.loads(out)
     assert summary["pending"] is True and summary["votes"] == 0
+    assert summary["pairs_pending"] == len(pairs) and summary["pruned"] == 0  # not "pruned"
+    assert summary["accepted"] == summary["rejected"] == 0
     batch = summary["batch"]
     assert batch == f"{Dataset.load(ds).name}-train"
     links = LINK.findall(err)
@@ -404,6 +406,7 @@ def test_cli_request_is_pending_then_writes_the_labels(
         "accepted": len(pairs) - n_reject,
         "rejected": n_reject,
         "pruned": 0,
+        "pairs_pending": 0,
     }
     table = Dataset.load(ds).pairs["train_people"]
     keep = [i for i, pid in enumerate(pairs.ids.tolist()) if plan[pid] != REJECT]

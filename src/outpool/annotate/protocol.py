@@ -14,7 +14,7 @@ import numpy as np
 from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, VoteTable
 from outpool.errors import DataError
 
-STATUSES = ("accepted", "rejected", "pruned")
+STATUSES = ("accepted", "rejected", "pruned", "pending")
 LABELS = (MORE_A, MORE_B, EQUAL)
 
 
@@ -79,9 +79,10 @@ class LabelResult:
     label (P,) int8 in {+1 a more, -1 b more, 0 equal}, meaningful where status is "accepted";
     confidence (P,) float32 in [0, 1], mean confidence of the majority's votes;
     agreement (P,) float32 in [0, 1], share of votes agreeing with the majority;
-    status (P,) str: "accepted", "rejected" (illegible by majority) or "pruned" (low
-    agreement / confidence, or no votes yet); votes: every individual vote on these pairs;
-    pending: True while (human) annotators have not finished the batch.
+    status (P,) str: "accepted", "rejected" (illegible by majority), "pruned" (low
+    agreement / confidence, or no votes when the batch closed) or "pending" (the batch is still
+    being labelled and the pair has no final answer yet); votes: every individual vote on these
+    pairs; pending: True while (human) annotators have not finished the batch.
     """
 
     pair_ids: np.ndarray

@@ -11,7 +11,7 @@ from typing import Any
 
 from outpool.annotate.aggregate import AGGREGATORS, aggregate
 from outpool.annotate.apply import accepted_pairs
-from outpool.annotate.protocol import LabelResult
+from outpool.annotate.protocol import STATUSES, LabelResult
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import json_text
@@ -94,7 +94,9 @@ def cmd_request(args: argparse.Namespace) -> int:
     if not result.pending:
         _save_labels(args.dataset, out_name, pairs, result, force=args.force)
         summary["pairs"] = out_name
-    summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
+    counts = {s: int((result.status == s).sum()) for s in STATUSES}
+    # "pending" already says whether the batch is; the pairs without a final answer yet:
+    summary |= {("pairs_pending" if s == "pending" else s): n for s, n in counts.items()}
     print(json_text(summary))
     return 0 if not result.pending else 3
 

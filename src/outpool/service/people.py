@@ -182,7 +182,7 @@ class PeopleAnnotator:
 
     def result(self, batch: str) -> LabelResult:
         """The labels so far; ``pending`` until the batch closes. Pairs that are not finished
-        yet (fewer than k votes, not rejected) are "pruned", so no partial label is trusted."""
+        yet (fewer than k votes, not rejected) are "pending", so no partial label is trusted."""
         progress = self.client.call("GET", f"/api/admin/batches/{batch}")
         records = self.client.call("GET", f"/api/admin/batches/{batch}/votes")["votes"]
         spec_ids = self.client.call("GET", f"/api/admin/batches/{batch}/pairs")["pairs"]
@@ -207,7 +207,7 @@ class PeopleAnnotator:
         k = int(progress["k"])
         for i, p in enumerate(pair_ids.tolist()):
             if n[p] < k and 2 * rejects[p] < k:
-                status[i] = "pruned"
+                status[i] = "pending"
         return LabelResult(
             pair_ids=result.pair_ids,
             label=result.label,
