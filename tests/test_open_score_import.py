@@ -465,3 +465,15 @@ def test_eval_unknown_table_lists_pair_and_image_tables(
     assert code == 2
     # pair table 'train' and image table with strengths 'test'; 'pool' has no strengths
     assert "unknown pair table (or image table with strengths) 'nope'; valid: test, train" in err
+
+
+def test_training_into_a_run_of_other_settings_is_refused_and_changes_nothing(
+    dataset_dir: Path, trained: tuple[Path, str, str]
+) -> None:
+    run = trained[0]
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    other = [*TINY, "--set", "model.width=8"]
+    code, _, err = run_cli(["train-ranker", str(dataset_dir), "--out", str(run), *other])
+    assert code == 2
+    assert "other settings (model.width: 4 -> 8)" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before

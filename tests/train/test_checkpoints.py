@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from outpool import __version__
-from outpool.errors import DataError
+from outpool.errors import ConfigError, DataError
 from outpool.train import checkpoints
 from outpool.train.checkpoints import (
     code_version,
@@ -163,3 +163,25 @@ def test_write_run_config_writes_the_record_as_json(tmp_path: Path) -> None:
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
     write_run_config(run_dir, {"attribute": "open"})  # replaces, never appends
     assert json.loads((run_dir / "config.json").read_text()) == {"attribute": "open"}
+
+
+def test_a_run_is_resumed_only_with_its_own_config(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    device = torch.device("cpu")
+    write_run_config(run, run_record(RunConfig(), device, {}))
+    (run / "stage_crop").mkdir()
+    (run / "stage_crop" / "last.pt").write_bytes(b"checkpoint")  # a run has begun
+    before = (run / "config.json").read_bytes()
+    write_run_config(run, run_record(RunConfig(), device, {}))  # the same settings: resumes
+    changed = RunConfig(lr=0.1, model=Inner(width=8))
+    with pytest.raises(ConfigError, match=r"lr: 0\.01 -> 0\.1, model\.width: 4 -> 8\); train"):
+        write_run_config(run, run_record(changed, device, {}))
+    assert (run / "config.json").read_bytes() == before  # nothing written
+    # without a checkpoint nothing has run yet: the new settings are simply written
+    fresh = tmp_path / "fresh"
+    write_run_config(fresh, run_record(RunConfig(), device, {}))
+    write_run_config(fresh, run_record(changed, device, {}))
+    assert json.loads((fresh / "config.json").read_text())["config"]["lr"] == 0.1
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match="unreadable run config"):
+        write_run_config(run, run_record(RunConfig(), device, {}))

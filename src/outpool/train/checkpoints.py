@@ -7,6 +7,7 @@ Model files are Python pickles (torch.save): load only files you trust.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 
 from outpool import __version__
 from outpool.config import to_dict
-from outpool.errors import DataError
+from outpool.errors import ConfigError, DataError
 from outpool.fileio import atomic_path, json_text
 
 
@@ -47,10 +48,40 @@ def run_record(cfg: Any, device: torch.device, fields: dict[str, Any]) -> dict[s
 
 
 def write_run_config(run_dir: Path, record: dict[str, Any]) -> None:
-    """Write ``record`` as ``run_dir/config.json``, atomically."""
+    """Write ``record`` as ``run_dir/config.json``, atomically. A folder that already holds a
+    run's checkpoints is resumed only with the same config: another one is refused, naming the
+    keys that differ, before anything is written."""
+    stored = run_dir / "config.json"
+    if stored.exists() and any(run_dir.glob("**/last.pt")):
+        check_same_config(stored, record["config"])
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.json") as tmp:
         tmp.write_text(json_text(record, indent=2) + "\n")
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        return {
+            k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()
+        }
+    return {prefix.rstrip("."): value}
+
+
+def check_same_config(path: Path, config: dict[str, Any]) -> None:
+    """Refuse to resume the run whose ``config.json`` is ``path`` with another ``config``."""
+    try:
+        before = _flat(json.loads(path.read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError("unreadable run config: cannot tell what this run was", path=path) from None
+    now = _flat(json.loads(json_text(config)))  # as it would be stored: inf as "inf"
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+        raise ConfigError(
+            f"{path.parent} holds a run trained with other settings ({shown}{more}); train into "
+            "a new folder, or delete this one to start again"
+        )
 
 
 def write_checkpoint(payload: dict[str, Any], path: Path) -> None:
