@@ -526,6 +526,14 @@ def test_cli_export_and_import_label_studio(
     assert table.label.tolist() == [plan[p] for p in table.ids.tolist()]
     assert len(table) == len(pairs) - n_reject
 
+    # the same import again: refused (the table exists) before any file is written
+    rc, _, err = run(
+        capsys, "annotate", "import", results, "--format", "label-studio",
+        "--out", tmp_path / "again.csv", "--dataset", ds, "--pairs", "train", "--name", "ls_people",
+    )  # fmt: skip
+    assert_clean_error(rc, err, "pair table 'ls_people' already exists")
+    assert not (tmp_path / "again.csv").exists()
+
     # a broken results file: one error line naming the file
     results.write_text('[{"data": {"pair_id": "x"}}', encoding="utf-8")
     rc, _, err = run(

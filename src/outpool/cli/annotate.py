@@ -101,14 +101,17 @@ def cmd_request(args: argparse.Namespace) -> int:
     return 0 if not result.pending else 3
 
 
-def _save_labels(
-    folder: Path, name: str, pairs: PairTable, result: LabelResult, *, force: bool
-) -> None:
-    dataset = Dataset.load(folder)
+def _check_free(dataset: Dataset, name: str, folder: Path, *, force: bool) -> None:
     if name in dataset.pairs and not force:
         raise DataError(
             f"pair table '{name}' already exists; pass --force to replace it", path=folder
         )
+
+
+def _save_labels(
+    folder: Path, name: str, pairs: PairTable, result: LabelResult, *, force: bool
+) -> None:
+    _check_free(Dataset.load(folder), name, folder, force=force)
     result.votes.save(Path(folder) / "votes" / f"{name}.csv")
     Dataset.save_pairs(folder, name, accepted_pairs(pairs, result))
 
@@ -165,13 +168,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     votes = IMPORTS[args.format](args.results)
-    votes.save(args.out)
     summary: dict[str, Any] = {"votes": len(votes), "out": str(args.out)}
-    if args.dataset:
+    labelled = None
+    if args.dataset:  # everything that can refuse, before any file is written
         dataset = Dataset.load(args.dataset)
         pairs = _pairs(dataset, args.pairs, args.dataset)
-        result = aggregate(args.method, votes, pairs.ids, min_agreement=args.min_agreement)
         name = args.name or f"{Path(args.pairs).stem}_people"
+        _check_free(dataset, name, args.dataset, force=args.force)
+        result = aggregate(args.method, votes, pairs.ids, min_agreement=args.min_agreement)
+        labelled = (name, pairs, result)
+    votes.save(args.out)
+    if labelled is not None:
+        name, pairs, result = labelled
         _save_labels(args.dataset, name, pairs, result, force=args.force)
         summary["pairs"] = name
         summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
