@@ -471,3 +471,16 @@ def test_a_cosine_schedule_can_leave_an_optimiser_alone() -> None:
     trainer.train()
     assert toy.opt.param_groups[0]["lr"] == pytest.approx(0.0)
     assert fixed.param_groups[0]["lr"] == 0.3
+
+
+def test_progress_shows_a_total_and_an_eta_from_the_second_epoch(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    toy = Toy()
+    trainer = toy.trainer(epochs=2)
+    trainer.progress = True
+    trainer.train()
+    err = capsys.readouterr().err
+    first, second = err[: err.index("epoch 2/2")], err[err.index("epoch 2/2") :]
+    assert f"/{N_BATCHES} [" not in first  # the first epoch's size is not known yet
+    assert f"0/{N_BATCHES} [00:00<" in second  # done/total [elapsed<remaining]

@@ -125,6 +125,7 @@ class Trainer:
         self.desc = desc
         self.state = TrainState()
         self.epoch_metrics: dict[str, float] = {}  # means of the step metrics of the last epoch
+        self._epoch_steps: int | None = None  # batches in the last epoch (the progress total)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -189,6 +190,8 @@ class Trainer:
             bar = tqdm(
                 self.batches(epoch),
                 desc=f"{self.desc} epoch {epoch + 1}/{self.epochs}",
+                # epochs are (about) the same size: the last one's gives a total and an ETA
+                total=self._epoch_steps,
                 disable=not self.progress,
                 leave=False,
                 unit="batch",
@@ -203,6 +206,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{metrics['loss']:.4f}")
                 for h in self.hooks:
                     h.after_step(self, metrics)
+            self._epoch_steps = count
             self.epoch_metrics = {k: v / max(count, 1) for k, v in sums.items()}
             if any(not math.isfinite(v) for v in self.epoch_metrics.values()):
                 raise FloatingPointError(f"non-finite training metric at epoch {epoch + 1}")
