@@ -198,6 +198,7 @@ def test_label_writes_crowd_pairs_and_votes(
     assert report["accepted"] + report["rejected"] + report["pruned"] == 240
     assert (ds / "pairs" / "train_crowd.csv").is_file()
     assert (ds / "votes" / "train_crowd.csv").is_file()
+    assert f"next: outpool train-ranker {ds} --train train_crowd" in err  # the next step
 
     dataset = Dataset.load(ds)
     crowd, train = dataset.pairs["train_crowd"], dataset.pairs["train"]

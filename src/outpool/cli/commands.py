@@ -91,6 +91,11 @@ def cmd_label(args: argparse.Namespace) -> int:
     crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
     name = args.name or f"{args.pairs}_crowd"
     print(json_text(crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)))
+    # a ranker trains on 'train' unless told: say how to train on the crowd's labels
+    print(
+        f"next: outpool train-ranker {args.dataset} --train {name} --out runs/{name}",
+        file=sys.stderr,
+    )
     return 0
 
 
