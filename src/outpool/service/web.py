@@ -253,7 +253,7 @@ class _BodyLimit:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        token = _token(Request(scope))
+        token, in_header = _token_and_place(Request(scope))
         store: AnnotationStore = self.app.state.store
         try:
             # A token seen before is known without a thread hop; else ask the database.
@@ -266,6 +266,9 @@ class _BodyLimit:
             return
         if who is None and not path.startswith("/a/"):
             await _send_json(send, 401, _NEED_TOKEN, [(b"www-authenticate", b"Bearer")])
+            return
+        if who is not None and who.role == "admin" and not in_header:
+            await _send_json(send, 401, _ADMIN_IN_HEADER, [(b"www-authenticate", b"Bearer")])
             return
         scope[_CALLER] = who  # for ``caller``: no second look-up (and thread hop) per request
         admin = who is not None and who.role == "admin" and path.startswith("/api/admin/")
@@ -315,6 +318,8 @@ _IMAGE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}")  # never a path
 _MAX_IMAGE_PIXELS = 4096 * 4096  # images are shown small; anything bigger is a mistake
 _CALLER = "outpool.caller"  # the scope key where _BodyLimit leaves the authenticated caller
 _NEED_TOKEN = "a valid token is needed (Authorization: Bearer <token>)"
+# a token in a URL is written into server logs and browser history
+_ADMIN_IN_HEADER = "an admin token is accepted only in the header (Authorization: Bearer <token>)"
 _INTERNAL = "internal error; the server log has details"
 
 
@@ -355,11 +360,15 @@ async def caller(request: Request) -> Annotator:
 
 
 def _token(request: Request) -> str:
-    token = request.query_params.get("token", "")
+    return _token_and_place(request)[0]
+
+
+def _token_and_place(request: Request) -> tuple[str, bool]:
+    """(the request's token, whether it came in the Authorization header)."""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        token = header[7:].strip()
-    return token
+        return header[7:].strip(), True
+    return request.query_params.get("token", ""), False
 
 
 async def annotator(who: Annotated[Annotator, Depends(caller)]) -> Annotator:
