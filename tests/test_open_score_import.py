@@ -433,7 +433,9 @@ def test_eval_image_table_uses_ordering_accuracy(
     code, stdout, err = run_cli(["eval", str(run), str(dataset_dir), "--pairs", "test"])
     assert code == 0, err
     result = json.loads(stdout)
-    assert json.loads((run / "eval.json").read_text()) == result
+    stored = json.loads((run / "eval.json").read_text())["evaluations"]
+    name = Dataset.load(dataset_dir).name
+    assert stored[f"{name}/test"] == {"dataset": name, "table": "test", **result["test"]}
 
     ds = Dataset.load(dataset_dir)
     test = ds.images["test"]
@@ -441,20 +443,26 @@ def test_eval_image_table_uses_ordering_accuracy(
     model, _ = load_ranker(run / ATTR / "ranker.pt")
     scores = score_images(model, np.asarray(test.pixels))
     expected = ordering_accuracy(scores, test.strength(ATTR), test.groups)
-    assert result == {"test": {ATTR: round(expected, 2), "mean": round(expected, 2)}}
+    accuracy = result["test"]["accuracy_pct"]
+    assert accuracy == {ATTR: round(expected, 2), "mean": round(expected, 2)}
+    assert result["test"]["pairs"][ATTR] > 0
+    assert result["test"]["interval95_pct"][ATTR] is None  # the pairs share their images
     # the groups matter here: every image its own group (or all pairs) gives another number
-    assert (
-        round(ordering_accuracy(scores, test.strength(ATTR), test.ids), 2) != result["test"][ATTR]
-    )
+    assert round(ordering_accuracy(scores, test.strength(ATTR), test.ids), 2) != accuracy[ATTR]
     assert 0.0 < expected < 100.0
 
     # the default table is "test" too; a pair table still uses pair accuracy
     code, stdout, _ = run_cli(["eval", str(run), str(dataset_dir), "--pairs", "train"])
     assert code == 0
     pair_acc = accuracy_on(model, ds, ds.pairs["train"].for_attribute(ATTR))
-    assert json.loads(stdout)["train"][ATTR] == round(pair_acc, 2)
+    assert json.loads(stdout)["train"]["accuracy_pct"][ATTR] == round(pair_acc, 2)
     code, stdout, _ = run_cli(["eval", str(run), str(dataset_dir)])
     assert code == 0 and json.loads(stdout) == result
+    # both tables' evaluations are kept in eval.json, neither overwrites the other
+    assert set(json.loads((run / "eval.json").read_text())["evaluations"]) >= {
+        f"{name}/test",
+        f"{name}/train",
+    }
 
 
 @pytest.mark.slow

@@ -159,3 +159,14 @@ def test_roc_auc_counts_ordered_pairs_and_half_ties():
     # positives 0.5, 0.3; negatives 0.5, 0.1: pairs (0.5>0.1), (0.3>0.1), (0.5=0.5: half), (0.3<0.5)
     assert roc_auc([0.5, 0.3, 0.5, 0.1], [True, True, False, False]) == 2.5 / 4
     assert np.isnan(roc_auc([0.1, 0.2], [True, True]))
+
+
+def test_wilson_interval_holds_the_accuracy_and_narrows_with_more_pairs() -> None:
+    from outpool.data.metrics import wilson_interval
+
+    low, high = wilson_interval(80.0, 100)
+    assert (low, high) == pytest.approx((71.1, 86.7), abs=0.05)  # Wilson's for 80 of 100
+    assert wilson_interval(80.0, 10_000)[1] - wilson_interval(80.0, 10_000)[0] < high - low
+    assert wilson_interval(100.0, 20)[1] == 100.0 and wilson_interval(0.0, 20)[0] == 0.0
+    with pytest.raises(ValueError, match="at least one pair"):
+        wilson_interval(50.0, 0)

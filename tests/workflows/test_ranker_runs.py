@@ -93,16 +93,24 @@ def test_eval_reports_every_table(
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"test", "test_fine"}
-    for table in out.values():
-        assert set(table) == {ATTR, "mean"}
-        assert 0.0 <= table[ATTR] <= 100.0 and table["mean"] == table[ATTR]
-    assert json.loads((trained / "eval.json").read_text()) == out
-    # the numbers are the ranker's accuracy on those pairs
     dataset = Dataset.load(dataset_dir)
+    for name, table in out.items():
+        accuracy = table["accuracy_pct"]
+        assert set(accuracy) == {ATTR, "mean"}
+        assert 0.0 <= accuracy[ATTR] <= 100.0 and accuracy["mean"] == accuracy[ATTR]
+        pairs = dataset.pairs[name].for_attribute(ATTR)
+        assert table["pairs"][ATTR] == int((pairs.label != 0).sum())  # the non-equal ones
+        low, high = table["interval95_pct"][ATTR]
+        assert low < accuracy[ATTR] < high or accuracy[ATTR] in (0.0, 100.0)
+    stored = json.loads((trained / "eval.json").read_text())["evaluations"]
+    assert {
+        k: {x: v for x, v in r.items() if x not in ("dataset", "table")} for k, r in stored.items()
+    } == {f"{dataset.name}/{name}": table for name, table in out.items()}
+    # the numbers are the ranker's accuracy on those pairs
     model, _ = load_ranker(trained / ATTR / "ranker.pt")
     for name in ("test", "test_fine"):
         expected = accuracy_on(model, dataset, dataset.pairs[name].for_attribute(ATTR))
-        assert out[name][ATTR] == pytest.approx(round(expected, 2))
+        assert out[name]["accuracy_pct"][ATTR] == pytest.approx(round(expected, 2))
 
 
 @pytest.mark.slow
@@ -113,7 +121,7 @@ def test_eval_defaults_to_test_and_accepts_one_checkpoint(
     ckpt = trained / ATTR / "ranker.pt"
     assert main(["eval", str(ckpt), str(dataset_dir)]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"test"} and set(out["test"]) == {ATTR, "mean"}
+    assert set(out) == {"test"} and set(out["test"]["accuracy_pct"]) == {ATTR, "mean"}
     assert not (trained / ATTR / "eval.json").exists()
 
 
@@ -164,7 +172,7 @@ def test_python_api(trained: Path, dataset_dir: Path, small_world: World) -> Non
     assert found == {ATTR: trained / ATTR / "ranker.pt"}
     assert rankers_in(found[ATTR]) == found
     result = evaluate_run(trained, dataset, ["val"])
-    assert set(result["val"]) == {ATTR, "mean"}
+    assert set(result["val"]["accuracy_pct"]) == {ATTR, "mean"}
     model, _ = load_ranker(found[ATTR])
     pixels = np.asarray(dataset.lookup(dataset.pairs["test"].a[:4]))
     s = score_images(model, pixels)

@@ -192,15 +192,12 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from outpool.workflows.ranker_runs import evaluate_run
+    from outpool.workflows.ranker_runs import evaluate_run, record_evaluation
 
     dataset = open_dataset(args.dataset)
     result = evaluate_run(args.run, dataset, args.pairs or ["test"])
     if args.run.is_dir():
-        from outpool.fileio import atomic_path
-
-        with atomic_path(args.run / "eval.json") as tmp:
-            tmp.write_text(json_text(result, indent=2) + "\n")
+        record_evaluation(args.run, dataset, result)
     print(json_text(result, indent=2))
     return 0
 

@@ -28,6 +28,14 @@ def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.A
 
     Higher rank = more of the attribute = should get the higher score.
     """
+    correct, total = ordering_counts(scores, ranks, groups)
+    return 100.0 * correct / total
+
+
+def ordering_counts(
+    scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.ArrayLike
+) -> tuple[int, int]:
+    """(pairs ordered right, pairs counted) of ``ordering_accuracy``."""
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     r = np.asarray(ranks).reshape(-1).astype(np.float64)  # never subtract in uint8
     g = np.asarray(groups).reshape(-1)
@@ -46,7 +54,18 @@ def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.A
         correct += int((valid & (ds == dr)).sum())  # ds == 0 never equals dr != 0: ties wrong
     if total == 0:
         raise ValueError("no pairs of different groups with different ranks")
-    return 100.0 * correct / total
+    return correct, total
+
+
+def wilson_interval(accuracy_pct: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (Wilson score) interval, in percent, of an accuracy measured on ``n``
+    independent pairs."""
+    if n < 1:
+        raise ValueError("an interval needs at least one pair")
+    p = accuracy_pct / 100.0
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return round(float(100.0 * (centre - half)), 2), round(float(100.0 * (centre + half)), 2)
 
 
 def roc_auc(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:

@@ -5,6 +5,7 @@ run on pair tables, score images with a trained ranker.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from outpool.data import Dataset
-from outpool.data.metrics import ordering_accuracy
+from outpool.data.metrics import ordering_counts, wilson_interval
 from outpool.errors import DataError, UnknownNameError
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
 from outpool.report.ranker_figures import save_run_figures
@@ -71,12 +72,14 @@ def rankers_in(path: Path) -> dict[str, Path]:
 
 def evaluate_run(
     run: Path, dataset: Dataset, tables: Sequence[str] = ("test",), *, device: str = "cpu"
-) -> dict[str, dict[str, float]]:
-    """Accuracy (%, a tie is wrong) of each ranker of ``run`` on each table of ``tables``.
+) -> dict[str, dict[str, Any]]:
+    """Per table of ``tables``: each ranker of ``run``'s accuracy (%, a tie is wrong, with the
+    mean over attributes), the number of pairs it was measured on, and its 95% interval.
 
-    A pair table counts its non-equal pairs. An IMAGE table with strengths (PubFig's "test":
-    each person's rank) counts all its pairs of images of different groups with different
-    strengths — the standard PubFig protocol, too many pairs to store as a table.
+    A pair table counts its non-equal pairs (the interval treats them as independent). An IMAGE
+    table with strengths (PubFig's "test": each person's rank) counts all its pairs of images
+    of different groups with different strengths, the standard PubFig protocol; those pairs
+    share their images too much for a binomial interval, so none is given.
     """
     ordering = {n for n, t in dataset.images.items() if t.strengths is not None}
     for t in tables:
@@ -84,25 +87,51 @@ def evaluate_run(
             raise UnknownNameError(
                 "pair table (or image table with strengths)", t, [*dataset.pairs, *ordering]
             )
-    out: dict[str, dict[str, float]] = {t: {} for t in tables}
+    out: dict[str, dict[str, Any]] = {
+        t: {"accuracy_pct": {}, "pairs": {}, "interval95_pct": {}} for t in tables
+    }
     for attribute, path in rankers_in(run).items():
         model, _ = load_ranker(path, device=device)
         for t in tables:
+            record = out[t]
             if t in dataset.pairs:
                 pairs = dataset.pairs[t].for_attribute(attribute)
-                if len(pairs):
-                    acc = accuracy_on(model, dataset, pairs, device=device)
-                    out[t][attribute] = round(acc, 2)
+                n = int((pairs.label != 0).sum())
+                if n:
+                    acc = round(accuracy_on(model, dataset, pairs, device=device), 2)
+                    record["accuracy_pct"][attribute] = acc
+                    record["pairs"][attribute] = n
+                    record["interval95_pct"][attribute] = list(wilson_interval(acc, n))
             elif attribute in dataset.images[t].attributes:
                 images = dataset.images[t]
                 groups = images.groups if images.groups is not None else images.ids
                 scores = score_images(model, np.asarray(images.pixels), device=device)
-                acc = ordering_accuracy(scores, images.strength(attribute), groups)
-                out[t][attribute] = round(acc, 2)
+                correct, n = ordering_counts(scores, images.strength(attribute), groups)
+                record["accuracy_pct"][attribute] = round(100.0 * correct / n, 2)
+                record["pairs"][attribute] = n
+                record["interval95_pct"][attribute] = None
     for t in tables:
-        if out[t]:
-            out[t]["mean"] = round(float(np.mean(list(out[t].values()))), 2)
+        accuracy = out[t]["accuracy_pct"]
+        if accuracy:
+            accuracy["mean"] = round(float(np.mean(list(accuracy.values()))), 2)
     return out
+
+
+def record_evaluation(run: Path, dataset: Dataset, result: dict[str, dict[str, Any]]) -> Path:
+    """Add ``result`` to ``run/eval.json``, keyed by dataset and table: an evaluation of
+    another table or dataset is kept beside it, the same one is replaced."""
+    path = run / "eval.json"
+    kept: dict[str, Any] = {}
+    if path.exists():
+        try:
+            kept = json.loads(path.read_text())["evaluations"]
+        except (OSError, ValueError, KeyError, TypeError):
+            kept = {}  # an unreadable or older file: start again
+    for table, record in result.items():
+        kept[f"{dataset.name}/{table}"] = {"dataset": dataset.name, "table": table, **record}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json_text({"evaluations": kept}, indent=2) + "\n")
+    return path
 
 
 def score_folder(
