@@ -1,4 +1,5 @@
-"""Atomic file writing: an output is either complete or absent, never half-written."""
+"""How the project writes files: atomically (an output is either complete or absent, never
+half-written), as strict JSON, and with people's text in CSV cells a spreadsheet shows as text."""
 
 from __future__ import annotations
 
