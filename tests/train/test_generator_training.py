@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from interruption import interrupted_after
 from outpool.data import Dataset, ImageTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.models.generator import ConditionalVAE, GeneratorConfig, chi2_median
@@ -248,13 +249,16 @@ def test_save_generator_round_trip(tmp_path: Path, colour_layers: int) -> None:
 
 @pytest.mark.slow
 def test_resume_equals_an_uninterrupted_run(
-    trained: tuple[ConditionalVAE, dict[str, Any], Path], dataset: Dataset, tmp_path: Path
+    trained: tuple[ConditionalVAE, dict[str, Any], Path],
+    dataset: Dataset,
+    tmp_path: Path,
 ) -> None:
     _, summary, full = trained
     run = tmp_path / "resumed"
-    train_generator(dataset, tiny_cfg(epochs=2), run, progress=False)
+    with interrupted_after(epoch=2):
+        train_generator(dataset, tiny_cfg(), run, progress=False)
     assert len(metrics(run)) == 2
-    _, resumed_summary = train_generator(dataset, tiny_cfg(epochs=3), run, progress=False)
+    _, resumed_summary = train_generator(dataset, tiny_cfg(), run, progress=False)
     assert resumed_summary == summary
     assert without_time(metrics(run)) == without_time(metrics(full))
     for name in ("last.pt", "best.pt"):
@@ -291,8 +295,8 @@ def test_kl_warmup_ramps_the_kl_weight_and_resumes_on_the_same_ramp(
     assert rows[0]["train_loss"] < full_weight_loss(rows[0]) - 0.2 * rows[0]["train_kl"]
     assert rows[2]["train_loss"] == pytest.approx(full_weight_loss(rows[2]), rel=1e-4, abs=1e-2)
 
-    one = tiny_cfg(kl_weight=2.0, kl_warmup=2.0, epochs=1)
-    train_generator(dataset, one, tmp_path / "cut", progress=False)
+    with interrupted_after(epoch=1):
+        train_generator(dataset, cfg, tmp_path / "cut", progress=False)
     train_generator(dataset, cfg, tmp_path / "cut", progress=False)
     a = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["modules"]["generator"]
     b = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["modules"]["generator"]

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from interruption import interrupted_after
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, OutpoolError, UnknownNameError
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
 from outpool.models.tensors import pick_device, to_tensor
 from outpool.synth import World
 from outpool.train.evaluate import score_images
-from outpool.train.loop import JsonlLogger, Trainer
 from outpool.train.losses import ranknet_loss
 from outpool.train.ranker import (
     PairData,
@@ -299,23 +299,14 @@ RECIPES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_train_ranker_resumes_after_an_interruption(
-    tmp_path: Path, dataset: Dataset, recipe: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dataset: Dataset, recipe: str
 ) -> None:
     cfg = tiny_cfg(epochs_full=2, **RECIPES[recipe])
     train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
 
     cut = tmp_path / "cut"
-    log_epoch = JsonlLogger.after_epoch
-
-    def interrupted(self: JsonlLogger, trainer: Trainer) -> None:
-        log_epoch(self, trainer)  # the last hook: epoch 1's checkpoint and log are written
-        if self.path.parent.name == "stage_full" and trainer.state.epoch == 1:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as patch:
-        patch.setattr(JsonlLogger, "after_epoch", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            train_ranker(dataset, ATTR, cfg, cut, progress=False)
+    with interrupted_after(epoch=1, folder="stage_full"):
+        train_ranker(dataset, ATTR, cfg, cut, progress=False)
     assert not (cut / "ranker.pt").exists()
     crop_after_first = (cut / "stage_crop" / "last.pt").read_bytes()
     train_ranker(dataset, ATTR, cfg, cut, progress=False)
@@ -339,11 +330,9 @@ def test_train_ranker_resumes_mid_crop_stage(tmp_path: Path, dataset: Dataset) -
     cfg = tiny_cfg(epochs_crop=2, epochs_full=1)
     train_ranker(dataset, ATTR, cfg, tmp_path / "whole", progress=False)
     cut = tmp_path / "cut"
-    # interrupted after crop epoch 1: simulate with a run whose crop stage had one epoch,
-    # then remove what stage full wrote (it never started)
-    train_ranker(dataset, ATTR, dataclasses.replace(cfg, epochs_crop=1), cut, progress=False)
-    for f in (cut / "stage_full").iterdir():
-        f.unlink()
+    with interrupted_after(epoch=1, folder="stage_crop"):
+        train_ranker(dataset, ATTR, cfg, cut, progress=False)
+    assert not (cut / "stage_full").exists()
     train_ranker(dataset, ATTR, cfg, cut, progress=False)
     assert [r["epoch"] for r in jsonl(cut / "stage_crop" / "metrics.jsonl")] == [1, 2]
     assert same(ranker_weights(cut / "ranker.pt"), ranker_weights(tmp_path / "whole" / "ranker.pt"))
