@@ -192,6 +192,23 @@ def test_a_real_token_in_another_scheme_is_not_accepted(shared: Service) -> None
     assert_error(res, 401)
 
 
+def test_every_answer_carries_the_security_headers(shared: Service) -> None:
+    answers = [
+        shared.client.get("/api/admin/batches"),  # 401 before the app
+        shared.client.get("/api/admin/batches", headers=bearer(shared.admin)),  # JSON
+        shared.client.get("/nowhere", headers=bearer(shared.admin)),  # 404
+        shared.client.get(f"/a/{shared.workers[0]}"),  # the page
+        shared.client.get("/a/not-a-token"),  # the refusal page
+    ]
+    for res in answers:
+        policy = res.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
+        assert "script-src 'sha256-" in policy and "unsafe-inline" not in policy
+        assert res.headers["x-frame-options"] == "DENY"
+        assert res.headers["x-content-type-options"] == "nosniff"
+        assert res.headers["referrer-policy"] == "no-referrer"
+
+
 def test_an_admin_token_in_the_url_is_refused(shared: Service) -> None:
     # a token in a URL is written into logs and browser history: admins send the header
     res = shared.client.get(f"/api/admin/batches?token={shared.admin}")
