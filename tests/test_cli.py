@@ -436,3 +436,12 @@ def test_demo_with_a_stale_partial_folder(
     else:
         assert rc == 0, err
         assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_serve_refuses_to_listen_on_the_network_without_tls(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "votes.db"
+    rc, _, err = run(capsys, "annotate", "serve", "--db", db, "--host", "0.0.0.0")
+    assert_clean_error(rc, err, "plain HTTP", "--behind-tls-proxy")
+    assert not db.exists()  # refused before the store was opened

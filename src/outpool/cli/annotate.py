@@ -30,9 +30,19 @@ EXPORTS = {"label-studio": export_label_studio, "mturk": export_mturk}
 IMPORTS = {"label-studio": import_label_studio, "mturk": import_mturk}
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from outpool.service.server import serve
 
+    if args.host not in LOCAL_HOSTS and not args.behind_tls_proxy:
+        # tokens travel in every request: over plain HTTP anyone on the path can read them
+        raise ConfigError(
+            f"--host {args.host} would serve tokens over plain HTTP to the network; listen on "
+            "127.0.0.1 behind a TLS reverse proxy (see the guide), or pass --behind-tls-proxy "
+            "when a TLS proxy on another host forwards to this address"
+        )
     serve(args.db, host=args.host, port=args.port, public_url=args.public_url)
     return 0
 
@@ -208,6 +218,11 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8765, help="port to listen on")
     serve.add_argument("--public-url", help="the URL annotators use, for the links it hands out")
+    serve.add_argument(
+        "--behind-tls-proxy",
+        action="store_true",
+        help="listen on a non-local --host because a TLS reverse proxy forwards to it",
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = asub.add_parser(
