@@ -445,3 +445,21 @@ def test_serve_refuses_to_listen_on_the_network_without_tls(
     rc, _, err = run(capsys, "annotate", "serve", "--db", db, "--host", "0.0.0.0")
     assert_clean_error(rc, err, "plain HTTP", "--behind-tls-proxy")
     assert not db.exists()  # refused before the store was opened
+
+
+def test_revoke_takes_back_a_token(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from outpool.service.store import AnnotationStore
+
+    db = tmp_path / "votes.db"
+    rc, out, err = run(capsys, "annotate", "token", "--db", db, "--name", "Ada")
+    assert rc == 0, err
+    made = json.loads(out)
+    rc, out, err = run(capsys, "annotate", "revoke", "--db", db, "--annotator", made["annotator"])
+    assert rc == 0 and json.loads(out)["revoked"] is True, err
+    store = AnnotationStore.open(str(db))
+    try:
+        assert store.authenticate(made["token"]) is None
+    finally:
+        store.close()
+    rc, _, err = run(capsys, "annotate", "revoke", "--db", db, "--annotator", "w0042")
+    assert_clean_error(rc, err, "no annotator 'w0042'")

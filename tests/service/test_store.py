@@ -79,8 +79,9 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 3
-    assert rows(store, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert SCHEMA_VERSION == 4
+    versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+    assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (
         "annotators",
         "batches",
@@ -96,8 +97,8 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     store.close()
 
     again = open_store()
-    assert again.migrate() == 3  # found version 3: nothing to do
-    assert rows(again, "SELECT version FROM schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert again.migrate() == SCHEMA_VERSION  # found the latest: nothing to do
+    assert rows(again, "SELECT version FROM schema_version ORDER BY version") == versions
     assert again.annotators() == [who]
 
 
@@ -148,7 +149,7 @@ def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
     with store.db.transaction(write=True) as cur:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
     store.close()
-    with pytest.raises(StoreError, match="schema version 4, newer than this outpool"):
+    with pytest.raises(StoreError, match="schema version 5, newer than this outpool"):
         open_store()
 
 
@@ -265,6 +266,32 @@ def test_an_invited_annotator_works_only_on_the_batches_they_were_invited_to(
     assert store.remaining(guest) == (2, 0)  # their work counts after "new" closed itself
     first = store.next_task(team)  # a team annotator still works on every open batch
     assert first is not None and first.batch == "old"
+
+
+def test_a_revoked_token_stops_working_here_at_once_and_elsewhere_within_the_ttl(
+    make_spec: MakeSpec, open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outpool.service.store as store_module
+
+    here, elsewhere = open_store(), open_store()  # two processes on one database
+    store_module_ttl = store_module.KNOWN_TTL_S
+    who, token = here.create_annotator("ann")
+    here.create_batch(make_spec("b", 2), k=1)
+    task = here.next_task(who)
+    assert task is not None
+    answer(here, who, task)
+    assert elsewhere.authenticate(token) == who  # remembered there
+    revoked = here.revoke(who.id)
+    assert revoked.revoked and here.authenticate(token) is None  # at once in this process
+    assert elsewhere.known(token) == who  # the other process still trusts its memory ...
+    monkeypatch.setattr(store_module, "KNOWN_TTL_S", -1.0)  # ... until the TTL has passed
+    assert elsewhere.known(token) is None and elsewhere.authenticate(token) is None
+    monkeypatch.setattr(store_module, "KNOWN_TTL_S", store_module_ttl)
+    assert here.revoke(who.id).revoked  # twice is harmless
+    assert [a.revoked for a in here.annotators() if a.id == who.id] == [True]
+    assert len(here.votes("b")) == 1  # their votes stay
+    with pytest.raises(NotFound, match="no annotator 'w9999'"):
+        here.revoke("w9999")
 
 
 def test_a_reload_returns_the_same_task(make_spec: MakeSpec, store: AnnotationStore) -> None:

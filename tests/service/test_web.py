@@ -209,6 +209,23 @@ def test_every_answer_carries_the_security_headers(shared: Service) -> None:
         assert res.headers["referrer-policy"] == "no-referrer"
 
 
+def test_an_admin_revokes_an_annotator_whose_token_then_fails(svc: Service) -> None:
+    admin = bearer(svc.admin)
+    worker = svc.workers[0]
+    who = svc.client.get("/api/me", headers=bearer(worker)).json()["annotator"]
+    res = svc.client.post(f"/api/admin/annotators/{who}/revoke", headers=admin)
+    assert res.status_code == 200 and res.json()["revoked"] is True
+    assert_error(svc.client.get("/api/task", headers=bearer(worker)), 401)
+    assert svc.client.get(f"/a/{worker}").status_code == 401  # the link too
+    listed = svc.client.get("/api/admin/annotators", headers=admin).json()["annotators"]
+    assert [a["revoked"] for a in listed if a["id"] == who] == [True]
+    assert_error(svc.client.post("/api/admin/annotators/w9999/revoke", headers=admin), 404)
+    me = svc.store.authenticate(svc.admin)
+    assert me is not None
+    res = svc.client.post(f"/api/admin/annotators/{me.id}/revoke", headers=admin)
+    assert_error(res, 409, "own token")
+
+
 def test_an_admin_token_in_the_url_is_refused(shared: Service) -> None:
     # a token in a URL is written into logs and browser history: admins send the header
     res = shared.client.get(f"/api/admin/batches?token={shared.admin}")

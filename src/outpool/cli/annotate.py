@@ -60,6 +60,16 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_revoke(args: argparse.Namespace) -> int:
+    store = AnnotationStore.open(args.db)
+    try:
+        who = store.revoke(args.annotator)
+    finally:
+        store.close()
+    print(json_text({"annotator": who.id, "name": who.name, "role": who.role, "revoked": True}))
+    return 0
+
+
 def _people(args: argparse.Namespace, definitions: Mapping[str, str]) -> PeopleAnnotator:
     token = os.environ.get(TOKEN_ENV, "")
     if not token:
@@ -235,6 +245,16 @@ def add_parser(sub: Any) -> None:
     token.add_argument("--admin", action="store_true", help="an admin token")
     token.add_argument("--public-url", help="print the annotator's link on this URL")
     token.set_defaults(func=cmd_token)
+    revoke = asub.add_parser(
+        "revoke",
+        help="take back an annotator's (or admin's) access",
+        description="Revoke an annotator's token in the store: it stops working (in a running "
+        "service within 10 seconds); their votes stay. 'annotate status' or GET "
+        "/api/admin/annotators lists the ids.",
+    )
+    revoke.add_argument("--db", required=True, help=db_help)
+    revoke.add_argument("--annotator", required=True, help="the annotator's id, e.g. w0003")
+    revoke.set_defaults(func=cmd_revoke)
 
     def people_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--k", type=int, default=5, help="votes per pair (default 5)")

@@ -36,7 +36,7 @@ from outpool.fileio import json_text
 from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -126,7 +126,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             batch_id TEXT NOT NULL REFERENCES batches(id),
             PRIMARY KEY (annotator_id, batch_id))""",
     ),
+    (
+        # Version 4: an annotator's access can be taken back (their token stops working).
+        "ALTER TABLE annotators ADD COLUMN revoked_at DOUBLE PRECISION",
+    ),
 )
+KNOWN_TTL_S = 10.0  # how long a process trusts a token it looked up without asking again
 # The open batches an annotator may work on: those they were invited to, or every one for an
 # annotator invited to none. Binds the annotator id twice.
 _MAY_WORK_ON = (
@@ -166,6 +171,7 @@ class Annotator:
     id: str
     name: str
     role: str  # "annotator" or "admin"
+    revoked: bool = False  # a revoked annotator's token no longer works
 
 
 @dataclass(frozen=True)
@@ -232,11 +238,11 @@ class AnnotationStore:
 
     def __init__(self, db: SQLiteDatabase | PostgresDatabase) -> None:
         self.db = db
-        # token hash -> annotator, for tokens found before. Annotators are never changed or
-        # removed, so a token once valid stays valid with the same annotator: remembering it
-        # saves a query (and, in the web app, a thread hop) on every request. If tokens can
-        # ever be revoked, revoking must clear this.
-        self._known: dict[str, Annotator] = {}
+        # token hash -> (annotator, when looked up), for tokens found before: remembering them
+        # saves a query (and, in the web app, a thread hop) on almost every request. Entries
+        # live KNOWN_TTL_S, so a token revoked through another process stops working here
+        # within that time; revoking through this store clears them at once.
+        self._known: dict[str, tuple[Annotator, float]] = {}
         self.migrate()
 
     @classmethod
@@ -280,30 +286,57 @@ class AnnotationStore:
             return _insert_annotator(cur, name, role)
 
     def authenticate(self, token: str) -> Annotator | None:
-        key = hash_token(token)
-        who = self._known.get(key)
+        """The annotator of a valid (not revoked) token, else None."""
+        who = self.known(token)
         if who is not None:
             return who
+        key = hash_token(token)
         with self.db.transaction(write=False) as cur:
             row = cur.execute(
-                "SELECT id, name, role FROM annotators WHERE token_hash = ?", (key,)
+                "SELECT id, name, role FROM annotators WHERE token_hash = ? AND revoked_at IS NULL",
+                (key,),
             ).fetchone()
         if row is None:
             return None  # unknown tokens are not remembered: they may be created later
         if len(self._known) >= 100_000:
             self._known.clear()
-        who = self._known[key] = Annotator(*row)
+        who = Annotator(*row)
+        self._known[key] = (who, time.monotonic())
         return who
 
     def known(self, token: str) -> Annotator | None:
         """``authenticate`` from memory alone, without the database: the annotator when this
-        token was found before, else None (then ask ``authenticate``)."""
-        return self._known.get(hash_token(token))
+        token was found in the last ``KNOWN_TTL_S`` seconds, else None (then ask
+        ``authenticate``)."""
+        entry = self._known.get(hash_token(token))
+        if entry is None or time.monotonic() - entry[1] > KNOWN_TTL_S:
+            return None
+        return entry[0]
 
     def annotators(self) -> list[Annotator]:
+        """Every annotator, revoked ones included (``revoked`` says which)."""
         with self.db.transaction(write=False) as cur:
-            rows = cur.execute("SELECT id, name, role FROM annotators ORDER BY id").fetchall()
-        return [Annotator(*r) for r in rows]
+            rows = cur.execute(
+                "SELECT id, name, role, revoked_at IS NOT NULL FROM annotators ORDER BY id"
+            ).fetchall()
+        return [Annotator(a, n, r, bool(revoked)) for a, n, r, revoked in rows]
+
+    def revoke(self, annotator: str) -> Annotator:
+        """Take back ``annotator``'s access: their token stops working (in this process at
+        once, in others within ``KNOWN_TTL_S``); their votes stay. Revoking twice is harmless."""
+        with self.db.transaction(write=True) as cur:
+            row = cur.execute(
+                "SELECT id, name, role FROM annotators WHERE id = ?", (annotator,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no annotator {annotator!r}")
+            cur.execute(
+                "UPDATE annotators SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (time.time(), annotator),
+            )
+        self._known.clear()
+        ident, name, role = row
+        return Annotator(ident, name, role, revoked=True)
 
     # -- batches --------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from outpool.service.schemas import AnnotatorIn, BatchIn, VoteIn, printable
 from outpool.service.store import (
     AnnotationStore,
     Annotator,
+    Conflict,
     Forbidden,
     StoreError,
     Submission,
@@ -120,6 +121,12 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     @app.get("/api/admin/annotators")
     def list_annotators(_: AdminDep) -> dict[str, Any]:
         return {"annotators": [asdict(a) for a in store.annotators()]}
+
+    @app.post("/api/admin/annotators/{annotator}/revoke")
+    def revoke_annotator(annotator: str, who: AdminDep) -> dict[str, Any]:
+        if annotator == who.id:
+            raise Conflict("an admin cannot revoke their own token")
+        return asdict(store.revoke(annotator))
 
     @app.post("/api/admin/batches")
     def new_batch(body: BatchIn, request: Request, _: AdminDep) -> dict[str, Any]:
