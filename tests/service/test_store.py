@@ -79,7 +79,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (
@@ -149,7 +149,7 @@ def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
     with store.db.transaction(write=True) as cur:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
     store.close()
-    with pytest.raises(StoreError, match="schema version 5, newer than this outpool"):
+    with pytest.raises(StoreError, match="schema version 6, newer than this outpool"):
         open_store()
 
 

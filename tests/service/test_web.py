@@ -224,6 +224,18 @@ def test_an_admin_revokes_an_annotator_whose_token_then_fails(svc: Service) -> N
     assert me is not None
     res = svc.client.post(f"/api/admin/annotators/{me.id}/revoke", headers=admin)
     assert_error(res, 409, "own token")
+    # the audit trail: who did what to what (the batch and its links came first)
+    svc.client.post("/api/admin/batches/b1/close", headers=admin)
+    svc.client.get("/api/admin/batches/b1/votes", headers=admin)
+    trail = svc.client.get("/api/admin/audit", headers=admin).json()["audit"]
+    done = [(e["actor"], e["action"], e["target"]) for e in trail]
+    assert done[0] == (me.id, "create batch", "b1")
+    assert done[-3:] == [
+        (me.id, "revoke", who),
+        (me.id, "close batch", "b1"),
+        (me.id, "read votes", "b1"),
+    ]
+    assert all(e["at"] > 0 for e in trail)
 
 
 def test_an_admin_token_in_the_url_is_refused(shared: Service) -> None:

@@ -51,6 +51,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     store = AnnotationStore.open(args.db)
     try:
         who, token = store.create_annotator(args.name, role="admin" if args.admin else "annotator")
+        store.record("cli", f"create {who.role}", who.id)
     finally:
         store.close()
     out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role, "token": token}
@@ -64,6 +65,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     store = AnnotationStore.open(args.db)
     try:
         who = store.revoke(args.annotator)
+        store.record("cli", "revoke", who.id)
     finally:
         store.close()
     print(json_text({"annotator": who.id, "name": who.name, "role": who.role, "revoked": True}))
@@ -160,6 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             spec = store.batch_spec(args.batch)
             votes = store.votes(args.batch)
+            store.record("cli", f"export {args.format}", args.batch)
         finally:
             store.close()
     elif args.dataset:

@@ -36,7 +36,7 @@ from outpool.fileio import json_text
 from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -129,6 +129,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Version 4: an annotator's access can be taken back (their token stops working).
         "ALTER TABLE annotators ADD COLUMN revoked_at DOUBLE PRECISION",
+    ),
+    (
+        # Version 5: the audit trail of what admins did.
+        """CREATE TABLE audit (
+            id {id},
+            at DOUBLE PRECISION NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL)""",
     ),
 )
 KNOWN_TTL_S = 10.0  # how long a process trusts a token it looked up without asking again
@@ -337,6 +346,23 @@ class AnnotationStore:
         self._known.clear()
         ident, name, role = row
         return Annotator(ident, name, role, revoked=True)
+
+    # -- the audit trail -----------------------------------------------------------------
+
+    def record(self, actor: str, action: str, target: str) -> None:
+        """Add to the audit trail: ``actor`` (an admin's id, or "cli") did ``action`` to
+        ``target`` (an annotator or a batch), now."""
+        with self.db.transaction(write=True) as cur:
+            cur.execute(
+                "INSERT INTO audit (at, actor, action, target) VALUES (?, ?, ?, ?)",
+                (time.time(), actor, action, target),
+            )
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit trail, oldest first."""
+        with self.db.transaction(write=False) as cur:
+            rows = cur.execute("SELECT at, actor, action, target FROM audit ORDER BY id").fetchall()
+        return [{"at": at, "actor": a, "action": act, "target": tg} for at, a, act, tg in rows]
 
     # -- batches --------------------------------------------------------------------------
 

@@ -110,8 +110,9 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     # -- admins -----------------------------------------------------------------------------
 
     @app.post("/api/admin/annotators")
-    def new_annotator(body: AnnotatorIn, request: Request, _: AdminDep) -> dict[str, Any]:
+    def new_annotator(body: AnnotatorIn, request: Request, admin: AdminDep) -> dict[str, Any]:
         who, token = store.create_annotator(body.name, role=body.role)
+        store.record(admin.id, f"create {who.role}", who.id)
         out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role}
         out["token"] = token
         if who.role == "annotator":
@@ -126,10 +127,16 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     def revoke_annotator(annotator: str, who: AdminDep) -> dict[str, Any]:
         if annotator == who.id:
             raise Conflict("an admin cannot revoke their own token")
-        return asdict(store.revoke(annotator))
+        revoked = store.revoke(annotator)
+        store.record(who.id, "revoke", annotator)
+        return asdict(revoked)
+
+    @app.get("/api/admin/audit")
+    def audit(_: AdminDep) -> dict[str, Any]:
+        return {"audit": store.audit()}
 
     @app.post("/api/admin/batches")
-    def new_batch(body: BatchIn, request: Request, _: AdminDep) -> dict[str, Any]:
+    def new_batch(body: BatchIn, request: Request, admin: AdminDep) -> dict[str, Any]:
         spec = _spec(body)
         new = store.create_batch(
             spec,
@@ -140,6 +147,10 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
             new_annotators=body.new_annotators,
         )
         links = [{"annotator": who.id, "link": link(request, token)} for who, token in new or []]
+        if new is not None:
+            store.record(admin.id, "create batch", body.name)
+            for entry in links:
+                store.record(admin.id, "create annotator", entry["annotator"])
         return {
             "created": new is not None,
             "batch": store.progress(body.name).as_dict(),
@@ -155,12 +166,16 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
         return store.progress(batch).as_dict()
 
     @app.post("/api/admin/batches/{batch}/close")
-    def close(batch: str, _: AdminDep) -> dict[str, Any]:
-        return store.close_batch(batch).as_dict()
+    def close(batch: str, admin: AdminDep) -> dict[str, Any]:
+        progress = store.close_batch(batch).as_dict()
+        store.record(admin.id, "close batch", batch)
+        return progress
 
     @app.get("/api/admin/batches/{batch}/votes")
-    def votes(batch: str, _: AdminDep) -> dict[str, Any]:
-        return {"votes": store.vote_records(batch)}
+    def votes(batch: str, admin: AdminDep) -> dict[str, Any]:
+        records = store.vote_records(batch)
+        store.record(admin.id, "read votes", batch)
+        return {"votes": records}
 
     @app.get("/api/admin/batches/{batch}/pairs")
     def pairs(batch: str, _: AdminDep) -> dict[str, Any]:
