@@ -9,6 +9,7 @@ left out by check pairs, and every failure is one clear error.
 
 from __future__ import annotations
 
+import csv
 import http.server
 import io
 import json
@@ -433,6 +434,18 @@ def test_cli_request_is_pending_then_writes_the_labels(
     assert rc == 0, err
     exported = VoteTable.load(ds / "exported.csv")
     assert sorted(exported.records()) == sorted(votes.records())
+    with open(ds / "exported.csv", newline="", encoding="utf-8") as fh:
+        full = list(csv.DictReader(fh))  # everything the store keeps, after the five columns
+    assert len(full) == len(votes)
+    for row in full:
+        assert row["submission_id"] and row["choice"] in (
+            "left_more",
+            "equal",
+            "left_less",
+            "illegible",
+        )
+        assert row["swapped"] in ("0", "1") and row["is_check"] == "0"
+        assert float(row["created_at"]) > 0 and row["vote_id"]
 
     rc, out, err = run(capsys, "annotate", "status", "--server", server.url, "--batch", batch)
     assert rc == 0 and json.loads(out)["state"] == "closed"

@@ -1,8 +1,9 @@
 """Individual annotator votes: a columnar table, its CSV format, and concatenation.
 
 Every vote is kept (not only the aggregate), so aggregation rules can be re-run later and
-annotators can be audited. CSV columns: ``pair_id,annotator,answer,confidence,rationale``; an
-annotator or rationale that a spreadsheet would run as a formula is written after a ``'``.
+annotators can be audited. CSV columns: ``pair_id,annotator,answer,confidence,rationale`` (a
+full export from the service adds more after them, which ``load`` skips); an annotator or
+rationale that a spreadsheet would run as a formula is written after a ``'``.
 """
 
 from __future__ import annotations
@@ -191,15 +192,19 @@ class VoteTable:
         line = 1
         try:
             header = next(reader, None)
-            if header is None or tuple(header) != COLUMNS:
+            if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
                 raise DataError(
-                    f"header must be {','.join(COLUMNS)}, got {','.join(header or [])!r}",
+                    f"header must begin {','.join(COLUMNS)}, got {','.join(header or [])!r}",
                     path=path,
                     line=1,
                 )
             line = reader.line_num + 1
-            for row in reader:
-                rows.append(_parse_row(row, path, line))
+            for row in reader:  # columns after the five (a full export's) are not read
+                if len(row) != len(header):
+                    raise DataError(
+                        f"expected {len(header)} fields, got {len(row)}", path=path, line=line
+                    )
+                rows.append(_parse_row(row[: len(COLUMNS)], path, line))
                 line = reader.line_num + 1  # a quoted field may span lines
         except csv.Error as exc:
             raise DataError(f"not a valid CSV file ({exc})", path=path, line=line) from None

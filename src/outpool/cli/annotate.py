@@ -19,6 +19,7 @@ from outpool.service.batch import BatchSpec
 from outpool.service.exchange import (
     export_label_studio,
     export_mturk,
+    export_vote_records,
     import_label_studio,
     import_mturk,
 )
@@ -161,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         store = AnnotationStore.open(args.db)
         try:
             spec = store.batch_spec(args.batch)
-            votes = store.votes(args.batch)
+            records = store.vote_records(args.batch)
             store.record("cli", f"export {args.format}", args.batch)
         finally:
             store.close()
@@ -171,14 +172,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         spec = BatchSpec.from_pairs(
             args.batch or f"{dataset.name}-{Path(args.pairs).stem}", dataset, pairs
         )
-        votes = None
+        records = None
     else:
         raise ConfigError("give a DATASET (with --pairs) or --db URL --batch NAME")
     if args.format == "votes":
-        if votes is None:
+        if records is None:
             raise ConfigError("--format votes exports a stored batch: use --db URL --batch NAME")
-        votes.save(args.out)
-        print(json_text({"votes": len(votes), "out": str(args.out)}))
+        n = export_vote_records(records, args.out)
+        print(json_text({"votes": n, "out": str(args.out)}))
         return 0
     out = EXPORTS[args.format](
         spec, args.out, seed=args.seed, image_base_url=args.image_base_url, overwrite=args.force

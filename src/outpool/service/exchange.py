@@ -40,6 +40,9 @@ from typing import Any
 import numpy as np
 
 from outpool.annotate.votes import (
+    COLUMNS as VOTE_COLUMNS,
+)
+from outpool.annotate.votes import (
     CONFIDENCE_LEVELS,
     DISPLAY_CHOICES,
     Vote,
@@ -48,7 +51,7 @@ from outpool.annotate.votes import (
 )
 from outpool.data.images import read_header, read_rows
 from outpool.errors import DataError
-from outpool.fileio import atomic_dir, json_text
+from outpool.fileio import atomic_dir, atomic_path, json_text, sheet_safe
 from outpool.service.batch import BatchSpec, encode_png
 
 # Displayed answer token -> text shown to people. The tokens (``votes.DISPLAY_CHOICES`` and
@@ -485,3 +488,34 @@ def import_mturk(path: str | Path) -> VoteTable:
         if vote is not None:
             votes.append(vote)
     return VoteTable.from_records(votes)
+
+
+# ---- export: every stored field of a batch's votes ----------------------------------------
+
+VOTE_RECORD_EXTRA = (
+    "submission_id",
+    "choice",
+    "swapped",
+    "is_check",
+    "check_answer",
+    "elapsed_ms",
+    "created_at",
+    "vote_id",
+)
+
+
+def export_vote_records(records: list[dict[str, Any]], path: str | Path) -> int:
+    """Every vote of a batch (``AnnotationStore.vote_records``) as CSV: the vote file's five
+    columns (``VoteTable.load`` reads it) then everything else the store keeps (the client's
+    submission id, the choice as displayed and whether the sides were swapped, check pairs and
+    their answers, time to answer, when). People's text is written so no spreadsheet runs it."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow((*VOTE_COLUMNS, *VOTE_RECORD_EXTRA))
+        for r in records:
+            conf = np.format_float_positional(np.float32(r["confidence"]), trim="-")
+            base = (r["pair_id"], sheet_safe(str(r["annotator"])), r["answer"], conf)
+            text = sheet_safe(str(r["rationale"]))
+            extra = ["" if r[k] is None else r[k] for k in VOTE_RECORD_EXTRA]
+            writer.writerow((*base, text, *extra))
+    return len(records)
