@@ -484,3 +484,15 @@ def test_progress_shows_a_total_and_an_eta_from_the_second_epoch(
     first, second = err[: err.index("epoch 2/2")], err[err.index("epoch 2/2") :]
     assert f"/{N_BATCHES} [" not in first  # the first epoch's size is not known yet
     assert f"0/{N_BATCHES} [00:00<" in second  # done/total [elapsed<remaining]
+    # a caller that knows the epoch's size gives the first epoch a total too
+    toy = Toy()
+    told = Trainer(
+        modules={"toy": toy.model},
+        optimizers={"toy": toy.opt},
+        objectives=[Objective("toy", toy.loss)],
+        batches=toy.batches,
+        epochs=1,
+        steps_per_epoch=N_BATCHES,
+    )
+    told.train()
+    assert f"0/{N_BATCHES} [00:00<" in capsys.readouterr().err

@@ -229,7 +229,8 @@ def train_attribute_net(
 
     evaluated = len(held_out) > 0
     # cosine decay over the whole run: the last epochs settle instead of jumping around
-    total_steps = sum(1 for _ in rows(0)) * cfg.epochs
+    steps_per_epoch = sum(1 for _ in rows(0))
+    total_steps = steps_per_epoch * cfg.epochs
     state = run_training(  # without held-out people the last epoch is the one kept
         folder=run_dir,
         modules={"net": model},
@@ -245,6 +246,7 @@ def train_attribute_net(
         schedule=CosineSchedule(total_steps, warmup=0.0),
         progress=progress,
         desc=desc,
+        steps_per_epoch=steps_per_epoch,
     )
     summary: dict[str, Any] = {
         **{k: record[k] for k in ("trained_on", "images", "people", "held_out_people")},

@@ -215,6 +215,7 @@ def train_generator(
         schedule=CosineSchedule(cfg.epochs * steps_per_epoch) if cosine else None,
         progress=progress,
         desc="generator",
+        steps_per_epoch=steps_per_epoch,
     )
     fit_latent_prior(model, pixels, strengths, train_idx)
     summary = {

@@ -109,6 +109,7 @@ class Trainer:
         config: Mapping[str, Any] | None = None,
         progress: bool = True,
         desc: str = "train",
+        steps_per_epoch: int | None = None,
     ) -> None:
         self.modules = dict(modules)
         self.optimizers = dict(optimizers)
@@ -125,7 +126,8 @@ class Trainer:
         self.desc = desc
         self.state = TrainState()
         self.epoch_metrics: dict[str, float] = {}  # means of the step metrics of the last epoch
-        self._epoch_steps: int | None = None  # batches in the last epoch (the progress total)
+        # the progress bar's total: the caller's count, then the last epoch's
+        self._epoch_steps: int | None = steps_per_epoch
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -345,6 +347,7 @@ def run_training(
     barrier: Callable[[], None] = lambda: None,
     progress: bool = True,
     desc: str = "train",
+    steps_per_epoch: int | None = None,
 ) -> TrainState:
     """Train into ``folder``, resuming from its ``last.pt``; the modules end with the best
     weights (``best.pt``: the best ``metric`` of ``evaluate``, or the last epoch without one).
@@ -375,6 +378,7 @@ def run_training(
         config=record,
         progress=progress,
         desc=desc,
+        steps_per_epoch=steps_per_epoch,
     )
     if trainer.resume(folder / "last.pt") and progress:
         s = trainer.state
