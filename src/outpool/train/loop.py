@@ -194,6 +194,8 @@ class Trainer:
                 desc=f"{self.desc} epoch {epoch + 1}/{self.epochs}",
                 # epochs are (about) the same size: the last one's gives a total and an ETA
                 total=self._epoch_steps,
+                # a log file (not a terminal) gets a line every 30 s, not ten a second
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
                 disable=not self.progress,
                 leave=False,
                 unit="batch",
