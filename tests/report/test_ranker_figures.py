@@ -157,3 +157,14 @@ def test_save_run_figures_writes_the_crops_and_the_curves(model: DeepSTN, tmp_pa
         assert crops.size == (8 * CELL, title + 2 * (CELL + line_height(1)))  # rows of 8
     with Image.open(tmp_path / "curves.png") as curves:
         assert curves.format == "PNG" and curves.size == (990, 352)  # 9 x 3.2 in at 110 dpi
+
+
+def test_a_run_without_validation_draws_the_loss_alone_and_says_so(tmp_path: Path) -> None:
+    write_metrics(tmp_path, "full", [{"epoch": e, "train_rank_loss": 0.5} for e in (1, 2)])
+    fig = training_curves(tmp_path, attribute="heel")
+    try:
+        [ax_loss] = fig.axes  # no empty accuracy panel
+        assert "no validation table" in ax_loss.get_title()
+        assert list(ax_loss.lines[0].get_xdata()) == [1, 2]
+    finally:
+        plt.close(fig)

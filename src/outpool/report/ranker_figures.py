@@ -55,35 +55,32 @@ def crop_sheet(
 
 
 def training_curves(run_dir: Path, *, attribute: str) -> plt.Figure:
-    """Loss and validation accuracy per epoch for both stages of a ranker run."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
-    offset = 0
+    """Loss and validation accuracy per epoch for both stages of a ranker run; a run without a
+    validation table gets the loss alone, titled so."""
+    stages = []
     for stage, colour in (("crop", "tab:blue"), ("full", "tab:orange")):
         path = run_dir / f"stage_{stage}" / "metrics.jsonl"
-        if not path.exists():
-            continue
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            stages.append((stage, colour, rows))
+    validated = any(r.get("val_acc") is not None for _, _, rows in stages for r in rows)
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(9 if validated else 4.5, 3.2))
+    axes = list(np.atleast_1d(axes))
+    ax_loss, ax_acc = axes[0], axes[-1]
+    offset = 0
+    for stage, colour, rows in stages:
         epochs = [offset + r["epoch"] for r in rows]
-        ax_loss.plot(
-            epochs,
-            [r.get("train_rank_loss", np.nan) for r in rows],
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=f"stage {stage}",
-        )
-        ax_acc.plot(
-            epochs,
-            [r.get("val_acc") if r.get("val_acc") is not None else np.nan for r in rows],
-            marker="o",
-            markersize=3,
-            color=colour,
-            label=f"stage {stage}",
-        )
+        style = {"marker": "o", "markersize": 3, "color": colour, "label": f"stage {stage}"}
+        ax_loss.plot(epochs, [r.get("train_rank_loss", np.nan) for r in rows], **style)
+        if validated:
+            accuracy = [np.nan if r.get("val_acc") is None else r["val_acc"] for r in rows]
+            ax_acc.plot(epochs, accuracy, **style)
         offset = epochs[-1] if epochs else offset
-    ax_loss.set(title=f"{attribute}: training RankNet loss", xlabel="epoch")
-    ax_acc.set(title="validation accuracy (%)", xlabel="epoch")
-    for ax in (ax_loss, ax_acc):
+    title = f"{attribute}: training RankNet loss"
+    ax_loss.set(title=title if validated else f"{title}\n(no validation table)", xlabel="epoch")
+    if validated:
+        ax_acc.set(title="validation accuracy (%)", xlabel="epoch")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
