@@ -73,6 +73,12 @@ def test_train_ranker_writes_the_run_folder(
     model, payload = load_ranker(run / ATTR / "ranker.pt")
     assert payload["attribute"] == ATTR and model.config.width == 4
     assert not any(p.name.endswith(".tmp") for p in run.rglob("*"))
+    # another attribute trained into the same run later: the summary keeps both
+    other = next(a for a in Dataset.load(dataset_dir).attribute_names if a != ATTR)
+    second = ["train-ranker", str(dataset_dir), "--attribute", other, RUN, str(run), *TINY]
+    assert main(second) == 0
+    capsys.readouterr()
+    assert set(json.loads((run / "summary.json").read_text())) == {ATTR, other}
 
     # running it again resumes: no epoch is trained again and the weights stay the same
     before = weights(run / ATTR / "ranker.pt")

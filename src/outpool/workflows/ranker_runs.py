@@ -54,8 +54,14 @@ def train_run(
             save_run_figures(model, run / name, np.asarray(dataset.lookup(shown)), name)
     if not main:
         return results
+    kept: dict[str, Any] = {}  # attributes trained into this run by an earlier command stay
+    if (run / "summary.json").exists():
+        try:
+            kept = dict(json.loads((run / "summary.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            kept = {}
     with atomic_path(run / "summary.json") as tmp:
-        tmp.write_text(json_text(results, indent=2) + "\n")
+        tmp.write_text(json_text({**kept, **results}, indent=2) + "\n")
     return results
 
 
