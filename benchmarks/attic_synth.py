@@ -36,7 +36,7 @@ import numpy as np
 from outpool import config
 from outpool.annotate import CrowdConfig, SimulatedCrowd
 from outpool.bench import emit, log, machine, parse_shard, parser
-from outpool.creators import CREATORS
+from outpool.creators import CREATORS, CreatedPairs
 from outpool.creators.attic import AtticConfig
 from outpool.creators.screen import LegibilityScreen, ScreenConfig, fit_screen
 from outpool.data.metrics import roc_auc
@@ -131,13 +131,20 @@ def screen_against_crowd(
         path = root / c["attribute"] / c["method"] / c["protocol"] / f"seed_{c['seed']}"
         if c["method"] != UNSCREENED or not (path / "created.npz").exists():
             continue
-        made = np.load(path / "created.npz")
-        if "status" not in made:
+        saved = np.load(path / "created.npz")
+        if "status" not in saved:
             continue
-        a = screen.picture_scores(made["images_a"], made["y_a"])
-        b = screen.picture_scores(made["images_b"], made["y_b"])
-        scores.append(np.maximum(a, b))
-        status.append(made["status"])
+        pairs = CreatedPairs(
+            c["attribute"],
+            "attic",
+            saved["images_a"],
+            saved["images_b"],
+            saved["label"],
+            y_a=saved["y_a"],
+            y_b=saved["y_b"],
+        )
+        scores.append(screen.pair_scores(pairs))
+        status.append(saved["status"])
     if not scores:
         return {}
     score, verdict = np.concatenate(scores), np.concatenate(status)

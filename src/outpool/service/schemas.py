@@ -25,6 +25,8 @@ def printable(text: str) -> str:
 def check_utf8(value: Any, where: str = "") -> None:
     """Raise ValueError naming the first string or dict key (at any depth) that is not UTF-8."""
     if isinstance(value, str):
+        if value.isascii():  # the common case (ids, base64 images): nothing to encode
+            return
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
@@ -44,6 +46,10 @@ def check_utf8(value: Any, where: str = "") -> None:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
+
+class _Body(_Strict):
+    """A whole request body: its text is checked once here, nested models included."""
+
     @model_validator(mode="before")
     @classmethod
     def _utf8(cls, data: Any) -> Any:
@@ -51,7 +57,7 @@ class _Strict(BaseModel):
         return data
 
 
-class VoteIn(_Strict):
+class VoteIn(_Body):
     """One answer, left/right as the annotator saw them."""
 
     submission_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
@@ -79,7 +85,7 @@ class PairIn(_Strict):
         return value
 
 
-class BatchIn(_Strict):
+class BatchIn(_Body):
     """A new batch: pairs, their images as base64 PNG, and how many votes each pair needs."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -96,6 +102,6 @@ class BatchIn(_Strict):
         return [NO_CHECK if p.check_answer is None else p.check_answer for p in self.pairs]
 
 
-class AnnotatorIn(_Strict):
+class AnnotatorIn(_Body):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["annotator", "admin"] = "annotator"
