@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# ATTIC's grid on one GPU, as one script: the generator of world 0, the legibility screen, then
-# benchmarks/attic_synth.py's cells in SHARDS processes sharing the GPU, then the summary.
+# ATTIC's grids on one GPU, as one script: benchmarks/attic_synth.py (Tables I-II), then
+# benchmarks/attic_active.py (Fig. 5), each in SHARDS processes sharing the GPU and one run
+# folder (the two configs differ only in their grids), then their summaries.
 #
-#   bash benchmarks/attic_gpu.sh [RUN] [attic_synth.py options...]
+#   bash benchmarks/attic_gpu.sh [RUN] [--set key=value ...]
 #
-# RUN (default runs/attic_gpu) keeps everything; a second start skips what is done. Run from the
-# source tree (PYTHONPATH=src) with a CUDA build of PyTorch; SHARDS (default 8) processes. The
-# summary's JSON is the last line of RUN/summary.log and RUN/result.json.
+# RUN (default runs/attic_gpu) keeps everything; a second start skips what is done. The shards
+# start together: one renders the world and trains the generator and the screen while the
+# others wait for it. Run from the source tree (PYTHONPATH=src) with a CUDA build of PyTorch;
+# SHARDS (default 8) processes. Summaries: RUN/tables.json, RUN/active.json; report: RUN/report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
@@ -14,24 +16,23 @@ run="${1:-runs/attic_gpu}"
 shift || true
 shards="${SHARDS:-8}"
 mkdir -p "$run"
-started=$(date +%s)
 
-if [ ! -f "$run/generator/generator.pt" ]; then
-    python benchmarks/generator.py --seed 0 --run "$run/generator" --out "$run/generator.json" \
-        > "$run/generator.log" 2>&1
-fi
-grid=(python benchmarks/attic_synth.py --generator "$run/generator/generator.pt" --run "$run/grid" "$@")
-"${grid[@]}" --prepare > "$run/prepare.log" 2>&1
-pids=()
-for ((i = 0; i < shards; i++)); do
-    "${grid[@]}" --shard "$i/$shards" > "$run/shard_$i.log" 2>&1 &
-    pids+=("$!")
-done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-if [ "$failed" = 1 ]; then
-    echo "a shard failed: see $run/shard_*.log" >&2
-    exit 1
-fi
-"${grid[@]}" --out "$run/result.json" > "$run/summary.log" 2>&1
-echo "wall ${SECONDS}s (since $(date -d "@$started" +%T)); result: $run/result.json"
+grid() {  # grid NAME SCRIPT [options]: SHARDS shards on RUN, then the summary
+    local name=$1 script=$2
+    shift 2
+    local pids=() failed=0
+    for ((i = 0; i < shards; i++)); do
+        python "$script" --run "$run" --shard "$i/$shards" "$@" > "$run/${name}_shard_$i.log" 2>&1 &
+        pids+=("$!")
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    if [ "$failed" = 1 ]; then
+        echo "a shard failed: see $run/${name}_shard_*.log" >&2
+        exit 1
+    fi
+    python "$script" --run "$run" --out "$run/$name.json" "$@" > "$run/$name.log" 2>&1
+}
+
+grid tables benchmarks/attic_synth.py "$@"
+grid active benchmarks/attic_active.py "$@"
+echo "wall ${SECONDS}s; summaries: $run/tables.json $run/active.json; report: $run/report"

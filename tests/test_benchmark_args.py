@@ -123,14 +123,13 @@ ATTIC = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_synth.py"
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--generator", "nowhere.pt"], "--generator nowhere.pt does not exist"),
-        (["--generator", "g.pt", "--methods", "magic"], "unknown method 'magic'; valid: real"),
-        (["--generator", "g.pt", "--protocols", "manual"], "unknown protocol 'manual'"),
-        (["--generator", "g.pt", "--n", "1"], "--n must be at least 2"),
-        (["--generator", "g.pt", "--shard", "2/2", "--run", "r"], "needs 0 <= I < N, got '2/2'"),
-        (["--generator", "g.pt", "--shard", "half"], "a shard is I/N, e.g. 0/4, got 'half'"),
-        (["--generator", "g.pt", "--shard", "0/2"], "--prepare and --shard need --run"),
-        (["--generator", "g.pt", "--prepare"], "--prepare and --shard need --run"),
+        (["--set", "experiment.methods=['magic']"], "unknown method 'magic'; valid: attic"),
+        (["--set", "experiment.protocols=['manual']"], "unknown protocol 'manual'"),
+        (["--set", "experiment.protocols=['active']"], "active rounds are benchmarks/attic_active"),
+        (["--set", "experiment.n=1"], "experiment.n must be >= 2"),
+        (["--shard", "2/2", "--run", "r"], "needs 0 <= I < N, got '2/2'"),
+        (["--shard", "half"], "a shard is I/N, e.g. 0/4, got 'half'"),
+        (["--shard", "0/2"], "--shard needs --run"),
     ],
 )
 def test_the_attic_benchmark_refuses_bad_options(args: list[str], message: str) -> None:
@@ -145,3 +144,41 @@ def test_shards_split_a_grid_into_disjoint_parts_that_cover_it() -> None:
         [i for i in range(10) if i % n == k] for k, n in (parse_shard(f"{k}/3") for k in range(3))
     ]
     assert sorted(i for part in parts for i in part) == list(range(10)) and all(parts)
+
+
+ACTIVE = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_active.py"
+
+
+def test_the_active_benchmark_reads_gains_over_round_0_and_checks_the_targets() -> None:
+    bench = benchmark_module(ACTIVE)
+    rows = []
+    gains = {"attic": (0.0, 3.0, 5.0), "semantic_jitter": (0.0, 1.0, 2.0), "uncertainty": (0, 2, 6)}
+    for method, steps in gains.items():
+        for seed, base in ((0, 70.0), (1, 74.0)):
+            for r, g in enumerate(steps):
+                status = {"accepted": 8, "rejected": 2, "pruned": 0} if r else None
+                rows.append(
+                    {
+                        "attribute": "heel",
+                        "method": method,
+                        "protocol": "active",
+                        "seed": seed,
+                        "round": r,
+                        "labels_spent": 100 + 10 * r,
+                        "accuracy_pct": {"test": base + g + seed},
+                        "created_status": status,
+                    }
+                )
+    curves = bench.summarise(rows, ("test",))
+    last = curves["attic"][-1]
+    assert last["test_gain"] == {"mean": 5.0, "std": 0.0}
+    assert last["test_pct"] == {"mean": 77.5, "std": 2.5}
+    assert last["labels_spent"] == 120 and last["illegible_pct"] == 20.0
+    found = bench.targets(curves)
+    assert found["attic_gain_positive"] and found["attic_at_least_2x_sj"]
+    assert found["attic_above_uncertainty_at_equal_labels"] == [True, False]
+
+
+@pytest.mark.slow
+def test_the_active_benchmark_refuses_a_shard_without_a_run() -> None:
+    assert "--shard needs --run" in refusal(ACTIVE, ["--shard", "0/2"])

@@ -95,7 +95,8 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "expect"),
     [
-        (("demo",), "--crowd-set"),
+        (("demo",), "--force"),
+        (("experiment", "run"), "--shard"),
         (("data", "synth"), "--out"),
         (("data", "show"), "--pairs"),
         (("data", "label"), "--force"),
@@ -353,89 +354,49 @@ def test_synth_invalid_sizes_give_a_clean_error(
 # ---- demo ----------------------------------------------------------------------------------
 
 
+TINY_EXPERIMENT = Path(__file__).parent / "experiments" / "tiny.toml"
+
+
 @pytest.mark.slow
 def test_demo(
-    capsys: pytest.CaptureFixture[str],
-    tmp_path: Path,
-    small_synth_sets: tuple[str, ...],
-    folder_snapshot: Snapshot,
-) -> None:
-    out = tmp_path / "run"
-    rc, stdout, err = run(capsys, "demo", "--out", out, *small_synth_sets)
-    assert rc == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no run.partial, no temp dirs
-    assert sorted(p.name for p in out.iterdir()) == ["dataset", "gallery.png", "summary.json"]
-    assert (out / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary == json.loads(stdout)
-    assert set(summary) == {"dataset", "images", "pairs", "crowd", "oracle_spearman_test", "seed"}
-    assert summary["dataset"] == str(out / "dataset")
-    assert summary["seed"] == 0
-    assert summary["images"] == {"generator": 100, "train": 120, "val": 40, "test": 120}
-    assert summary["pairs"]["train"] == 240 and "train_crowd" in summary["pairs"]
-    crowd = summary["crowd"]
-    assert set(crowd) == {
-        "pairs",
-        "accepted",
-        "rejected_illegible",
-        "pruned_low_agreement",
-        "label_accuracy_vs_truth_pct",
-    }
-    assert crowd["pairs"] == 240
-    assert crowd["accepted"] + crowd["rejected_illegible"] + crowd["pruned_low_agreement"] == 240
-    assert crowd["accepted"] == summary["pairs"]["train_crowd"]
-    assert set(crowd["label_accuracy_vs_truth_pct"]) == set(summary["oracle_spearman_test"])
-    assert min(crowd["label_accuracy_vs_truth_pct"].values()) >= 80.0
-    assert min(summary["oracle_spearman_test"].values()) >= 0.95
-
-    dataset = Dataset.load(out / "dataset")
-    assert len(dataset.pairs["train_crowd"]) == crowd["accepted"]
-    assert (out / "dataset" / "votes" / "train_crowd.csv").is_file()
-
-    # again without --force: refused before any work, the first result intact
-    before = folder_snapshot(out)
-    rc, _, err = run(capsys, "demo", "--out", out, *small_synth_sets, "--set", "seed=4")
-    assert_clean_error(rc, err, str(out), "--force")
-    assert folder_snapshot(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-
-
-@pytest.mark.slow
-def test_demo_force_replaces(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, folder_snapshot: Snapshot
 ) -> None:
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "old.txt").write_text("old result")
-    rc, _, err = run(capsys, "demo", "--out", out, *TINY_SETS, "--set", "seed=3", "--force")
+    rc, stdout, err = run(capsys, "demo", "--out", out, "--config", TINY_EXPERIMENT)
     assert rc == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["dataset", "gallery.png", "summary.json"]
-    assert json.loads((out / "summary.json").read_text())["seed"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    lines = stdout.splitlines()
+    assert len(lines) == 4, stdout
+    assert lines[0].startswith("Real (20 real pairs): ")
+    assert lines[1].startswith("gain over Real, normal: semantic_jitter ") and "attic" in lines[1]
+    assert lines[2].startswith("gain over Real, active: semantic_jitter ") and "attic" in lines[2]
+    assert lines[3].startswith(f"report: {out / 'report' / 'index.html'}")
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["gain_over_real_pct"]["test"]) == {"normal", "active"}
+    assert (out / "report" / "index.html").is_file() and (out / "results.jsonl").is_file()
+
+    # again: every cell is done, nothing trains, the same figures
+    before = folder_snapshot(out / "cells")
+    rc, again, err = run(capsys, "demo", "--out", out, "--config", TINY_EXPERIMENT)
+    assert rc == 0, err
+    assert again.splitlines()[:3] == lines[:3]
+    assert folder_snapshot(out / "cells") == before
+
+    # other settings in the same folder: refused, nothing changed; --force starts again
+    other = ("--config", TINY_EXPERIMENT, "--set", "experiment.n=30")
+    rc, _, err = run(capsys, "demo", "--out", out, *other)
+    assert_clean_error(rc, err, str(out), "experiment.n: 20 -> 30")
+    assert folder_snapshot(out / "cells") == before
+    rc, forced, err = run(capsys, "demo", "--out", out, *other, "--force")
+    assert rc == 0, err
+    assert forced.startswith("Real (30 real pairs)")
 
 
 def test_demo_out_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     target = tmp_path / "afile"
     target.write_text("keep me")
-    rc, _, err = run(capsys, "demo", "--out", target, *TINY_SETS)
+    rc, _, err = run(capsys, "demo", "--out", target, "--config", TINY_EXPERIMENT)
     assert_clean_error(rc, err, str(target))
     assert target.read_text() == "keep me"
-
-
-@pytest.mark.slow
-def test_demo_with_a_stale_partial_folder(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    stale = tmp_path / "run.partial"
-    stale.mkdir()
-    (stale / "leftover.txt").write_text("from a killed run")
-    rc, _, err = run(capsys, "demo", "--out", tmp_path / "run", *TINY_SETS)
-    if rc == 2:
-        assert_clean_error(rc, err, "run.partial")
-    else:
-        assert rc == 0, err
-        assert (tmp_path / "run" / "summary.json").is_file()
 
 
 def test_serve_refuses_to_listen_on_the_network_without_tls(

@@ -9,9 +9,11 @@ import pytest
 from outpool import config
 from outpool.annotate import CrowdConfig
 from outpool.config import from_dict, load, parse_override, to_dict
+from outpool.creators.screen import ScreenConfig
 from outpool.errors import ConfigError, OutpoolError
 from outpool.synth import SynthConfig
 from outpool.synth.world import SplitConfig
+from outpool.train.attribute_net import AttributeNetTrainConfig
 
 
 def _toml(tmp_path: Path, text: str, name: str = "cfg.toml") -> Path:
@@ -176,3 +178,13 @@ def test_parse_override(text: str, keys: list[str], value: object) -> None:
 def test_from_dict_requires_a_dataclass() -> None:
     with pytest.raises(TypeError):
         config.from_dict(dict, {})
+
+
+def test_a_table_sets_its_keys_on_the_fields_own_default(tmp_path: Path) -> None:
+    # the screen's net defaults to the whole picture without flips, unlike the class default
+    path = tmp_path / "screen.toml"
+    path.write_text("[net]\nepochs = 3\n")
+    cfg = load(ScreenConfig, path)
+    assert cfg.net.epochs == 3
+    assert cfg.net.model.crop == 1.0 and cfg.net.flip is False
+    assert cfg.net.model.crop != AttributeNetTrainConfig().model.crop

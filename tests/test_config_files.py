@@ -6,10 +6,14 @@ from pathlib import Path
 
 from outpool import config
 from outpool.annotate import CrowdConfig
+from outpool.experiments.config import ExperimentConfig
+from outpool.experiments.runner import GROWABLE
 from outpool.synth import SynthConfig
+from outpool.synth.shoe import ATTRIBUTE_NAMES
 from outpool.train.generator import GeneratorTrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DEMO = Path(__file__).resolve().parents[1] / "src" / "outpool" / "experiments" / "demo.toml"
 
 
 def test_synth_default_file_matches_the_code_defaults() -> None:
@@ -26,3 +30,25 @@ def test_the_faces_generator_file_sets_only_the_colour_bound_and_the_kl_weight()
     # and an override on top of the file still wins
     tuned = config.load(GeneratorTrainConfig, CONFIGS / "generator_faces.toml", ["kl_weight=1"])
     assert (tuned.chroma_ratio, tuned.kl_weight) == (1.0, 1.0)
+
+
+def test_the_experiment_files_load_and_their_grids_fit_their_worlds() -> None:
+    files = [*sorted(CONFIGS.glob("attic_*.toml")), DEMO]
+    assert len(files) >= 2
+    for path in files:
+        cfg = config.load(ExperimentConfig, path)
+        grid = cfg.experiment
+        needed = 2 * grid.n if "real_2n" in grid.methods else grid.n
+        assert cfg.world.train_pairs >= needed, path.name
+        assert set(grid.attributes) <= set(ATTRIBUTE_NAMES), path.name
+
+
+def test_the_two_attic_grids_may_share_one_run_folder() -> None:
+    tables, active = (
+        config.to_dict(config.load(ExperimentConfig, CONFIGS / f"attic_{name}.toml"))
+        for name in ("tables", "active")
+    )
+    for cfg in (tables, active):
+        for key in GROWABLE:
+            del cfg["experiment"][key]
+    assert tables == active

@@ -34,8 +34,21 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, where: str = "") -> T:
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
+        factory = fields[name].default_factory
+        if isinstance(value, Mapping) and factory is not dataclasses.MISSING:
+            default = factory()  # a table sets its keys on the field's default, not the class's
+            if dataclasses.is_dataclass(default) and not isinstance(default, type):
+                value = _merged(to_dict(default), value)
         kwargs[name] = _coerce(hints[name], value, where + name)
     return cls(**kwargs)
+
+
+def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        nested = isinstance(value, Mapping) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if nested else value
+    return out
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:

@@ -11,66 +11,20 @@ that a failure.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser import WAIT_S, headless_chromium
+
 from .web_support import LiveServer, batch_body, canonical, create_batch, running_server, token_of
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-FLAGS = (
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-)
-WAIT_S = 10.0
-
-
-def _unavailable() -> str | None:
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            return f"{path} is missing (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    return None
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    reason = _unavailable()
-    if reason is not None:
-        if os.environ.get("OUTPOOL_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"OUTPOOL_REQUIRE_SERVICES=1 but the browser test cannot run: {reason}")
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (*FLAGS, f"--user-data-dir={profile}", "--window-size=1000,900"):
-        options.add_argument(flag)
-    # An explicit driver path: Selenium Manager is never asked (it would try to download one).
-    service = Service(executable_path=str(CHROMEDRIVER))
-    browser = webdriver.Chrome(service=service, options=options)
-    browser.set_page_load_timeout(WAIT_S)
-    try:
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as browser:
         yield browser
-    finally:
-        browser.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

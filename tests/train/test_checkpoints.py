@@ -4,6 +4,7 @@ and a missing, corrupt, truncated or foreign file is a ``DataError`` naming its 
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from outpool import __version__
 from outpool.errors import ConfigError, DataError
 from outpool.train import checkpoints
 from outpool.train.checkpoints import (
+    check_same_config,
     code_version,
     read_checkpoint,
     run_record,
@@ -185,3 +187,12 @@ def test_a_run_is_resumed_only_with_its_own_config(tmp_path: Path) -> None:
     (run / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="unreadable run config"):
         write_run_config(run, run_record(RunConfig(), device, {}))
+
+
+def test_a_run_written_with_infinity_resumes_with_the_same_config(tmp_path: Path) -> None:
+    # JSON written before configs stored inf as "inf" held the non-standard Infinity
+    path = tmp_path / "config.json"
+    path.write_text('{"config": {"chroma_ratio": Infinity, "epochs": 12}}')
+    check_same_config(path, {"chroma_ratio": math.inf, "epochs": 12})
+    with pytest.raises(ConfigError, match="epochs: 12 -> 13"):
+        check_same_config(path, {"chroma_ratio": math.inf, "epochs": 13})

@@ -23,10 +23,10 @@ from outpool.service.exchange import (
     import_label_studio,
     import_mturk,
 )
-from outpool.service.people import PeopleAnnotator, PeopleConfig, ServiceClient
+from outpool.service.people import ADMIN_TOKEN_ENV, PeopleAnnotator, PeopleConfig, ServiceClient
 from outpool.service.store import AnnotationStore
 
-TOKEN_ENV = "OUTPOOL_ADMIN_TOKEN"
+TOKEN_ENV = ADMIN_TOKEN_ENV
 EXPORTS = {"label-studio": export_label_studio, "mturk": export_mturk}
 IMPORTS = {"label-studio": import_label_studio, "mturk": import_mturk}
 

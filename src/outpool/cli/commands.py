@@ -5,6 +5,7 @@ error (never a traceback), exit non-zero.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,12 +13,14 @@ from pathlib import Path
 from outpool import __version__, config
 from outpool.annotate import CrowdConfig
 from outpool.cli import annotate as cli_annotate
+from outpool.cli import experiment as cli_experiment
 from outpool.data import Dataset
 from outpool.data.open import open_dataset, open_dataset_with_truth
 from outpool.data.sources import LOADERS
 from outpool.errors import OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir, json_text
 from outpool.judges import judge_settings
+from outpool.rounds.protocols import WaitingForLabels
 from outpool.synth import SynthConfig
 
 CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
@@ -27,6 +30,7 @@ CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
     "crowd": "noise=0.08",
     "generator": "epochs=5",
     "judge": "net.epochs=10",
+    "experiment": "experiment.seeds=[0,1]",
 }
 
 
@@ -122,14 +126,19 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from outpool.workflows.demo import run_demo
+    from outpool.workflows.demo import demo_config, run_demo
 
-    synth = config.load(SynthConfig, args.config, args.overrides)
-    crowd = config.load(CrowdConfig, args.crowd_config, args.crowd_overrides)
-    check_output_dir(args.out, overwrite=args.force)
-    summary = run_demo(args.out, synth=synth, crowd=crowd, force=args.force)
-    print(json_text(summary, indent=2))
-    print(f"done: look at {Path(args.out) / 'gallery.png'}", file=sys.stderr)
+    cfg = demo_config(args.config, args.overrides)
+    if args.force and args.out.exists():
+        shutil.rmtree(args.out)
+    summary = run_demo(args.out, cfg)
+    table = cfg.experiment.tables[0]
+    real = summary["accuracy_real_pct"][table]
+    print(f"Real ({cfg.experiment.n} real pairs): {real:.1f}% of '{table}' pairs ordered right")
+    for protocol, methods in summary["gain_over_real_pct"][table].items():
+        shown = ", ".join(f"{m} {g:+.1f}" for m, g in methods.items())
+        print(f"gain over Real, {protocol}: {shown} (points)")
+    print(f"report: {summary['report']}  ({summary['wall_s']:.0f} s)")
     return 0
 
 
@@ -213,22 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="the main job on the built-in data: render, label with a simulated crowd, gallery",
-        description="Render the built-in shoe world, label its training pairs with a simulated "
-        "crowd, and write OUT/dataset, OUT/gallery.png and OUT/summary.json.",
+        help="the main job on the built-in data: ATTIC against Real and Semantic Jitter, a report",
+        description="On the built-in shoe world with a simulated crowd: train the generator, "
+        "the legibility screen and the ranker, run Real, Semantic Jitter and ATTIC (Normal, "
+        "then active rounds), and write OUT/report/index.html and OUT/summary.json. The same "
+        "command resumes a run cut short.",
     )
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--force", action="store_true", help="replace an existing output folder")
-    _add_config_args(demo, "world")
-    demo.add_argument("--crowd-config", type=Path, metavar="TOML", help="crowd config (TOML)")
-    demo.add_argument(
-        "--crowd-set",
-        dest="crowd_overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one crowd config value",
-    )
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
+    demo.add_argument("--force", action="store_true", help="start again: delete OUT first")
+    _add_config_args(demo, "experiment")
     demo.set_defaults(func=cmd_demo)
 
     tr = sub.add_parser(
@@ -402,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     label.set_defaults(func=cmd_label)
 
     cli_annotate.add_parser(sub)
+    cli_experiment.add_parser(sub)
     return parser
 
 
@@ -409,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except WaitingForLabels as exc:  # not a failure: scripts test for exit status 3
+        print(f"outpool: {exc}", file=sys.stderr)
+        return 3
     except OutpoolError as exc:
         print(f"outpool: error: {exc}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ equal band); (c) the control network, maximising the ranker's loss on its pairs 
 those targets FLIPPED (bounded, unlike -loss), its gradient flowing through the frozen generator.
 The ranker trains until its validation accuracy stops improving (``patience`` epochs: that is
 "converged", and ``metrics.jsonl`` logs it every epoch); the pairs the FIXED seeds q produce then
-are the batch for the annotators. ``snapshots/`` keeps, per epoch, the first seeds' pairs and the
-ranker's loss on them (the paper's Fig. 6).
+are the batch for the annotators, and ``control.pt`` the network, which the next active round
+starts from (``CreationContext.previous``). ``snapshots/`` keeps, per epoch, the first seeds'
+pairs and the ranker's loss on them (the paper's Fig. 6).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from outpool.creators.context import CreationContext
 from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
 from outpool.errors import ConfigError, DataError
-from outpool.fileio import json_text
+from outpool.fileio import atomic_path, json_text
 from outpool.judges.generator_check import to_uint8
 from outpool.models.control import ControlConfig, ControlNet, ControlPair, control_seeds
 from outpool.models.generator import ConditionalVAE
@@ -65,6 +66,9 @@ class AtticConfig:
             raise ConfigError("momentum and weight_decay must be >= 0")
 
 
+CONTROL_FILE = "control.pt"  # the trained control network's weights, in the creator's folder
+
+
 class AtticBatch(NamedTuple):
     """One minibatch: real pairs for the ranker, and the rows of the fixed seeds to draw."""
 
@@ -92,6 +96,7 @@ class AtticCreator:
         self.k = generator.attributes.index(context.attribute)
         self.y_range = context.strength_range(generator)
         self.equal_band = context.equal_band
+        self.previous = context.previous
         self.train_pairs = context.pairs(context.train)
         self.val_pairs = context.pairs(context.val)
         if len(self.train_pairs) == 0 or not (self.val_pairs.label != 0).any():
@@ -136,6 +141,9 @@ class AtticCreator:
         gen = self.generator
         torch.manual_seed(cfg.seed)
         control = control_net(cfg, gen, self.y_range).to(self.device)
+        carried = self.previous / CONTROL_FILE if self.previous is not None else None
+        if carried is not None and carried.exists():  # active rounds: the weights carry over
+            control.load_state_dict(torch.load(carried, map_location=self.device))
         q = control_seeds(budget, control.q_dim, cfg.seed).to(self.device)
         record = run_record(cfg, self.device, {"attribute": self.attribute, "budget": budget})
         write_run_config(work_dir, record)
@@ -193,7 +201,10 @@ class AtticCreator:
             else (),
             progress=progress,
             desc=f"attic {self.attribute}",
+            steps_per_epoch=steps // cfg.epochs,
         )
+        with atomic_path(work_dir / CONTROL_FILE) as tmp:
+            torch.save(control.state_dict(), tmp)
         return self.draw(control, q)
 
     def draw(self, control: ControlNet, q: torch.Tensor) -> CreatedPairs:

@@ -1,9 +1,11 @@
 """What a pair creator may use: the dataset and its real pairs, the current ranker and how it
-trains, the frozen generator (for creators that generate) and the dataset's "equal" band."""
+trains, the frozen generator (for creators that generate), the dataset's "equal" band and, in
+active rounds, the previous round's creator folder."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,9 @@ class CreationContext:
     train: str = "train"
     val: str = "val"
     device: str = "cpu"
+    # the previous active round's creator folder: what a creator carries over from round to
+    # round (ATTIC: the control network's weights); None in a single batch
+    previous: Path | None = None
 
     def __post_init__(self) -> None:
         self.dataset.attribute(self.attribute)  # unknown -> UnknownNameError naming the valid

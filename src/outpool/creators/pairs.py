@@ -9,7 +9,9 @@ and a pair table a dataset saves, the annotation commands read and a ranker trai
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ import torch
 
 from outpool.data import ImageTable, PairTable
 from outpool.errors import DataError
+from outpool.fileio import atomic_path
 from outpool.models.generator import ConditionalVAE
 
 
@@ -26,7 +29,9 @@ class CreatedPairs:
 
     ``images_a``, ``images_b`` (P, 64, 64, 3) uint8; ``label`` (P,) int8 inferred (+1 a more,
     -1 b more, 0 equal); ``y_a``, ``y_b`` (P, N) float32 and ``u_a``, ``u_b`` (P, M) float32 for
-    generated images (None for copies of real ones); ``creator`` its registry name.
+    generated images (None for copies of real ones); ``creator`` its registry name;
+    ``source_a``, ``source_b`` (P,) str the dataset's image ids where the pairs show real
+    pictures unchanged (their tables then name those images instead of copies).
     """
 
     attribute: str
@@ -39,9 +44,17 @@ class CreatedPairs:
     u_a: np.ndarray | None = None
     u_b: np.ndarray | None = None
     round: int = 0
+    source_a: np.ndarray | None = None
+    source_b: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         p = len(self.label)
+        if (self.source_a is None) != (self.source_b is None):
+            raise DataError("source_a and source_b go together")
+        for name in ("source_a", "source_b"):
+            value = getattr(self, name)
+            if value is not None and np.shape(value) != (p,):
+                raise DataError(f"{name} must hold one image id per pair ({p})")
         for name in ("images_a", "images_b"):
             images = getattr(self, name)
             if images.shape != (p, 64, 64, 3) or images.dtype != np.uint8:
@@ -73,6 +86,8 @@ class CreatedPairs:
             y_b=pick(self.y_b),
             u_a=pick(self.u_a),
             u_b=pick(self.u_b),
+            source_a=pick(self.source_a),
+            source_b=pick(self.source_b),
         )
 
     def provenance(self, i: int, side: str) -> dict[str, Any]:
@@ -83,25 +98,34 @@ class CreatedPairs:
                 record[key] = [round(float(v), 6) for v in value[i]]
         return record
 
-    def tables(self, prefix: str, *, source: str = "synthetic") -> tuple[ImageTable, PairTable]:
+    def tables(self, prefix: str, *, source: str | None = None) -> tuple[ImageTable, PairTable]:
         """An image table (ids ``PREFIX_NNNNN_a`` / ``_b``, each with its provenance) and the
-        pair table of the pairs, labelled as inferred, with confidence 1."""
+        pair table of the pairs, labelled as inferred, with confidence 1. Pairs of unchanged
+        real pictures (``source_a``) name the dataset's images, and the image table is empty.
+        ``source`` (default: "real" for those, else "synthetic") is the pairs' source."""
         n = len(self)
         ids_a = [f"{prefix}_{i:05d}_a" for i in range(n)]
         ids_b = [f"{prefix}_{i:05d}_b" for i in range(n)]
-        images = ImageTable(
-            ids=np.asarray(ids_a + ids_b),
-            pixels=np.concatenate([self.images_a, self.images_b]),
-            provenance=tuple(
-                [self.provenance(i, "a") for i in range(n)]
-                + [self.provenance(i, "b") for i in range(n)]
-            ),
-        )
+        if self.source_a is not None and self.source_b is not None:
+            images = ImageTable(ids=np.asarray([], str), pixels=self.images_a[:0])
+            a, b = np.asarray(self.source_a, str), np.asarray(self.source_b, str)
+            source = source or "real"
+        else:
+            images = ImageTable(
+                ids=np.asarray(ids_a + ids_b),
+                pixels=np.concatenate([self.images_a, self.images_b]),
+                provenance=tuple(
+                    [self.provenance(i, "a") for i in range(n)]
+                    + [self.provenance(i, "b") for i in range(n)]
+                ),
+            )
+            a, b = np.asarray(ids_a), np.asarray(ids_b)
+            source = source or "synthetic"
         pairs = PairTable(
             ids=np.asarray([f"{prefix}_{i:05d}" for i in range(n)]),
             attribute=np.full(n, self.attribute),
-            a=np.asarray(ids_a),
-            b=np.asarray(ids_b),
+            a=a,
+            b=b,
             label=self.label.astype(np.int8),
             confidence=np.ones(n, np.float32),
             source=np.full(n, source),
@@ -128,3 +152,30 @@ def freeze(generator: ConditionalVAE) -> ConditionalVAE:
     generator.eval()
     generator.requires_grad_(False)
     return generator
+
+
+_ARRAYS = ("images_a", "images_b", "label", "y_a", "y_b", "u_a", "u_b", "source_a", "source_b")
+
+
+def save_created(
+    path: Path, made: CreatedPairs, extra: Mapping[str, np.ndarray] | None = None
+) -> None:
+    """The created pairs as a person would see them, with what drew them and, in ``extra``,
+    what was decided of them (e.g. the annotators' ``status``); written atomically."""
+    arrays: dict[str, Any] = {k: getattr(made, k) for k in _ARRAYS if getattr(made, k) is not None}
+    arrays["meta"] = np.asarray([made.attribute, made.creator, str(made.round)])
+    arrays.update(extra or {})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_created(path: Path) -> CreatedPairs:
+    """The pairs ``save_created`` wrote (its ``extra`` arrays are left in the file)."""
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in _ARRAYS if k in data.files}
+            attribute, creator, round_ = (str(v) for v in data["meta"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"not a file of created pairs ({exc})", path=path) from None
+    return CreatedPairs(attribute=attribute, creator=creator, round=int(round_), **arrays)

@@ -72,4 +72,6 @@ def create_uncertainty(
         images_a=pixels[a],
         images_b=pixels[b],
         label=np.sign(scores[a] - scores[b]).astype(np.int8),
+        source_a=ids[a],
+        source_b=ids[b],
     )

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from outpool.annotate.apply import label_pairs
-from outpool.annotate.protocol import Annotator
+from outpool.annotate.apply import accepted_pairs, request_for
+from outpool.annotate.protocol import Annotator, LabelResult, PairRequest
 from outpool.creators import CreatedPairs, CreationContext, creator
+from outpool.creators.pairs import save_created
 from outpool.creators.screen import LegibilityScreen, screened
 from outpool.data import Dataset, ImageTable, PairTable
-from outpool.errors import DataError, UnknownNameError
+from outpool.errors import DataError, OutpoolError, UnknownNameError
 from outpool.fileio import atomic_path, json_text
 from outpool.models.generator import ConditionalVAE
 from outpool.train.evaluate import accuracy_on
@@ -40,6 +41,30 @@ PROTOCOLS = ("normal", "auto")
 REAL_METHODS = ("real", "real_2n")  # no creator: real pairs only
 FREE_METHODS = ("real_plus", "jitter")  # created pairs whose labels cost nothing
 FACING_METHODS = ("attic", "uncertainty")  # creators that read the current ranker
+
+
+class WaitingForLabels(OutpoolError):
+    """A round's batch is still being labelled by people; run the same command again later."""
+
+    def __init__(self, batch: str, missing: int, folder: Path) -> None:
+        self.batch, self.missing = batch, missing
+        super().__init__(
+            f"waiting for {missing} labels on batch {batch}; run the same command again to "
+            f"continue ({folder})"
+        )
+
+
+def check_answered(
+    result: LabelResult, request: PairRequest, annotator: Annotator, folder: Path
+) -> None:
+    """Raise ``WaitingForLabels`` while people are labelling ``request`` (the batch named as
+    the annotation service names it), or a ``DataError`` if other pairs were answered."""
+    if result.pending:
+        missing = int((result.status == "pending").sum())
+        name = getattr(annotator, "batch_name", None)
+        raise WaitingForLabels(name(request) if name else folder.name, missing, folder)
+    if not np.array_equal(result.pair_ids, request.ids):
+        raise DataError("the annotator answered other pairs than it was asked")
 
 
 class LabelBudget:
@@ -76,6 +101,29 @@ def with_pairs(
         images={**dataset.images, **(images or {})},
         pairs={**dataset.pairs, "train": train},
     )
+
+
+def make_batch(
+    method: str,
+    context: CreationContext,
+    count: int,
+    work_dir: Path,
+    cfg: Any = None,
+    screen: LegibilityScreen | None = None,
+    *,
+    progress: bool = False,
+) -> tuple[CreatedPairs, dict[str, Any] | None]:
+    """``count`` pairs of the creator ``method`` (its own training in ``work_dir``) and what the
+    screen did, if it read them: a generating creator under a ``screen`` draws more and keeps
+    the first ``count`` that pass; copies of real pictures need no screen."""
+    entry = creator(method)
+    cfg = cfg if cfg is not None else entry.config()
+    screening = screen if entry.generates else None
+    asked = screening.cfg.candidates(count) if screening is not None else count
+    made = entry.create(context, asked, work_dir, cfg, progress=progress)
+    if screening is None:
+        return made, None
+    return screened(made, count, screening)
 
 
 def run_cell(
@@ -128,7 +176,6 @@ def run_cell(
     }
     train = real
     if entry is not None:
-        cfg = creator_cfg if creator_cfg is not None else entry.config()
         count = n - n_real if annotated else n
         faced = None  # the ranker a creator faces, trained on the real pairs, where it needs one
         if method in FACING_METHODS:
@@ -147,11 +194,11 @@ def run_cell(
             generator=generator,
             equal_band=equal_band,
         )
-        screening = screen if entry.generates else None  # copies of real pictures pass
-        asked = screening.cfg.candidates(count) if screening is not None else count
-        made = entry.create(context, asked, work_dir / "creator", cfg, progress=progress)
-        if screening is not None:
-            made, result["screen"] = screened(made, count, screening)
+        made, report = make_batch(
+            method, context, count, work_dir / "creator", creator_cfg, screen, progress=progress
+        )
+        if report is not None:
+            result["screen"] = report
         verdicts: dict[str, np.ndarray] = {}
         images, created = made.tables(f"{method}_s{seed}")
         table = f"created_{method}"
@@ -159,7 +206,10 @@ def run_cell(
             assert annotator is not None
             budget.spend(len(created), f"{len(created)} created pairs")
             labelled = with_pairs(dataset, real, {table: images})
-            created, answer = label_pairs(labelled, created, annotator)
+            request = request_for(labelled, created)
+            answer = annotator.label(request)
+            check_answered(answer, request, annotator, work_dir)
+            created = accepted_pairs(created, answer)
             result["created_status"] = {
                 s: int((answer.status == s).sum()) for s in ("accepted", "rejected", "pruned")
             }
@@ -183,13 +233,3 @@ def run_cell(
     with atomic_path(work_dir / "result.json") as tmp:
         tmp.write_text(json_text(result, indent=2) + "\n")
     return result
-
-
-def save_created(path: Path, made: CreatedPairs, extra: Mapping[str, np.ndarray]) -> None:
-    """The created pairs of a cell, as a person would see them, with what was decided of them."""
-    names = ("images_a", "images_b", "label", "y_a", "y_b")
-    arrays: dict[str, Any] = {k: getattr(made, k) for k in names if getattr(made, k) is not None}
-    arrays.update(extra)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)

@@ -29,6 +29,8 @@ from outpool.errors import ConfigError, OutpoolError
 from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec, encode_png
 
+ADMIN_TOKEN_ENV = "OUTPOOL_ADMIN_TOKEN"  # where commands read the admin token (never a file)
+
 
 @dataclass(frozen=True)
 class PeopleConfig:

@@ -70,7 +70,8 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 def check_same_config(path: Path, config: dict[str, Any]) -> None:
     """Refuse to resume the run whose ``config.json`` is ``path`` with another ``config``."""
     try:
-        before = _flat(json.loads(path.read_text())["config"])
+        stored = json.loads(path.read_text())["config"]
+        before = _flat(json.loads(json_text(stored)))  # older runs wrote inf as Infinity
     except (OSError, ValueError, KeyError, TypeError):
         raise DataError("unreadable run config: cannot tell what this run was", path=path) from None
     now = _flat(json.loads(json_text(config)))  # as it would be stored: inf as "inf"

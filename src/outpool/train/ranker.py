@@ -263,9 +263,13 @@ def train_ranker(
     *,
     train: str = "train",
     val: str | None = "val",
+    start: Path | None = None,
     progress: bool = True,
 ) -> tuple[DeepSTN, dict[str, Any]]:
-    """Train (or resume training) the ranker for ``attribute``; returns (model, summary)."""
+    """Train (or resume training) the ranker for ``attribute``; returns (model, summary).
+
+    ``start``: a ranker.pt of the same model config to start from (active rounds restart from
+    the pre-trained ranker); the stages before its own are skipped."""
     dataset.attribute(attribute)  # unknown attribute -> UnknownNameError
     for name in (train, val):
         if name is not None and name not in dataset.pairs:
@@ -291,6 +295,13 @@ def train_ranker(
 
     torch.manual_seed(cfg.seed)
     model = DeepSTN(cfg.model).to(device)
+    first_stage = "crop"
+    if start is not None:
+        begun, _ = load_ranker(start, device=str(device))
+        if begun.config != cfg.model:
+            raise DataError("the ranker to start from has another model config", path=start)
+        model.load_state_dict(begun.state_dict())
+        first_stage = begun.stage
     net: nn.Module = model
     if job.world > 1:  # replicas start equal (same seed) and DDP keeps them equal
         net = DistributedDataParallel(
@@ -325,6 +336,10 @@ def train_ranker(
         return {"val_acc": accuracy_on(model, dataset, val_pairs, device=device)}
 
     stages = [(s, e) for s, e in (("crop", cfg.epochs_crop), ("full", cfg.epochs_full)) if e > 0]
+    if first_stage == "full":
+        stages = [(s, e) for s, e in stages if s == "full"]
+        if not stages:
+            raise DataError("the ranker to start from is past every stage (epochs_full = 0)")
     for stage, epochs in stages:  # a stage with 0 epochs is skipped
         folder = run_dir / f"stage_{stage}"
         model.set_stage(stage)
@@ -352,6 +367,7 @@ def train_ranker(
             barrier=job.barrier,
             progress=progress and job.main,
             desc=f"{attribute} {stage}",
+            steps_per_epoch=steps_per_epoch,
         )
 
     summary = {

@@ -1,10 +1,11 @@
 """The ``create`` workflow: a creator makes pairs into a dataset folder, for people or the crowd.
 
 The created images become image table NAME (each with the creator, round and control parameters
-that drew it), their pairs pair table NAME with the inferred labels (source ``synthetic``, or
-``pseudo`` for Real+), and ``DATASET/created/NAME/`` holds the creator's work (ATTIC's
-checkpoints and snapshots) and ``pairs.png``. A generating creator's pairs pass the legibility
-screen (``outpool.creators.screen``), whose net is trained once into ``DATASET/screen/`` on the
+that drew it), their pairs pair table NAME with the inferred labels (source ``synthetic``,
+``pseudo`` for Real+, ``real`` for pool pairs, which name the pool's images), and
+``DATASET/created/NAME/`` holds the creator's work (ATTIC's checkpoints and snapshots) and
+``pairs.png``. A generating creator's pairs pass the legibility screen
+(``outpool.creators.screen``), whose net is trained once into ``DATASET/screen/`` on the
 generator's training table and reused. ``outpool data label DATASET --pairs NAME`` or
 ``outpool annotate request DATASET --pairs NAME`` then asks for labels.
 """
@@ -91,9 +92,9 @@ def create_into(
             progress=progress,
         )
         made, report = screened(made, budget, fitted)
-    source = "pseudo" if method == "real_plus" else "synthetic"
-    images, pairs = made.tables(name, source=source)
-    Dataset.add_tables(dataset_dir, images={name: images}, pairs={name: pairs}, overwrite=force)
+    images, pairs = made.tables(name, source="pseudo" if method == "real_plus" else None)
+    new_images = {name: images} if len(images) else {}  # pool pairs name the pool's images
+    Dataset.add_tables(dataset_dir, images=new_images, pairs={name: pairs}, overwrite=force)
     shown = slice(0, min(SHOWN, len(made)))
     page = pair_grid(made.images_a[shown], made.images_b[shown], made.label[shown], attribute)
     save_gallery(page, work / "pairs.png")

@@ -1,93 +1,80 @@
-"""The main job on the built-in data: render the world, label its pairs with the simulated crowd,
-draw the gallery and write a summary. It is what the README's first command runs.
+"""The main job on the built-in data (the README's first command): ATTIC end to end.
+
+It runs the experiment in ``experiments/demo.toml``: renders the built-in shoe world, trains the
+generator and the legibility screen, pre-trains the ranker, and runs Real, Semantic Jitter and
+ATTIC in the Normal protocol and in active rounds, with the simulated crowd labelling every
+created pair; then writes the report and a summary of each method's gain over Real. The run
+folder resumes like any experiment's.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from outpool.annotate import CrowdConfig, SimulatedCrowd
-from outpool.annotate.apply import label_pairs
-from outpool.data import Dataset, PairTable
-from outpool.fileio import atomic_dir, atomic_path, json_text
-from outpool.report.gallery import dataset_gallery, save_gallery
-from outpool.synth import PixelOracle, SynthConfig, build
+from outpool import config
+from outpool.experiments.config import ExperimentConfig
+from outpool.experiments.runner import run_experiment
+from outpool.fileio import atomic_path, json_text
+from outpool.report.experiment import build_report
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def crowd_report(truth_pairs: PairTable, accepted: PairTable, status: np.ndarray) -> dict[str, Any]:
-    """How the crowd did against the true labels: counts and accuracy of accepted labels."""
-    true_label = dict(zip(truth_pairs.ids.tolist(), truth_pairs.label.tolist(), strict=True))
-    per_attribute: dict[str, float] = {}
-    for name in truth_pairs.attributes_present():
-        sub = accepted.for_attribute(name)
-        truth = np.array([true_label[i] for i in sub.ids])
-        decided = truth != 0
-        per_attribute[name] = round(100.0 * float((sub.label[decided] == truth[decided]).mean()), 2)
-    return {
-        "pairs": len(truth_pairs),
-        "accepted": int((status == "accepted").sum()),
-        "rejected_illegible": int((status == "rejected").sum()),
-        "pruned_low_agreement": int((status == "pruned").sum()),
-        "label_accuracy_vs_truth_pct": per_attribute,
+def demo_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The demo's experiment: ``path`` (default: the packaged ``demo.toml``) and overrides."""
+    if path is None:
+        with resources.as_file(resources.files("outpool.experiments") / "demo.toml") as packaged:
+            return config.load(ExperimentConfig, packaged, overrides)
+    return config.load(ExperimentConfig, path, overrides)
+
+
+def gains(rows: Sequence[dict[str, Any]], table: str = "test") -> dict[str, dict[str, float]]:
+    """Per protocol and method, the mean over attributes and seeds of the accuracy gain over
+    Real on ``table`` (active rounds: after the last round)."""
+    real = {
+        (r["attribute"], r["seed"]): r["accuracy_pct"][table] for r in rows if r["method"] == "real"
     }
+    out: dict[str, dict[str, list[float]]] = {}
+    last = max((r.get("round", 0) for r in rows if r["protocol"] == "active"), default=0)
+    for r in rows:
+        if r["method"] == "real" or (r["protocol"] == "active" and r["round"] != last):
+            continue
+        base = real.get((r["attribute"], r["seed"]))
+        if base is not None:
+            gain = r["accuracy_pct"][table] - base
+            out.setdefault(r["protocol"], {}).setdefault(r["method"], []).append(gain)
+    return {p: {m: round(float(np.mean(v)), 2) for m, v in ms.items()} for p, ms in out.items()}
 
 
-def run_demo(
-    out: str | Path,
-    *,
-    synth: SynthConfig,
-    crowd: CrowdConfig,
-    force: bool = False,
-) -> dict[str, Any]:
-    """Write ``out``/dataset, ``out``/gallery.png and ``out``/summary.json; return the summary."""
-    with atomic_dir(out, overwrite=force) as tmp:
-        log(f"rendering the built-in world (seed {synth.seed}) ...")
-        world = build(synth)
-        world.dataset.save(tmp / "dataset", truth=world.truth)
-        dataset = Dataset.load(tmp / "dataset")
-
-        train = dataset.pairs["train"]
-        log(
-            f"labelling {len(train)} training pairs with a simulated crowd of {crowd.n_workers} ..."
-        )
-        oracle = PixelOracle(progress=True)
-        accepted, result = label_pairs(dataset, train, SimulatedCrowd(oracle, crowd))
-        Dataset.save_pairs(tmp / "dataset", "train_crowd", accepted)
-        dataset.pairs["train_crowd"] = accepted
-        result.votes.save(tmp / "dataset" / "votes" / "train_crowd.csv")
-
-        log("checking the pixel oracle on the test images ...")
-        test = dataset.images["test"]
-        measured = oracle.measure(np.asarray(test.pixels))
-        _, true_values, names = Dataset.load_truth(tmp / "dataset", "test")
-        spearman = {
-            n: round(float(spearmanr(measured[:, k], true_values[:, k])[0]), 4)
-            for k, n in enumerate(names)
-        }
-
-        log("drawing the gallery ...")
-        _, train_truth, _ = Dataset.load_truth(tmp / "dataset", "train")
-        values = {n: train_truth[:, k] for k, n in enumerate(names)}
-        page = dataset_gallery(dataset, table="train", pairs="train_crowd", values=values)
-        save_gallery(page, tmp / "gallery.png")
-
-        summary = {
-            "dataset": str(Path(out) / "dataset"),
-            "images": {k: len(v) for k, v in dataset.images.items()},
-            "pairs": {k: len(v) for k, v in dataset.pairs.items()},
-            "crowd": crowd_report(train, accepted, result.status),
-            "oracle_spearman_test": spearman,
-            "seed": synth.seed,
-        }
-        with atomic_path(tmp / "summary.json") as p:
-            p.write_text(json_text(summary, indent=2) + "\n")
+def run_demo(out: str | Path, cfg: ExperimentConfig) -> dict[str, Any]:
+    """Run the demo's experiment into ``out`` (resuming what it holds), write the report and
+    ``out/summary.json``; return the summary."""
+    out = Path(out)
+    started = time.perf_counter()
+    rows = run_experiment(cfg, out, log=log)
+    log("writing the report ...")
+    page = build_report([out], out / "report")
+    summary = {
+        "report": str(page),
+        "gain_over_real_pct": {t: gains(rows, t) for t in cfg.experiment.tables},
+        "accuracy_real_pct": {
+            t: round(
+                float(np.mean([r["accuracy_pct"][t] for r in rows if r["method"] == "real"])), 2
+            )
+            for t in cfg.experiment.tables
+        },
+        "rows": len(rows),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    with atomic_path(out / "summary.json") as tmp:
+        tmp.write_text(json_text(summary, indent=2) + "\n")
     return summary
