@@ -496,3 +496,20 @@ def test_progress_shows_a_total_and_an_eta_from_the_second_epoch(
     )
     told.train()
     assert f"0/{N_BATCHES} [00:00<" in capsys.readouterr().err
+
+
+def test_best_is_written_before_last_so_a_kill_between_them_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[str] = []
+    save = Trainer.save
+
+    def recording(self: Trainer, path: Path) -> None:
+        written.append(path.name)
+        save(self, path)
+
+    monkeypatch.setattr(Trainer, "save", recording)
+    trainer = Trainer(modules={}, optimizers={}, objectives=[], batches=lambda e: [], epochs=1)
+    trainer.state.epoch = trainer.state.best_epoch = 1
+    Checkpointer(tmp_path).after_epoch(trainer)
+    assert written == ["best.pt", "last.pt"]  # a last.pt never lacks its best.pt

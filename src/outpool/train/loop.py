@@ -305,9 +305,11 @@ class Checkpointer(Hook):
         self.folder = folder
 
     def after_epoch(self, trainer: Trainer) -> None:
-        trainer.save(self.folder / "last.pt")
+        # best.pt first: a run killed between the two writes resumes from the epoch before,
+        # never from a last.pt whose best.pt is missing
         if trainer.state.best_epoch in (-1, trainer.state.epoch):
             trainer.save(self.folder / "best.pt")
+        trainer.save(self.folder / "last.pt")
 
 
 class JsonlLogger(Hook):
