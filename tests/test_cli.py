@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -424,3 +425,20 @@ def test_revoke_takes_back_a_token(capsys: pytest.CaptureFixture[str], tmp_path:
         store.close()
     rc, _, err = run(capsys, "annotate", "revoke", "--db", db, "--annotator", "w0042")
     assert_clean_error(rc, err, "no annotator 'w0042'")
+
+
+def test_a_token_may_expire(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "votes.db"
+    before = time.time()
+    rc, out, err = run(
+        capsys, "annotate", "token", "--db", db, "--name", "Ada", "--expires-in", "7d"
+    )
+    assert rc == 0, err
+    assert 7 * 86400 <= json.loads(out)["expires_at"] - before < 7 * 86400 + 60
+    rc, out, _ = run(capsys, "annotate", "token", "--db", db, "--name", "Bo")
+    assert json.loads(out)["expires_at"] is None
+    for bad in ("7w", "-1h", "soon"):
+        with pytest.raises(SystemExit) as exc:
+            main(["annotate", "token", "--db", str(db), "--name", "C", f"--expires-in={bad}"])
+        assert exc.value.code == 2
+        assert "a duration" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (
@@ -149,7 +149,8 @@ def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
     with store.db.transaction(write=True) as cur:
         cur.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION + 1,))
     store.close()
-    with pytest.raises(StoreError, match="schema version 6, newer than this outpool"):
+    newer = f"schema version {SCHEMA_VERSION + 1}, newer than this outpool \\({SCHEMA_VERSION}\\)"
+    with pytest.raises(StoreError, match=newer):
         open_store()
 
 
@@ -266,6 +267,34 @@ def test_an_invited_annotator_works_only_on_the_batches_they_were_invited_to(
     assert store.remaining(guest) == (2, 0)  # their work counts after "new" closed itself
     first = store.next_task(team)  # a team annotator still works on every open batch
     assert first is not None and first.batch == "old"
+
+
+def test_an_expired_token_stops_working_even_when_remembered(
+    open_store: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outpool.service.store as store_module
+
+    store = open_store()
+    who, token = store.create_annotator("week", expires_in_s=7 * 86400)
+    forever, other = store.create_annotator("team")
+    assert who.expires_at is not None and forever.expires_at is None
+    assert store.authenticate(token) == who  # now remembered
+    later = who.expires_at + 1.0
+
+    class Clock:
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def time() -> float:
+            return later
+
+    monkeypatch.setattr(store_module, "time", Clock)
+    assert store.known(token) is None and store.authenticate(token) is None
+    assert store.authenticate(other) == forever
+    listed = {a.id: a.expires_at for a in store.annotators()}
+    assert listed[who.id] == who.expires_at and listed[forever.id] is None
+    with pytest.raises(StoreError, match="expires_in_s must be a positive number"):
+        store.create_annotator("never", expires_in_s=0)
 
 
 def test_a_revoked_token_stops_working_here_at_once_and_elsewhere_within_the_ttl(

@@ -209,6 +209,22 @@ def test_every_answer_carries_the_security_headers(shared: Service) -> None:
         assert res.headers["referrer-policy"] == "no-referrer"
 
 
+def test_an_admin_makes_a_token_that_expires(svc: Service) -> None:
+    admin = bearer(svc.admin)
+    res = svc.client.post(
+        "/api/admin/annotators", headers=admin, json={"name": "week", "expires_in_s": 604800}
+    )
+    assert res.status_code == 200, res.text
+    made = res.json()
+    assert made["expires_at"] is not None and made["link"].endswith(made["token"])
+    assert svc.client.get("/api/me", headers=bearer(made["token"])).status_code == 200
+    for bad in (0, -5, "soon", True, 1e12):
+        res = svc.client.post(
+            "/api/admin/annotators", headers=admin, json={"name": "x", "expires_in_s": bad}
+        )
+        assert_error(res, 422)
+
+
 def test_an_admin_revokes_an_annotator_whose_token_then_fails(svc: Service) -> None:
     admin = bearer(svc.admin)
     worker = svc.workers[0]

@@ -48,14 +48,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """``30m``, ``12h``, ``7d`` (or plain seconds) -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"a duration is like 30m, 12h or 7d, got {text!r}"
+        ) from None
+    if not 0 < seconds < 1e9:
+        raise argparse.ArgumentTypeError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     store = AnnotationStore.open(args.db)
     try:
-        who, token = store.create_annotator(args.name, role="admin" if args.admin else "annotator")
+        role = "admin" if args.admin else "annotator"
+        who, token = store.create_annotator(args.name, role=role, expires_in_s=args.expires_in)
         store.record("cli", f"create {who.role}", who.id)
     finally:
         store.close()
     out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role, "token": token}
+    out["expires_at"] = who.expires_at
     if args.public_url and not args.admin:
         out["link"] = f"{args.public_url.rstrip('/')}/a/{token}"
     print(json_text(out))
@@ -247,6 +264,12 @@ def add_parser(sub: Any) -> None:
     token.add_argument("--db", required=True, help=db_help)
     token.add_argument("--name", required=True, help="who the token is for")
     token.add_argument("--admin", action="store_true", help="an admin token")
+    token.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        metavar="DURATION",
+        help="the token stops working after this long: 30m, 12h, 7d (default: when revoked)",
+    )
     token.add_argument("--public-url", help="print the annotator's link on this URL")
     token.set_defaults(func=cmd_token)
     revoke = asub.add_parser(

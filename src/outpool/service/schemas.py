@@ -105,3 +105,4 @@ class BatchIn(_Body):
 class AnnotatorIn(_Body):
     name: str = Field(min_length=1, max_length=100)
     role: Literal["annotator", "admin"] = "annotator"
+    expires_in_s: float | None = Field(default=None, gt=0, lt=1e9)  # None: until revoked

@@ -36,7 +36,7 @@ from outpool.fileio import json_text
 from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -139,6 +139,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             action TEXT NOT NULL,
             target TEXT NOT NULL)""",
     ),
+    (
+        # Version 6: a token may expire (an annotator invited for a week, say).
+        "ALTER TABLE annotators ADD COLUMN expires_at DOUBLE PRECISION",
+    ),
 )
 KNOWN_TTL_S = 10.0  # how long a process trusts a token it looked up without asking again
 # The open batches an annotator may work on: those they were invited to, or every one for an
@@ -181,6 +185,7 @@ class Annotator:
     name: str
     role: str  # "annotator" or "admin"
     revoked: bool = False  # a revoked annotator's token no longer works
+    expires_at: float | None = None  # Unix time after which the token no longer works
 
 
 @dataclass(frozen=True)
@@ -283,33 +288,42 @@ class AnnotationStore:
 
     # -- annotators -----------------------------------------------------------------------
 
-    def create_annotator(self, name: str, *, role: str = "annotator") -> tuple[Annotator, str]:
+    def create_annotator(
+        self, name: str, *, role: str = "annotator", expires_in_s: float | None = None
+    ) -> tuple[Annotator, str]:
         """A new annotator (or admin) and its secret token; only the token's hash is stored,
-        so the token is shown this once."""
+        so the token is shown this once. ``expires_in_s``: the token stops working after that
+        many seconds (None: when revoked)."""
+        if expires_in_s is not None and not 0 < expires_in_s < 1e9:
+            raise StoreError(
+                f"expires_in_s must be a positive number of seconds, got {expires_in_s}"
+            )
         if role not in ("annotator", "admin"):
             raise StoreError(f"role must be 'annotator' or 'admin', got {role!r}")
         name = name.strip()
         if not name or len(name) > 100:
             raise StoreError("an annotator name must have 1 to 100 characters")
         with self.db.transaction(write=True) as cur:
-            return _insert_annotator(cur, name, role)
+            return _insert_annotator(cur, name, role, expires_in_s)
 
     def authenticate(self, token: str) -> Annotator | None:
-        """The annotator of a valid (not revoked) token, else None."""
+        """The annotator of a valid (not revoked, not expired) token, else None."""
         who = self.known(token)
         if who is not None:
             return who
         key = hash_token(token)
         with self.db.transaction(write=False) as cur:
             row = cur.execute(
-                "SELECT id, name, role FROM annotators WHERE token_hash = ? AND revoked_at IS NULL",
-                (key,),
+                "SELECT id, name, role, expires_at FROM annotators WHERE token_hash = ? "
+                "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+                (key, time.time()),
             ).fetchone()
         if row is None:
             return None  # unknown tokens are not remembered: they may be created later
         if len(self._known) >= 100_000:
             self._known.clear()
-        who = Annotator(*row)
+        ident, name, role, expires_at = row
+        who = Annotator(ident, name, role, expires_at=expires_at)
         self._known[key] = (who, time.monotonic())
         return who
 
@@ -320,15 +334,19 @@ class AnnotationStore:
         entry = self._known.get(hash_token(token))
         if entry is None or time.monotonic() - entry[1] > KNOWN_TTL_S:
             return None
+        expires_at = entry[0].expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            return None
         return entry[0]
 
     def annotators(self) -> list[Annotator]:
-        """Every annotator, revoked ones included (``revoked`` says which)."""
+        """Every annotator, revoked and expired ones included (``revoked``, ``expires_at``)."""
         with self.db.transaction(write=False) as cur:
             rows = cur.execute(
-                "SELECT id, name, role, revoked_at IS NOT NULL FROM annotators ORDER BY id"
+                "SELECT id, name, role, revoked_at IS NOT NULL, expires_at FROM annotators "
+                "ORDER BY id"
             ).fetchall()
-        return [Annotator(a, n, r, bool(revoked)) for a, n, r, revoked in rows]
+        return [Annotator(a, n, r, bool(revoked), e) for a, n, r, revoked, e in rows]
 
     def revoke(self, annotator: str) -> Annotator:
         """Take back ``annotator``'s access: their token stops working (in this process at
@@ -847,15 +865,20 @@ class AnnotationStore:
         )
 
 
-def _insert_annotator(cur: Cursor, name: str, role: str) -> tuple[Annotator, str]:
+def _insert_annotator(
+    cur: Cursor, name: str, role: str, expires_in_s: float | None = None
+) -> tuple[Annotator, str]:
     token = secrets.token_urlsafe(24)
     n = cur.execute("SELECT COUNT(*) FROM annotators").fetchone()
     ident = f"{'admin' if role == 'admin' else 'w'}{int(n[0]) + 1 if n else 1:04d}"
+    now = time.time()
+    expires_at = None if expires_in_s is None else now + expires_in_s
     cur.execute(
-        "INSERT INTO annotators (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        (ident, name, role, hash_token(token), time.time()),
+        "INSERT INTO annotators (id, name, role, token_hash, created_at, expires_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (ident, name, role, hash_token(token), now, expires_at),
     )
-    return Annotator(ident, name, role), token
+    return Annotator(ident, name, role, expires_at=expires_at), token
 
 
 def _check_confidence(sub: Submission) -> None:

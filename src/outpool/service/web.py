@@ -111,9 +111,12 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
 
     @app.post("/api/admin/annotators")
     def new_annotator(body: AnnotatorIn, request: Request, admin: AdminDep) -> dict[str, Any]:
-        who, token = store.create_annotator(body.name, role=body.role)
+        who, token = store.create_annotator(
+            body.name, role=body.role, expires_in_s=body.expires_in_s
+        )
         store.record(admin.id, f"create {who.role}", who.id)
         out: dict[str, Any] = {"annotator": who.id, "name": who.name, "role": who.role}
+        out["expires_at"] = who.expires_at
         out["token"] = token
         if who.role == "annotator":
             out["link"] = link(request, token)
