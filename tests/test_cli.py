@@ -442,3 +442,35 @@ def test_a_token_may_expire(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
             main(["annotate", "token", "--db", str(db), "--name", "C", f"--expires-in={bad}"])
         assert exc.value.code == 2
         assert "a duration" in capsys.readouterr().err
+
+
+def test_split_writes_disjoint_tables_and_keeps_the_old_ones(
+    capsys: pytest.CaptureFixture[str], ds: Path, folder_snapshot: Snapshot
+) -> None:
+    from outpool.data.splits import leaks
+
+    before = Dataset.load(ds)
+    rc, out, err = run(capsys, "data", "split", ds, "--by", "image", "--seed", "3")
+    assert rc == 0, err
+    report = json.loads(out)
+    assert "straddled two splits and were dropped" in err
+    after = Dataset.load(ds)
+    assert leaks(after) == []
+    for name in ("train", "val", "test"):
+        assert len(after.pairs[name]) == report["pairs"][name]
+        assert after.pairs[f"{name}_unsplit"].ids.tolist() == before.pairs[name].ids.tolist()
+    snap = folder_snapshot(ds)
+    rc, _, err = run(capsys, "data", "split", ds)
+    assert_clean_error(rc, err, "train_unsplit", "--force")
+    assert folder_snapshot(ds) == snap  # refused: nothing written
+
+
+def test_train_ranker_refuses_to_stop_early_on_test_pairs(
+    capsys: pytest.CaptureFixture[str], synth_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    rc, _, err = run(capsys, "train-ranker", synth_dir, "--out", out, "--val", "test_fine")
+    assert_clean_error(rc, err, "--val test_fine", "early stopping on test pairs")
+    rc, _, err = run(capsys, "train-ranker", synth_dir, "--out", out, "--val", "train")
+    assert_clean_error(rc, err, "the training table")
+    assert not out.exists()

@@ -326,6 +326,7 @@ def test_import_folder_spec_round_trip(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     code, stdout, err = run_cli(["data", "import", spec, "--out", str(out)])
     assert code == 0, err
+    assert "warning: 1 images appear in pairs of two splits (e.g. im3.png)" in err
     assert json.loads(stdout) == {
         "dataset": str(out),
         "images": 6,

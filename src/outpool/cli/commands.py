@@ -17,7 +17,8 @@ from outpool.cli import experiment as cli_experiment
 from outpool.data import Dataset
 from outpool.data.open import open_dataset, open_dataset_with_truth
 from outpool.data.sources import LOADERS
-from outpool.errors import OutpoolError, UnknownNameError
+from outpool.data.splits import leaks
+from outpool.errors import ConfigError, DataError, OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir, json_text
 from outpool.judges import judge_settings
 from outpool.rounds.protocols import WaitingForLabels
@@ -103,6 +104,30 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    from outpool.data.splits import SPLITS, split_pairs
+
+    dataset = Dataset.load(args.dataset)
+    tables, report = split_pairs(dataset, by=args.by, test=args.test, val=args.val, seed=args.seed)
+    kept = {f"{t}_unsplit": dataset.pairs[t] for t in report["from_tables"]}
+    clash = [name for name in kept if name in dataset.pairs]
+    if clash and not args.force:  # before anything is written
+        raise DataError(
+            f"pair table '{clash[0]}' exists (an earlier split); pass --force to replace it",
+            path=args.dataset,
+        )
+    Dataset.add_tables(args.dataset, images={}, pairs={**kept, **tables}, overwrite=True)
+    report["kept_as"] = sorted(kept)
+    print(json_text(report))
+    dropped = report["dropped_straddling"]
+    print(
+        f"{' / '.join(str(report['pairs'][s]) for s in SPLITS)} train / val / test pairs; "
+        f"{dropped} pairs straddled two splits and were dropped",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     name = str(args.source).partition(":")[0]
     if name not in LOADERS:
@@ -111,6 +136,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     dataset, truth = open_dataset_with_truth(args.source, crop=args.crop)
     dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
+    crossing = leaks(dataset)
+    if crossing:
+        shown = ", ".join(crossing[:3])
+        print(
+            f"warning: {len(crossing)} images appear in pairs of two splits (e.g. {shown}): a "
+            f"ranker would be tested on images it trained on; 'outpool data split {args.out}' "
+            "makes image-disjoint splits",
+            file=sys.stderr,
+        )
     print(
         json_text({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
     )
@@ -153,6 +187,14 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if args.val is None and val == "none":
         print("no 'val' pair table: training without early stopping", file=sys.stderr)
     val = None if val == "none" else val
+    if val is not None and val.startswith("test"):
+        raise ConfigError(
+            f"--val {val}: early stopping on test pairs chooses the model on them, and the test "
+            "accuracy stops meaning anything; validate on a val table ('outpool data split' "
+            "makes one) or pass --val none"
+        )
+    if val is not None and val == args.train:
+        raise ConfigError(f"--val {val} is the training table: validate on pairs not trained on")
     results = train_run(dataset, args.attribute, cfg, args.run, train=args.train, val=val)
     if from_env().main:  # under torchrun, one report
         print(json_text(results, indent=2))
@@ -402,6 +444,22 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--force", action="store_true", help="replace an existing table")
     _add_config_args(label, "crowd")
     label.set_defaults(func=cmd_label)
+
+    split = dsub.add_parser(
+        "split",
+        help="image- or group-disjoint train / val / test pair tables",
+        description="Pool the pairs of the dataset's train, val and test tables and split them "
+        "again so that no image (--by image) or no group, such as a person or a product "
+        "(--by group), appears in two splits; pairs that would straddle two splits are "
+        "dropped and counted. The tables before are kept as TABLE_unsplit.",
+    )
+    split.add_argument("dataset", type=Path, help="dataset folder")
+    split.add_argument("--by", choices=("image", "group"), default="image", help="what stays whole")
+    split.add_argument("--test", type=float, default=0.3, help="share of images or groups in test")
+    split.add_argument("--val", type=float, default=0.1, help="share of images or groups in val")
+    split.add_argument("--seed", type=int, default=0, help="seed of the draw")
+    split.add_argument("--force", action="store_true", help="replace an earlier split's tables")
+    split.set_defaults(func=cmd_split)
 
     cli_annotate.add_parser(sub)
     cli_experiment.add_parser(sub)
