@@ -9,7 +9,7 @@ prints one JSON object as the last line: per creator and round the mean accuracy
 attributes (mean +- std over seeds) and the gain over Real (round 0) per test table, the labels
 spent, the crowd's illegible rate so far and the wall time; Real with 2n; and the paper's
 targets: ATTIC's last gain > 0 and >= 2x Semantic Jitter's, ATTIC above uncertainty sampling at
-equal labels. The report is written to RUN/report.
+equal labels. With ``--run``, the report is written to RUN/report.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def targets(curves: dict[str, Any], table: str = "test") -> dict[str, Any]:
     found: dict[str, Any] = {"attic_last_gain_pts": attic, "attic_gain_positive": attic > 0}
     if "semantic_jitter" in curves:
         sj = curves["semantic_jitter"][-1][f"{table}_gain"]["mean"]
-        found |= {"semantic_jitter_last_gain_pts": sj, "attic_at_least_2x_sj": attic >= 2 * sj}
+        # "twice Semantic Jitter's gain" means something only where both gain
+        twice = attic > 0 and attic >= 2 * sj if sj > 0 else None
+        found |= {"semantic_jitter_last_gain_pts": sj, "attic_at_least_2x_sj": twice}
     if "uncertainty" in curves:
         pairs = zip(curves["attic"][1:], curves["uncertainty"][1:], strict=False)
         found["attic_above_uncertainty_at_equal_labels"] = [
@@ -124,7 +126,7 @@ def main() -> None:
         if args.shard != (0, 1):
             log("shard done; run again without --shard for the summary")
             return
-        page = build_report([run], run / "report")
+        page = build_report([run], run / "report") if args.run else None
         tables = cfg.experiment.tables
         curves = summarise(rows, tables)
         result = {
@@ -134,7 +136,7 @@ def main() -> None:
             "curves": curves,
             "real_2n": real_2n(rows, tables),
             "targets": {t: targets(curves, t) for t in tables},
-            "report": str(page) if args.run else None,
+            "report": str(page) if page else None,
             "wall_s": round(time.perf_counter() - started, 1),
         }
     emit(result, args.out)

@@ -160,7 +160,9 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or Path(tmp)
-        cells = run_experiment(cfg, run, shard=args.shard, log=log)
+        rows = run_experiment(cfg, run, shard=args.shard, log=log)
+        grid = cfg.experiment  # a run folder may hold other grids' cells too (attic_gpu.sh)
+        cells = [r for r in rows if r["method"] in grid.methods and r["protocol"] in grid.protocols]
         if args.shard != (0, 1):
             log("shard done; run again without --shard for the summary")
             return

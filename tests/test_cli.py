@@ -397,7 +397,16 @@ def test_demo_out_is_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     target.write_text("keep me")
     rc, _, err = run(capsys, "demo", "--out", target, "--config", TINY_EXPERIMENT)
     assert_clean_error(rc, err, str(target))
+    rc, _, err = run(capsys, "demo", "--out", target, "--config", TINY_EXPERIMENT, "--force")
+    assert_clean_error(rc, err, str(target), "only a run folder")
     assert target.read_text() == "keep me"
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me too")
+    for force in ((), ("--force",)):
+        rc, _, err = run(capsys, "demo", "--out", other, "--config", TINY_EXPERIMENT, *force)
+        assert_clean_error(rc, err, str(other))
+    assert [p.name for p in other.iterdir()] == ["mine.txt"]
 
 
 def test_serve_refuses_to_listen_on_the_network_without_tls(
@@ -459,10 +468,17 @@ def test_split_writes_disjoint_tables_and_keeps_the_old_ones(
     for name in ("train", "val", "test"):
         assert len(after.pairs[name]) == report["pairs"][name]
         assert after.pairs[f"{name}_unsplit"].ids.tolist() == before.pairs[name].ids.tolist()
-    snap = folder_snapshot(ds)
-    rc, _, err = run(capsys, "data", "split", ds)
-    assert_clean_error(rc, err, "train_unsplit", "--force")
-    assert folder_snapshot(ds) == snap  # refused: nothing written
+    assert report["other_tables_crossing"]["test_fine"] > 0  # said, and warned about
+    assert "warning: pair table 'test_fine' was not split" in err
+    # a second split starts from the originals, which stay as they were
+    rc, out, err = run(capsys, "data", "split", ds, "--by", "group", "--seed", "5")
+    assert rc == 0, err
+    again = Dataset.load(ds)
+    assert sum(json.loads(out)["pairs"].values()) + json.loads(out)["dropped_straddling"] == sum(
+        len(before.pairs[t]) for t in ("train", "val", "test")
+    )
+    for name in ("train", "val", "test"):
+        assert again.pairs[f"{name}_unsplit"].ids.tolist() == before.pairs[name].ids.tolist()
 
 
 def test_train_ranker_refuses_to_stop_early_on_test_pairs(

@@ -45,6 +45,24 @@ def exclusive(lock: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def try_exclusive(lock: str | Path) -> Iterator[bool]:
+    """``exclusive`` without waiting: yields False (and holds nothing) while another process
+    holds ``lock``."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path`` in one rename.
 

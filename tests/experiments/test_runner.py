@@ -53,6 +53,11 @@ def test_the_grid_runs_real_methods_once_and_active_rounds_for_the_rest() -> Non
         "heel/attic/auto/seed_0",
         "heel/attic/active/seed_0",
     ]
+    active_only = GridConfig(methods=("real_2n", "attic"), protocols=("active",), seeds=(0,))
+    assert [c.key for c in cells(active_only, ("heel",))] == [
+        "heel/real_2n/normal/seed_0",  # what a label is worth, beside the curves
+        "heel/attic/active/seed_0",
+    ]
 
 
 def test_bad_grids_are_named() -> None:
@@ -67,10 +72,18 @@ def test_bad_grids_are_named() -> None:
 def test_results_keep_each_cell_once_and_name_a_bad_line(tmp_path: Path) -> None:
     path = tmp_path / RESULTS
     row = {"attribute": "heel", "method": "real", "protocol": "normal", "seed": 0}
+    row |= {"accuracy_pct": {"test": 70.0}, "labels_spent": 20}
     assert append_cell(path, [row]) and not append_cell(path, [row | {"x": 1}])
     assert read_rows(path) == [row]
-    path.write_text(path.read_text() + "{not json\n")
+    good = path.read_text()
+    path.write_text(good + "{not json\n")
     with pytest.raises(DataError, match=f"{path}, line 2: not a JSON line"):
+        read_rows(path)
+    path.write_text(good + '{"attribute": "heel", "method": "attic"}\n')
+    with pytest.raises(DataError, match="line 2: not a result row"):
+        read_rows(path)
+    path.write_text(good + good.replace('{"test": 70.0}', "70.0"))
+    with pytest.raises(DataError, match="line 2: accuracy_pct must map"):
         read_rows(path)
 
 

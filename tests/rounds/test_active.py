@@ -20,7 +20,7 @@ from outpool.errors import ConfigError, DataError
 from outpool.models.control import ControlConfig
 from outpool.models.ranker import RankerConfig
 from outpool.rounds.active import ActiveSchedule, run_active
-from outpool.rounds.protocols import WaitingForLabels
+from outpool.rounds.protocols import WaitingForLabels, run_cell
 from outpool.synth import PixelOracle, World
 from outpool.train.ranker import RankerTrainConfig
 from tiny_models import tiny_generator
@@ -148,12 +148,28 @@ def test_uncertainty_picks_new_pool_pairs_each_round(
 def test_real_is_round_zero_and_free_methods_spend_no_labels(
     dataset: Dataset, tmp_path: Path
 ) -> None:
-    real = active(dataset, tmp_path, method="real", creator_cfg=None)
+    shared = tmp_path / "pretrained"
+    real = active(dataset, tmp_path / "real", method="real", creator_cfg=None, pretrained=shared)
     assert [r["round"] for r in real] == [0]
-    jitter = active(dataset, tmp_path, method="jitter", creator_cfg=None)
+    jitter = active(
+        dataset, tmp_path / "jitter", method="jitter", creator_cfg=None, pretrained=shared
+    )
     assert [r["labels_spent"] for r in jitter] == [20, 20, 20]
     assert [r["pairs_trained"] for r in jitter] == [20, 26, 32]
     assert jitter[0]["accuracy_pct"] == real[0]["accuracy_pct"]  # one pre-trained ranker
+    assert not (tmp_path / "real" / "pretrained").exists()
+    # round 0 is Real as a Normal cell trains it: the same real pairs, ranker and seed
+    cell = run_cell(
+        dataset,
+        attribute=ATTR,
+        method="real",
+        protocol="normal",
+        n=20,
+        seed=0,
+        ranker_cfg=RANKER,
+        work_dir=tmp_path / "cell",
+    )
+    assert cell["accuracy_pct"]["test"] == real[0]["accuracy_pct"]["test"]
 
 
 class Waiting:

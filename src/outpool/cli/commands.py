@@ -5,6 +5,7 @@ error (never a traceback), exit non-zero.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from collections.abc import Sequence
@@ -105,19 +106,22 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from outpool.data.splits import SPLITS, split_pairs
+    from outpool.data.splits import SPLITS, leaks, split_pairs
 
     dataset = Dataset.load(args.dataset)
-    tables, report = split_pairs(dataset, by=args.by, test=args.test, val=args.val, seed=args.seed)
-    kept = {f"{t}_unsplit": dataset.pairs[t] for t in report["from_tables"]}
-    clash = [name for name in kept if name in dataset.pairs]
-    if clash and not args.force:  # before anything is written
-        raise DataError(
-            f"pair table '{clash[0]}' exists (an earlier split); pass --force to replace it",
-            path=args.dataset,
-        )
+    # the tables as they were before the first split are the source of every later split
+    first = {t: f"{t}_unsplit" for t in SPLITS if t in dataset.pairs}
+    source = {t: dataset.pairs[u if u in dataset.pairs else t] for t, u in first.items()}
+    pooled = dataclasses.replace(dataset, pairs={**dataset.pairs, **source})
+    tables, report = split_pairs(pooled, by=args.by, test=args.test, val=args.val, seed=args.seed)
+    kept = {u: dataset.pairs[t] for t, u in first.items() if u not in dataset.pairs}
     Dataset.add_tables(args.dataset, images={}, pairs={**kept, **tables}, overwrite=True)
-    report["kept_as"] = sorted(kept)
+    after = Dataset.load(args.dataset)
+    others = [n for n in after.pairs if n not in SPLITS and not n.endswith("_unsplit")]
+    report["other_tables_crossing"] = {
+        n: len(leaks(after, by=args.by, tables=("train", n))) for n in others
+    }
+    report["originals"] = sorted(first.values())
     print(json_text(report))
     dropped = report["dropped_straddling"]
     print(
@@ -125,6 +129,13 @@ def cmd_split(args: argparse.Namespace) -> int:
         f"{dropped} pairs straddled two splits and were dropped",
         file=sys.stderr,
     )
+    for name, n in report["other_tables_crossing"].items():
+        if n:
+            print(
+                f"warning: pair table '{name}' was not split and shares {n} images with the "
+                "new train table",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -163,7 +174,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from outpool.workflows.demo import demo_config, run_demo
 
     cfg = demo_config(args.config, args.overrides)
-    if args.force and args.out.exists():
+    if args.force and args.out.exists():  # only a run folder, never an unrelated path
+        if not args.out.is_dir() or not (args.out / "config.json").exists():
+            raise DataError("--force deletes only a run folder (with config.json)", path=args.out)
         shutil.rmtree(args.out)
     summary = run_demo(args.out, cfg)
     table = cfg.experiment.tables[0]
@@ -451,14 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pool the pairs of the dataset's train, val and test tables and split them "
         "again so that no image (--by image) or no group, such as a person or a product "
         "(--by group), appears in two splits; pairs that would straddle two splits are "
-        "dropped and counted. The tables before are kept as TABLE_unsplit.",
+        "dropped and counted. The tables before the first split are kept as TABLE_unsplit, "
+        "and every later split starts from them.",
     )
     split.add_argument("dataset", type=Path, help="dataset folder")
     split.add_argument("--by", choices=("image", "group"), default="image", help="what stays whole")
     split.add_argument("--test", type=float, default=0.3, help="share of images or groups in test")
     split.add_argument("--val", type=float, default=0.1, help="share of images or groups in val")
     split.add_argument("--seed", type=int, default=0, help="seed of the draw")
-    split.add_argument("--force", action="store_true", help="replace an earlier split's tables")
     split.set_defaults(func=cmd_split)
 
     cli_annotate.add_parser(sub)

@@ -9,6 +9,7 @@ and counted.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,13 @@ from outpool.data.pairs import PairTable
 from outpool.errors import DataError, UnknownNameError
 
 SPLITS = ("train", "val", "test")
-COLUMNS = ("attribute", "a", "b", "label", "confidence", "source", "round")
 UNITS = ("image", "group")
+
+
+def renumbered(pairs: PairTable, prefix: str) -> PairTable:
+    """The pairs with ids ``PREFIX-000000``, ... (the tables pooled may repeat ids)."""
+    ids = np.asarray([f"{prefix}-{i:06d}" for i in range(len(pairs))], dtype=np.str_)
+    return dataclasses.replace(pairs, ids=ids)
 
 
 def unit_of(dataset: Dataset, by: str) -> dict[str, str]:
@@ -54,10 +60,7 @@ def split_pairs(
     present = [t for t in tables if t in dataset.pairs]
     if not present:
         raise UnknownNameError("pair table", ",".join(tables), dataset.pairs)
-    pooled = [dataset.pairs[t] for t in present]
-    pairs = PairTable.build(  # fresh ids: the tables' ids may repeat from one to another
-        **{c: np.concatenate([getattr(t, c) for t in pooled]) for c in COLUMNS}
-    )
+    pairs = renumbered(PairTable.concat(renumbered(dataset.pairs[t], t) for t in present), "p")
     units = unit_of(dataset, by)
     named = sorted({units[i] for i in np.concatenate([pairs.a, pairs.b]).tolist()})
     order = np.random.default_rng(seed).permutation(len(named))
@@ -71,9 +74,7 @@ def split_pairs(
     out: dict[str, PairTable] = {}
     for split in SPLITS:
         mine = pairs.subset((side_a == split) & (side_b == split))
-        out[split] = PairTable.build(
-            **{c: getattr(mine, c) for c in COLUMNS}, id_prefix=f"{split}-"
-        )
+        out[split] = renumbered(mine, split)
     report = {
         "by": by,
         "from_tables": present,

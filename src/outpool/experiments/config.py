@@ -126,18 +126,16 @@ class Cell(NamedTuple):
 
 
 def cells(grid: GridConfig, attributes: tuple[str, ...]) -> list[Cell]:
-    """The grid in a fixed order. Real methods train on real pairs alone, the same in normal and
-    auto: they run once, under the first of those protocols listed; in active rounds Real is
-    round 0 of every method, and ``real_2n`` has no rounds."""
+    """The grid in a fixed order. Real methods train on real pairs alone, the same under every
+    protocol: they run once, under the first of normal and auto listed (else normal); in active
+    rounds Real is also round 0 of every method."""
     single = [p for p in grid.protocols if p != ACTIVE]
     out = []
     for attribute in attributes:
         for method in grid.methods:
             protocols = list(grid.protocols)
-            if method in REAL_METHODS:
-                protocols = single[:1]
-                if method == "real" and ACTIVE in grid.protocols and not single:
-                    protocols = [ACTIVE]
+            if method in REAL_METHODS:  # the same cell under any protocol
+                protocols = single[:1] or ["normal"]
             for protocol in protocols:
                 for seed in grid.seeds:
                     out.append(Cell(attribute, method, protocol, seed))

@@ -16,6 +16,7 @@ from outpool.errors import DataError
 from outpool.fileio import atomic_path, exclusive, json_text
 
 RESULTS = "results.jsonl"
+REQUIRED = ("attribute", "method", "protocol", "seed", "accuracy_pct", "labels_spent")
 
 
 def cell_key(row: Mapping[str, Any]) -> str:
@@ -34,10 +35,10 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             raise DataError("not a JSON line", path=path, line=number) from None
-        if not isinstance(row, dict) or not {"attribute", "method", "protocol", "seed"} <= set(row):
-            raise DataError(
-                "not a result row (attribute, method, protocol, seed)", path=path, line=number
-            )
+        if not isinstance(row, dict) or not set(REQUIRED) <= set(row):
+            raise DataError(f"not a result row ({', '.join(REQUIRED)})", path=path, line=number)
+        if not isinstance(row["accuracy_pct"], dict):
+            raise DataError("accuracy_pct must map test tables to %", path=path, line=number)
         rows.append(row)
     return rows
 

@@ -30,10 +30,10 @@ from outpool.config import to_dict
 from outpool.creators import CREATORS
 from outpool.creators.screen import LegibilityScreen, fit_screen
 from outpool.data import Dataset
-from outpool.errors import ConfigError, DataError
+from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.experiments.config import ACTIVE, Cell, ExperimentConfig, cells, creator_of
 from outpool.experiments.results import RESULTS, append_cell, cell_key, read_rows
-from outpool.fileio import atomic_path, exclusive, json_text
+from outpool.fileio import atomic_path, exclusive, json_text, try_exclusive
 from outpool.models.generator import ConditionalVAE
 from outpool.rounds.active import ActiveSchedule, run_active
 from outpool.rounds.protocols import REAL_METHODS, WaitingForLabels, run_cell
@@ -65,6 +65,8 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
     """The run's config, world, generator and screen: made once, loaded after."""
     if run.exists() and not run.is_dir():
         raise DataError("the run folder is a file", path=run)
+    if run.is_dir() and any(run.iterdir()) and not (run / "config.json").exists():
+        raise DataError("not an experiment's run folder (no config.json): choose another", path=run)
     run.mkdir(parents=True, exist_ok=True)
     with exclusive(run / ".prepare.lock"):
         stored = run / "config.json"
@@ -91,6 +93,8 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
                     train_generator(dataset, cfg.generator, run / "generator", progress=progress)
             generator = load_generator(path, attributes=dataset.attribute_names)
             if cfg.experiment.screen:
+                if cfg.screen.table not in dataset.images:
+                    raise UnknownNameError("screen.table", cfg.screen.table, dataset.images)
                 log("fitting the legibility screen ...")
                 table = dataset.images[cfg.screen.table]
                 screen = fit_screen(table, generator, cfg.screen, run / "screen", progress=progress)
@@ -169,6 +173,9 @@ def run_experiment(
     attributes = cfg.experiment.attributes or shared.dataset.attribute_names
     for name in attributes:
         shared.dataset.attribute(name)  # unknown -> UnknownNameError naming the valid
+    for table in cfg.experiment.tables:
+        if table not in shared.dataset.pairs:
+            raise UnknownNameError("experiment.tables entry", table, shared.dataset.pairs)
     grid = cells(cfg.experiment, tuple(attributes))
     results = run / RESULTS
     done = {cell_key(r) for r in read_rows(results)}
@@ -179,11 +186,15 @@ def run_experiment(
     waiting: list[WaitingForLabels] = []
     for i, cell in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] {cell.key} ...")
-        try:
-            append_cell(results, run_one(cfg, shared, cell, run, progress=progress))
-        except WaitingForLabels as wait:  # the other cells' batches go out meanwhile
-            log(f"  {wait}")
-            waiting.append(wait)
+        with try_exclusive(run / "cells" / f"{cell.key}.lock") as ours:
+            if not ours or cell.key in {cell_key(r) for r in read_rows(results)}:
+                log("  done or running in another process: skipped")
+                continue
+            try:
+                append_cell(results, run_one(cfg, shared, cell, run, progress=progress))
+            except WaitingForLabels as wait:  # the other cells' batches go out meanwhile
+                log(f"  {wait}")
+                waiting.append(wait)
     if waiting:
         missing = sum(w.missing for w in waiting)
         batches = ", ".join(w.batch for w in waiting)

@@ -175,11 +175,16 @@ def labels_saved(rows: Sequence[Row], gains: dict[str, dict[str, np.ndarray]], t
         return "<p>Labels saved: needs Real and Real 2n in the grid.</p>"
     target = float(np.mean(list(double.values())) - np.mean(list(real.values())))
     n2 = int(next(r["labels_spent"] for r in rows if r["method"] == "real_2n"))
+    if target <= 0:
+        return (
+            f'<p id="labels-saved">Real with {n2} labels is no better than Real '
+            f"({target:+.1f} pts on '{table}'): no labels to save.</p>"
+        )
     body = []
     for method, g in gains.items():
         if "mean" not in g or method in ("jitter", "real_plus"):
             continue
-        reached = np.flatnonzero(g["mean"].mean(0) >= target)
+        reached = np.flatnonzero(g["mean"].mean(0) >= target)  # round 0 has gain 0 < target
         needed = f"{int(g['labels'][reached[0]])}" if len(reached) else "not reached"
         saved = f"{n2 - int(g['labels'][reached[0]])}" if len(reached) else "-"
         body.append(f"<tr><th>{html.escape(method)}</th><td>{needed}</td><td>{saved}</td></tr>")
@@ -364,7 +369,7 @@ def build_report(runs: Sequence[Path], out: Path) -> Path:
     """Write ``out/index.html`` and its PNGs from the run folders; returns the page's path."""
     rows = load_rows(runs)
     out.mkdir(parents=True, exist_ok=True)
-    tables = list(rows[0]["accuracy_pct"])
+    tables = [t for t in rows[0]["accuracy_pct"] if all(t in r["accuracy_pct"] for r in rows)]
     protocols = [p for p in ("normal", "auto") if any(r["protocol"] == p for r in rows)]
     parts = [f"<h1>outpool experiment report</h1><p>{len(rows)} rows from "]
     parts.append(", ".join(html.escape(str(r)) for r in runs) + ".</p>")

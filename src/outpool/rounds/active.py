@@ -155,13 +155,17 @@ def run_active(
         return rows
     budget = LabelBudget(schedule.n + schedule.rounds * schedule.batch)
     budget.spend(len(real), "the real pairs")
-    added: list[PairTable] = []
+    added: list[PairTable] = []  # what each round adds to the training set
+    sent: dict[str, PairTable] = {}  # every pair each round asked about: never asked again
     images: dict[str, ImageTable] = {}
     cfg = creator_cfg if creator_cfg is not None else entry.config()
     for r in range(1, schedule.rounds + 1):
         folder = round_dir(work_dir, r)
         started = time.perf_counter()
-        current = with_pairs(dataset, PairTable.concat([real, *added]), images)
+        # copies are of the real pairs only (never copies of copies)
+        known = real if method in FREE_METHODS else PairTable.concat([real, *added])
+        current = with_pairs(dataset, known, images)
+        current = dataclasses.replace(current, pairs={**current.pairs, **sent})
         made_path = folder / "created.npz"
         screen_report = None
         if made_path.exists():
@@ -195,6 +199,7 @@ def run_active(
         table = f"created_r{r:03d}"
         new_images, created = made.tables(f"{method}_s{seed}_r{r:03d}")
         images[table] = new_images
+        sent[f"sent_r{r:03d}"] = created
         status: dict[str, int] | None = None
         if annotated:
             assert annotator is not None
@@ -222,7 +227,7 @@ def run_active(
             }
             with atomic_path(done) as tmp:
                 tmp.write_text(json_text(row, indent=2) + "\n")
-        if r < schedule.rounds and (folder / "ranker" / "ranker.pt").exists():
+        if r < schedule.rounds:  # the next round faces this round's ranker
             ranker, _ = load_ranker(folder / "ranker" / "ranker.pt")
         rows.append(row)
     return rows

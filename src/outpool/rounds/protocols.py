@@ -19,6 +19,7 @@ tables. The same seed gives the same cell.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 from outpool.annotate.apply import accepted_pairs, request_for
 from outpool.annotate.protocol import Annotator, LabelResult, PairRequest
 from outpool.creators import CreatedPairs, CreationContext, creator
-from outpool.creators.pairs import save_created
+from outpool.creators.pairs import load_created, save_created
 from outpool.creators.screen import LegibilityScreen, screened
 from outpool.data import Dataset, ImageTable, PairTable
 from outpool.errors import DataError, OutpoolError, UnknownNameError
@@ -148,7 +149,8 @@ def run_cell(
     created pairs' fate and the final ranker's accuracy (%) per table in ``tables``.
 
     With a ``screen``, a generating creator's failed pairs are replaced before annotation.
-    ``work_dir/created.npz`` keeps the created pairs: images, strengths, inferred labels and the
+    ``work_dir/batch.npz`` keeps the batch as drawn, before anyone labels it (a cell waiting
+    for people draws nothing again); ``work_dir/created.npz`` the created pairs with the
     annotators' verdicts where there are any."""
     if protocol not in PROTOCOLS:
         raise UnknownNameError("protocol", protocol, PROTOCOLS)
@@ -177,28 +179,34 @@ def run_cell(
     train = real
     if entry is not None:
         count = n - n_real if annotated else n
-        faced = None  # the ranker a creator faces, trained on the real pairs, where it needs one
-        if method in FACING_METHODS:
-            faced, _ = train_ranker(
-                real_set,
-                attribute,
-                ranker_cfg,
-                work_dir / "ranker_faced",
-                progress=progress,
+        batch = work_dir / "batch.npz"  # the batch as drawn, kept before anyone labels it
+        if batch.exists():
+            made = load_created(batch)
+            with np.load(batch) as saved:
+                if "screen" in saved.files:
+                    result["screen"] = json.loads(str(saved["screen"]))
+        else:
+            faced = None  # the ranker a creator faces, trained on the real pairs, if it reads one
+            if method in FACING_METHODS:
+                faced, _ = train_ranker(
+                    real_set, attribute, ranker_cfg, work_dir / "ranker_faced", progress=progress
+                )
+            context = CreationContext(
+                dataset=real_set,
+                attribute=attribute,
+                ranker=faced,
+                ranker_cfg=ranker_cfg,
+                generator=generator,
+                equal_band=equal_band,
             )
-        context = CreationContext(
-            dataset=real_set,
-            attribute=attribute,
-            ranker=faced,
-            ranker_cfg=ranker_cfg,
-            generator=generator,
-            equal_band=equal_band,
-        )
-        made, report = make_batch(
-            method, context, count, work_dir / "creator", creator_cfg, screen, progress=progress
-        )
-        if report is not None:
-            result["screen"] = report
+            made, report = make_batch(
+                method, context, count, work_dir / "creator", creator_cfg, screen, progress=progress
+            )
+            kept = {}
+            if report is not None:
+                result["screen"] = report
+                kept["screen"] = np.asarray(json_text(report))
+            save_created(batch, made, kept)
         verdicts: dict[str, np.ndarray] = {}
         images, created = made.tables(f"{method}_s{seed}")
         table = f"created_{method}"
