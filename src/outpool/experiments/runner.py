@@ -65,7 +65,8 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
     """The run's config, world, generator and screen: made once, loaded after."""
     if run.exists() and not run.is_dir():
         raise DataError("the run folder is a file", path=run)
-    if run.is_dir() and any(run.iterdir()) and not (run / "config.json").exists():
+    foreign = [p for p in run.iterdir() if p.suffix != ".log"] if run.is_dir() else []
+    if foreign and not (run / "config.json").exists():  # logs of the shards may come first
         raise DataError("not an experiment's run folder (no config.json): choose another", path=run)
     run.mkdir(parents=True, exist_ok=True)
     with exclusive(run / ".prepare.lock"):
