@@ -73,11 +73,13 @@ def _load(root: Path, cache: Path | None) -> None:
 ABLATIONS = {"one_view": (False, ()), "mirror": (True, ())}
 
 
-def train_and_test(cfg: RankerTrainConfig, name: str, folder: Path) -> dict[str, float]:
+def train_and_test(
+    cfg: RankerTrainConfig, name: str, folder: Path, progress: bool = False
+) -> dict[str, float]:
     """Test accuracy (percent) of a ranker for ``name`` trained in ``folder``: as configured
     ("configured") and with each of ``ABLATIONS``' test-time views."""
     assert _DATASET is not None
-    model, _ = train_ranker(_DATASET, name, cfg, folder, val=None, progress=False)
+    model, _ = train_ranker(_DATASET, name, cfg, folder, val=None, progress=progress)
     test = _DATASET.images["test"]
     assert test.groups is not None  # PubFig tables always name each image's person
     views = {"configured": (cfg.model.mirror_average, cfg.model.test_zooms), **ABLATIONS}
@@ -114,11 +116,14 @@ def main() -> None:
     jobs = [(seed, name) for seed in args.seeds for name in names]
     with tempfile.TemporaryDirectory() as tmp:
         work = [(dataclasses.replace(cfg, seed=s), n, Path(tmp) / f"{s}-{n}") for s, n in jobs]
-        for (seed, name), accs in zip(jobs, run_all(work, args), strict=True):
+        done = enumerate(zip(jobs, run_all(work, args), strict=True), 1)
+        for i, ((seed, name), accs) in done:
             for view, acc in accs.items():
                 accuracy.setdefault(view, {n: [] for n in names})[name].append(acc)
             others = ", ".join(f"{v} {a:.2f}%" for v, a in accs.items() if v != "configured")
+            spent = time.perf_counter() - started
             log(
+                f"[{i}/{len(jobs)}, about {spent / i * (len(jobs) - i) / 60:.0f} min left] "
                 f"seed {seed}: {name} {accs['configured']:.2f}% ({others}; "
                 f"RankSVM {baseline[name]:.2f}%)"
             )
@@ -157,9 +162,9 @@ def run_all(
     work: list[tuple[RankerTrainConfig, str, Path]], args: argparse.Namespace
 ) -> Iterator[dict[str, float]]:
     """Accuracies of ``work`` in order; with ``--workers`` > 1 from a pool of processes."""
-    if args.workers <= 1:
+    if args.workers <= 1:  # one at a time: its progress bars, with totals and an ETA
         for job in work:
-            yield train_and_test(*job)
+            yield train_and_test(*job, progress=True)
         return
     spawn = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     with ProcessPoolExecutor(
