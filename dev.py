@@ -45,7 +45,7 @@ def main() -> None:
     task, args = sys.argv[1], sys.argv[2:]
     if task == "demo":
         setup("")
-        run(BIN / "outpool", "demo", "--out", "runs/demo", "--force", *args)
+        run(BIN / "outpool", "demo", "--out", "runs/demo", *args)  # a rerun reuses what is done
         return
     setup("[dev]")
     run(BIN / "ruff", "check", "src", "tests", "benchmarks", "dev.py", "docs")
