@@ -32,6 +32,7 @@ from outpool.data.sources.images import decode_image
 from outpool.errors import DataError
 from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.ranker import load_ranker
+from outpool.workflows.ranker_runs import SHEET_PAGE
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -279,6 +280,24 @@ def test_score_writes_sorted_scores_and_a_contact_sheet(
 
 
 @pytest.mark.slow
+def test_score_contact_sheets_show_every_image(ranker: Path, tmp_path: Path) -> None:
+    images = tmp_path / "many"
+    for i in range(SHEET_PAGE + 6):
+        _save_rgb(images / f"im{i:03d}.png", (32, 48), i)
+    out = tmp_path / "scored"
+    code, _, err = run_cli(["score", str(ranker), str(images), "--out", str(out), "--fit", "top"])
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "contact_sheet.png", "contact_sheet_002.png", "scores.csv"
+    ]  # fmt: skip
+    with (
+        Image.open(out / "contact_sheet.png") as first,
+        Image.open(out / "contact_sheet_002.png") as second,
+    ):
+        assert second.size[1] < first.size[1]  # 6 images: one row against eight
+
+
+@pytest.mark.slow
 def test_score_empty_folder_is_an_error(ranker: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -358,6 +377,34 @@ def test_import_folder_spec_with_a_crop(dataset_dir: Path, tmp_path: Path) -> No
     # a dataset folder keeps the crop it was imported with: asking for another is refused
     with pytest.raises(DataError, match="a crop applies only to the lfw and folder sources"):
         open_dataset(dataset_dir, crop=0.5)
+
+
+def test_import_folder_fit_and_pair_policies(tmp_path: Path) -> None:
+    images, pairs = write_folder_source(tmp_path)
+    with open(pairs, "a") as fh:  # a reversed repeat and a contradiction
+        fh.write(f"{ATTR},im1.png,im0.png,-1,train\n{ATTR},im4.png,im3.png,1,test\n")
+    (images / "stray.png").write_bytes(b"not a png")  # no pair names it
+    spec, out = f"folder:{images},{pairs}", tmp_path / "ds"
+    argv = ["data", "import", spec, "--out", str(out), "--fit", "top"]
+    code, stdout, err = run_cli(argv)
+    assert code == 0, err
+    assert "outpool: warning: pairs of split 'train': 1 rows repeat an earlier pair" in err
+    assert "line 7 repeats line 2" in err
+    assert "1 pairs have contradicting labels (2 rows), kept out of training in table " in err
+    assert "could not be read and were skipped: stray.png" in err
+    assert json.loads(stdout)["pairs"] == {"train": 3, "test": 1, "test_conflicts": 2}
+    saved = Dataset.load(out)
+    assert saved.meta["fit"] == "top" and saved.meta["skipped_images"] == ["stray.png"]
+    ids = saved.image_ids()
+    np.testing.assert_array_equal(saved.lookup(ids), open_dataset(spec, fit="top").lookup(ids))
+    # the policies are options of the folder source only
+    for source in (f"lfw:{tmp_path}", f"pubfig:{tmp_path}"):
+        argv = ["data", "import", source, "--out", str(tmp_path / "x"), "--fit", "top"]
+        code, _, err = run_cli(argv)
+        assert code == 2 and "fit apply only to the folder source" in err, err
+    argv = ["data", "import", spec, "--out", str(tmp_path / "k"), "--conflicts", "keep"]
+    code, stdout, err = run_cli(argv)
+    assert code == 0 and json.loads(stdout)["pairs"] == {"train": 3, "test": 3}
 
 
 def test_import_plain_folder_lists_the_sources(dataset_dir: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +17,10 @@ from outpool.annotate import CrowdConfig
 from outpool.cli import annotate as cli_annotate
 from outpool.cli import experiment as cli_experiment
 from outpool.data import Dataset
+from outpool.data.duplicates import CONFLICT_POLICIES, DUPLICATE_POLICIES
 from outpool.data.open import open_dataset, open_dataset_with_truth
 from outpool.data.sources import LOADERS
+from outpool.data.sources.images import FITS
 from outpool.data.splits import leaks
 from outpool.errors import ConfigError, DataError, OutpoolError, UnknownNameError
 from outpool.fileio import check_output_dir, json_text
@@ -25,6 +28,10 @@ from outpool.judges import judge_settings
 from outpool.rounds.protocols import WaitingForLabels
 from outpool.synth import SynthConfig
 
+FIT_HELP = (
+    "how a frame that is not square becomes square: center (the central square), top (the top "
+    "square of a tall picture: portraits keep their heads), letterbox (the whole picture, padded)"
+)
 CONFIG_EXAMPLES = {  # a valid override per kind of config, for --help
     "creator": "epochs=10",
     "world": "train_pairs=100",
@@ -144,7 +151,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     if name not in LOADERS:
         raise UnknownNameError("data source", name, LOADERS)  # a folder is already a dataset
     check_output_dir(args.out, overwrite=args.force)
-    dataset, truth = open_dataset_with_truth(args.source, crop=args.crop)
+    dataset, truth = open_dataset_with_truth(
+        args.source,
+        crop=args.crop,
+        fit=args.fit,
+        duplicates=args.duplicates,
+        conflicts=args.conflicts,
+    )
     dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
     crossing = leaks(dataset)
@@ -165,7 +178,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from outpool.workflows.ranker_runs import score_folder
 
-    rows = score_folder(args.ranker, args.images, args.out, crop=args.crop, force=args.force)
+    rows = score_folder(
+        args.ranker, args.images, args.out, crop=args.crop, fit=args.fit, force=args.force
+    )
     print(json_text({"scored": rows, "out": str(args.out)}))
     return 0
 
@@ -380,14 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser(
         "score",
         help="score a folder of images with a trained ranker",
-        description="Score every image (jpg/png, any size; centre-cropped to a square, resized to "
+        description="Score every image (jpg/png, any size; made square by --fit, resized to "
         "64 px) in IMAGES with a ranker; writes OUT/scores.csv (rank, image, score; highest "
-        "first) and OUT/contact_sheet.png.",
+        "first) and contact sheets of every image in that order, 64 a page "
+        "(OUT/contact_sheet.png, contact_sheet_002.png, ...).",
     )
     sc.add_argument("ranker", type=Path, help="a ranker.pt (RUN/<attribute>/ranker.pt)")
     sc.add_argument("images", type=Path, help="folder of images")
     sc.add_argument("--out", type=Path, required=True, help="output folder")
     sc.add_argument("--crop", type=float, default=1.0, help="keep this central fraction first")
+    sc.add_argument("--fit", choices=FITS, default="center", help=FIT_HELP)
     sc.add_argument("--force", action="store_true", help="replace an existing output folder")
     sc.set_defaults(func=cmd_score)
 
@@ -428,6 +445,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="lfw: and folder: only: keep the central fraction F of each square frame "
         "(e.g. 0.6: LFW faces fill the image; default: the whole frame)",
         metavar="F",
+    )
+    imp.add_argument("--fit", choices=FITS, help=f"folder: only: {FIT_HELP}")
+    imp.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        help="folder: only: rows that repeat a pair (either order, same answer) are merged into "
+        "one pair with their mean confidence (merge, default) or kept as they are",
+    )
+    imp.add_argument(
+        "--conflicts",
+        choices=CONFLICT_POLICIES,
+        help="folder: only: a pair whose rows contradict each other is kept out of training in "
+        "a table SPLIT_conflicts (exclude, default) or kept as it is",
     )
     imp.add_argument("--force", action="store_true", help="replace an existing dataset")
     imp.set_defaults(func=cmd_import)
@@ -479,8 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
+    print(f"outpool: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning  # one plain line, not the library's source line
     try:
         return int(args.func(args))
     except WaitingForLabels as exc:  # not a failure: scripts test for exit status 3

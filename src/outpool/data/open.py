@@ -8,7 +8,9 @@ dataset read from its official layout.
     folder:IMAGES_ROOT,PAIRS_CSV        your images and a CSV of pairs
 
 ``crop`` (LFW and folder sources) keeps the central fraction of each square frame, e.g. 0.6
-for LFW faces that fill the image.
+for LFW faces that fill the image. The folder source also takes ``fit`` (how a frame becomes
+square: ``center``, ``top``, ``letterbox``) and the ``duplicates`` / ``conflicts`` policy for
+repeated pairs (``data/duplicates.py``).
 """
 
 from __future__ import annotations
@@ -56,10 +58,33 @@ def _crop(spec: str | Path, parsed: tuple[str, list[Path]] | None, crop: float |
     return check_crop(crop)
 
 
-def open_dataset(spec: str | Path, *, crop: float | None = None) -> Dataset:
-    """Load the dataset that ``spec`` names (see the module docstring)."""
+FOLDER_OPTIONS = ("fit", "duplicates", "conflicts")  # what only the folder source reads
+
+
+def _folder_options(
+    spec: str | Path, parsed: tuple[str, list[Path]] | None, given: dict[str, str | None]
+) -> dict[str, str]:
+    """The options given (not None); an error naming ``spec`` where its source takes none."""
+    options = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - set(FOLDER_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; valid: {FOLDER_OPTIONS}")
+    if options and (parsed is None or parsed[0] != "folder"):
+        raise DataError(
+            f"'{spec}': {', '.join(options)} apply only to the folder source, which reads your "
+            "image files and pairs CSV"
+        )
+    return options
+
+
+def open_dataset(
+    spec: str | Path, *, crop: float | None = None, **folder_options: str | None
+) -> Dataset:
+    """Load the dataset that ``spec`` names (see the module docstring); ``folder_options``
+    (``fit``, ``duplicates``, ``conflicts``; None: the default) apply to ``folder:`` only."""
     parsed = _parse(spec)
     crop = _crop(spec, parsed, crop)
+    options = _folder_options(spec, parsed, folder_options)
     if parsed is None:
         return Dataset.load(Path(str(spec)))
     name, parts = parsed
@@ -69,19 +94,20 @@ def open_dataset(spec: str | Path, *, crop: float | None = None) -> Dataset:
         return load_source(name, root=parts[0])
     if name == "zappos":
         return load_source(name, root=parts[0], labels_root=parts[1])
-    return load_source(name, images_root=parts[0], pairs_csv=parts[1], crop=crop)
+    return load_source(name, images_root=parts[0], pairs_csv=parts[1], crop=crop, **options)
 
 
 def open_dataset_with_truth(
-    spec: str | Path, *, crop: float | None = None
+    spec: str | Path, *, crop: float | None = None, **folder_options: str | None
 ) -> tuple[Dataset, dict[str, Truth]]:
     """The dataset and the true attribute values kept apart from it, by table: LFW's ranker
     splits' scores (``lfw:ROOT``), or a folder's ``truth/`` files; ``{}`` where there are none.
     Columns follow the dataset's attribute names."""
     parsed = _parse(spec)
     if parsed is not None and parsed[0] == "lfw":
+        _folder_options(spec, parsed, folder_options)
         return load_lfw(parsed[1][0], crop=_crop(spec, parsed, crop))
-    dataset = open_dataset(spec, crop=crop)
+    dataset = open_dataset(spec, crop=crop, **folder_options)
     truth: dict[str, Truth] = {}
     if parsed is None:
         folder = Path(str(spec))

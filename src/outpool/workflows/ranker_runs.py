@@ -141,10 +141,17 @@ def record_evaluation(run: Path, dataset: Dataset, result: dict[str, dict[str, A
 
 
 def score_folder(
-    ranker: Path, images: Path, out: Path, *, crop: float = 1.0, force: bool = False
+    ranker: Path,
+    images: Path,
+    out: Path,
+    *,
+    crop: float = 1.0,
+    fit: str = "center",
+    force: bool = False,
 ) -> int:
     """Score every image in ``images`` with ``ranker``: ``out/scores.csv`` (highest first) and
-    ``out/contact_sheet.png``. Returns the number of images scored."""
+    contact sheets of every image in that order, 64 a page (``sheet_name``). Returns the number
+    of images scored."""
     import csv
 
     from outpool.data.sources.folder_csv import scan_images
@@ -157,7 +164,8 @@ def score_folder(
     names = [n for n in scan_images(images) if not (images / n).resolve().is_relative_to(out_dir)]
     if not names:
         raise DataError("no .jpg/.jpeg/.png images found", path=images)
-    pixels = np.asarray(load_images([images / n for n in names], source="score", crop=crop))
+    files = [images / n for n in names]
+    pixels = np.asarray(load_images(files, source="score", crop=crop, fit=fit))
     scores = score_images(model, pixels)
     order = np.argsort(-scores, kind="stable")
     with atomic_dir(out, overwrite=force) as tmp:
@@ -166,10 +174,24 @@ def score_folder(
             w.writerow(["rank", "image", "score"])
             for rank, i in enumerate(order, start=1):
                 w.writerow([rank, names[i], f"{scores[i]:.6g}"])
-        shown = order[:64]
-        title = f"{payload['attribute']}: most to least (first {len(shown)} of {len(names)})"
-        sheet = image_grid(
-            pixels[shown], [f"{names[i]}\n{scores[i]:.2f}" for i in shown], title=title
-        )
-        save_gallery(sheet, tmp / "contact_sheet.png")
+        pages = -(-len(order) // SHEET_PAGE)
+        for page in range(pages):
+            shown = order[page * SHEET_PAGE : (page + 1) * SHEET_PAGE]
+            first = page * SHEET_PAGE + 1
+            title = (
+                f"{payload['attribute']}: most to least, page {page + 1} of {pages} "
+                f"(ranks {first}-{first + len(shown) - 1} of {len(names)})"
+            )
+            sheet = image_grid(
+                pixels[shown], [f"{names[i]}\n{scores[i]:.2f}" for i in shown], title=title
+            )
+            save_gallery(sheet, tmp / sheet_name(page))
     return len(names)
+
+
+SHEET_PAGE = 64  # images per contact sheet page (8 x 8)
+
+
+def sheet_name(page: int) -> str:
+    """``contact_sheet.png`` for the first page, ``contact_sheet_002.png``, ... after it."""
+    return "contact_sheet.png" if page == 0 else f"contact_sheet_{page + 1:03d}.png"

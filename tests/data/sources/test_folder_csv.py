@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from outpool.data import Dataset
 from outpool.data.sources import images as decode
 from outpool.data.sources.folder_csv import load_folder
-from outpool.errors import DataError
+from outpool.errors import DataError, UnknownNameError
 
 from .conftest import write_image
 
@@ -140,11 +141,107 @@ def test_corrupt_image_names_csv_line(folder: Path) -> None:
     _bad(folder, HEAD + OK + "warm,green.png,broken.jpg,1,train\n", "broken.jpg", 3)
 
 
-def test_corrupt_unreferenced_image_names_the_file(folder: Path) -> None:
+def test_unreadable_image_no_pair_names_is_skipped_with_a_warning(folder: Path) -> None:
     (folder / "imgs" / "broken.png").write_bytes(b"junk")
-    with pytest.raises(DataError, match="cannot decode") as err:
+    (folder / "imgs" / "sub" / "empty.jpg").write_bytes(b"")
+    for attempt in ("decoded", "cached"):  # the cache remembers what it left out
+        with pytest.warns(UserWarning, match="2 image file") as caught:
+            ds = _load(folder)
+        message = str(caught[0].message)
+        assert "broken.png" in message and "sub/empty.jpg" in message, attempt
+        assert ds.images["images"].ids.tolist() == sorted(FILES)
+        assert ds.meta["skipped_images"] == ["broken.png", "sub/empty.jpg"]
+        assert ds.lookup(["tall.png"])[0, 32, 32].tolist() == [20, 20, 220]  # rows stay aligned
+    # the same file named by a pair is still an error naming the CSV line
+    (folder / "pairs.csv").write_text(PAIRS + "warm,red.jpg,broken.png,1,,train\n")
+    with pytest.raises(DataError, match=r"broken\.png") as err:
         _load(folder)
-    assert err.value.path == folder / "imgs" / "broken.png"
+    assert err.value.line == 6
+
+
+def _tall_image(path: Path) -> None:
+    """60 wide, 120 tall: red top quarter (the 'head'), green middle, blue bottom quarter."""
+    pixels = np.zeros((120, 60, 3), np.uint8)
+    pixels[:30] = (255, 0, 0)
+    pixels[30:90] = (0, 255, 0)
+    pixels[90:] = (0, 0, 255)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+
+
+def test_fit_top_keeps_the_top_of_a_tall_image(tmp_path: Path) -> None:
+    _tall_image(tmp_path / "tall.png")
+    center = decode.decode_image(tmp_path / "tall.png")
+    top = decode.decode_image(tmp_path / "tall.png", fit="top")
+    red, green = (255, 0, 0), (0, 255, 0)
+    assert _near(center[2, 32], green)  # the central square loses the head
+    assert _near(top[2, 32], red) and _near(top[-2, 32], green)
+    # a crop fraction of the top square stays anchored at the top
+    assert _near(decode.decode_image(tmp_path / "tall.png", fit="top", crop=0.5)[2, 32], red)
+
+
+def _near(pixel: np.ndarray, rgb: tuple[int, int, int]) -> bool:
+    """Equal but for resampling's ringing next to an edge."""
+    return bool((np.abs(pixel.astype(int) - rgb) < 8).all())
+
+
+def test_fit_letterbox_keeps_the_whole_picture(tmp_path: Path) -> None:
+    _tall_image(tmp_path / "tall.png")
+    box = decode.decode_image(tmp_path / "tall.png", fit="letterbox").astype(int)
+    middle = box[:, 32]
+    assert _near(middle[1], (255, 0, 0))  # the head, at the very top
+    assert _near(middle[-2], (0, 0, 255))  # and the feet, at the bottom
+    # the sides are padding in the border's mean colour, not black
+    assert box[32, 1].tolist() == box[32, -2].tolist() and box[32, 1].sum() > 0
+
+
+def test_fit_is_part_of_the_cache_key_and_checked(folder: Path) -> None:
+    files = [folder / "imgs" / "tall.png"]
+    keys = {decode.cache_key(files, source="s", crop=1.0, size=64, fit=f) for f in decode.FITS}
+    assert len(keys) == 3
+    with pytest.raises(UnknownNameError, match="fit"):
+        _load(folder, fit="stretch")
+    assert _load(folder, fit="top").meta["fit"] == "top"
+
+
+DUPLICATED = """attribute,a,b,label,confidence,split
+warm,red.jpg,tall.png,1,0.9,train
+warm,tall.png,red.jpg,-1,0.5,train
+warm,red.jpg,tall.png,1,1,train
+warm,green.png,tall.png,1,,train
+warm,tall.png,green.png,1,,train
+bright,red.jpg,tall.png,-1,,train
+warm,red.jpg,tall.png,1,,test
+"""
+
+
+def test_duplicates_merge_and_conflicts_are_kept_out(folder: Path) -> None:
+    (folder / "pairs.csv").write_text(DUPLICATED)
+    with pytest.warns(UserWarning) as caught:
+        ds = _load(folder)
+    train = ds.pairs["train"]
+    # lines 3 and 4 repeat line 2 (one reversed): one pair, mean confidence
+    assert train.a.tolist() == ["red.jpg", "red.jpg"]
+    assert train.attribute.tolist() == ["warm", "bright"]  # another attribute is another pair
+    assert train.confidence.tolist() == pytest.approx([0.8, 1.0])
+    conflicts = ds.pairs["train_conflicts"]  # green vs tall, answered both ways
+    assert conflicts.a.tolist() == ["green.png", "tall.png"]
+    assert len(ds.pairs["test"]) == 1  # splits are checked apart
+    found = ds.meta["duplicates"]["train"]
+    assert found["duplicate_rows"] == 2 and found["reversed_rows"] == 1
+    assert found["conflicting_questions"] == 1 and found["conflicting_rows"] == 2
+    message = str(caught[0].message)
+    assert "line 3, line 4 repeat line 2" in message
+    assert "line 5: +1, line 6: +1" in message and "train_conflicts" in message
+
+
+def test_duplicates_policy_keep(folder: Path) -> None:
+    (folder / "pairs.csv").write_text(DUPLICATED)
+    with pytest.warns(UserWarning, match="kept"):
+        ds = _load(folder, duplicates="keep", conflicts="keep")
+    assert len(ds.pairs["train"]) == 6 and "train_conflicts" not in ds.pairs
+    with pytest.raises(UnknownNameError, match="duplicates policy"):
+        _load(folder, duplicates="vote")
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,11 @@
 Images
     ``images_root`` holds the images, in any sub-folders, any size and aspect ratio, JPEG or PNG
     (``.jpg``, ``.jpeg``, ``.png``, any case; names starting with ``.`` are skipped). Every such
-    image is loaded, also those no pair names (they are the unlabelled pool). Each is
-    centre-cropped to a square, optionally to its central ``crop`` fraction (0 < crop <= 1,
-    relative to the square, never pixels), and resized to 64x64 RGB. An image's id is its path
-    relative to ``images_root`` with ``/`` separators, e.g. ``shoes/red_01.jpg``.
+    image is loaded, also those no pair names (they are the unlabelled pool; one of those that
+    cannot be read is skipped with a warning). Each is made square by ``fit`` (``center``,
+    ``top``, ``letterbox``: ``sources/images.py``), optionally cut to its ``crop`` fraction
+    (0 < crop <= 1, relative to the square, never pixels), and resized to 64x64 RGB. An image's
+    id is its path relative to ``images_root`` with ``/`` separators, e.g. ``shoes/red_01.jpg``.
 
 Pairs CSV (``pairs_csv``), UTF-8 (a spreadsheet's BOM is fine), comma-separated, one header row::
 
@@ -35,12 +36,17 @@ Strengths CSV (``attributes_csv``, optional): header ``image,<attribute>,...``, 
 ``generator`` (with strengths: what a generator pre-trains on; keep it disjoint from ranker test
 images), all other images the table ``images``.
 
+Rows that ask the same pair again, in either order, are merged or kept, and pairs answered
+both ways kept out or kept, by the ``duplicates`` / ``conflicts`` policy (``data/duplicates.py``);
+either is reported as a warning naming the CSV lines.
+
 Every problem is a ``DataError`` naming the file, line and column, including a pair that names a
 missing or corrupt image.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,9 +54,10 @@ import numpy as np
 import numpy.typing as npt
 
 from outpool.data.dataset import AttributeInfo, Dataset
+from outpool.data.duplicates import DuplicateReport, resolve
 from outpool.data.images import ImageTable, parse_float, read_header, read_rows
 from outpool.data.pairs import PairTable, parse_label_fields
-from outpool.data.sources.images import Origin, check_crop, load_images
+from outpool.data.sources.images import Origin, check_crop, check_fit, load_images_skipping
 from outpool.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -109,9 +116,9 @@ def _image_ref(text: str, images_root: Path, *, path: Path, line: int, field: st
 
 def read_pairs_csv(
     pairs_csv: Path, images_root: Path
-) -> tuple[dict[str, PairTable], dict[str, Origin], list[str]]:
-    """The pair tables by split, the first line naming each image, and the attribute names in
-    order of first appearance."""
+) -> tuple[dict[str, PairTable], dict[str, Origin], list[str], dict[str, list[int]]]:
+    """The pair tables by split, the first line naming each image, the attribute names in
+    order of first appearance, and each table's rows' line numbers."""
     path = Path(pairs_csv)
     rows = iter(read_rows(path))
     header = read_header(path, rows, (*REQUIRED, *OPTIONAL), REQUIRED)
@@ -138,7 +145,7 @@ def read_pairs_csv(
         split = rec.get("split") or "train"
         if split not in SPLITS:
             raise fail("split", f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-        table = cols.setdefault(split, {c: [] for c in ("id", *REQUIRED, *OPTIONAL[:3])})
+        table = cols.setdefault(split, {c: [] for c in ("id", *REQUIRED, *OPTIONAL[:3], "line")})
         pair_id = rec.get("id") or f"p{len(table['id']):06d}"
         seen = seen_ids.setdefault(split, {})
         if pair_id in seen:
@@ -146,7 +153,7 @@ def read_pairs_csv(
         seen[pair_id] = line
         for key, value in (
             ("id", pair_id), ("attribute", attr), ("a", a), ("b", b), ("label", label),
-            ("confidence", conf), ("source", source), ("round", round_),
+            ("confidence", conf), ("source", source), ("round", round_), ("line", line),
         ):  # fmt: skip
             table[key].append(value)
         attributes[attr] = None
@@ -160,7 +167,54 @@ def read_pairs_csv(
                 ids=c["id"], attribute=c["attribute"], a=c["a"], b=c["b"], label=c["label"],
                 confidence=c["confidence"], source=c["source"], round=c["round"],
             )  # fmt: skip
-    return tables, origins, list(attributes)
+    lines = {split: cols[split]["line"] if split in cols else [] for split in tables}
+    return tables, origins, list(attributes), lines
+
+
+def resolve_duplicates(
+    tables: dict[str, PairTable],
+    lines: dict[str, list[int]],
+    *,
+    duplicates: str,
+    conflicts: str,
+) -> tuple[dict[str, PairTable], dict[str, dict[str, Any]]]:
+    """Each split's table under the duplicates/conflicts policy (``data/duplicates.py``) plus a
+    ``SPLIT_conflicts`` table of the conflicting rows kept out, and what was found per split."""
+    out: dict[str, PairTable] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for split, table in tables.items():
+        where = [f"line {n}" for n in lines[split]]
+        kept, conflicting, report = resolve(
+            table, duplicates=duplicates, conflicts=conflicts, where=where.__getitem__
+        )
+        out[split] = kept
+        if len(conflicting):
+            out[f"{split}_conflicts"] = conflicting
+        if report:
+            found[split] = report.as_dict()
+            warnings.warn(_describe(split, report, duplicates, conflicts), stacklevel=3)
+    return out, found
+
+
+def _describe(split: str, report: DuplicateReport, duplicates: str, conflicts: str) -> str:
+    parts = []
+    if report.duplicate_rows:
+        done = "merged as votes" if duplicates == "merge" else "kept (--duplicates keep)"
+        parts.append(
+            f"{report.duplicate_rows} rows repeat an earlier pair ({report.reversed_rows} with a "
+            f"and b swapped), {done}: {'; '.join(report.duplicate_examples)}"
+        )
+    if report.conflicting_rows:
+        done = (
+            f"kept out of training in table '{split}_conflicts'"
+            if conflicts == "exclude"
+            else "kept (--conflicts keep)"
+        )
+        parts.append(
+            f"{report.conflicting_questions} pairs have contradicting labels "
+            f"({report.conflicting_rows} rows), {done}: {'; '.join(report.conflict_examples)}"
+        )
+    return f"pairs of split '{split}': " + ". ".join(parts)
 
 
 def read_strengths_csv(
@@ -210,14 +264,18 @@ def load_folder(
     pairs_csv: Path,
     *,
     crop: float = 1.0,
+    fit: str = "center",
     cache: Path | None = None,
     attributes_csv: Path | None = None,
+    duplicates: str = "merge",
+    conflicts: str = "exclude",
 ) -> Dataset:
     """A dataset from a folder of images and a pairs CSV (format in the module docstring)."""
     images_root = Path(images_root)
-    crop = check_crop(crop)
+    crop, fit = check_crop(crop), check_fit(fit)
     files = scan_images(images_root)
-    pairs, origins, attr_names = read_pairs_csv(Path(pairs_csv), images_root)
+    read, origins, attr_names, lines = read_pairs_csv(Path(pairs_csv), images_root)
+    pairs, repeated = resolve_duplicates(read, lines, duplicates=duplicates, conflicts=conflicts)
     scored: list[str] = []
     strength_names: list[str] = []
     strengths = np.zeros((0, 0), dtype=np.float32)
@@ -232,13 +290,26 @@ def load_folder(
     in_scored = set(scored)
     plain = [i for i in all_ids if i not in in_scored]
     order = [*scored, *plain]
-    pixels = load_images(
+    # an image no CSV names is only part of the unlabelled pool: one that cannot be read is
+    # left out with a warning instead of stopping the import
+    pixels, skipped_at = load_images_skipping(
         [images_root / i for i in order],
         source="folder",
         crop=crop,
+        fit=fit,
         cache=cache,
         origins=[origins.get(i) for i in order],
+        optional=[i not in origins for i in order],
     )
+    skipped = [order[k] for k in skipped_at]
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        warnings.warn(
+            f"{images_root}: {len(skipped)} image file(s) no pair names could not be read and "
+            f"were skipped: {shown}",
+            stacklevel=2,
+        )
+        plain = [i for i in plain if i not in set(skipped)]
     tables: dict[str, ImageTable] = {}
     if attributes_csv is not None:
         tables["generator"] = ImageTable(
@@ -262,7 +333,10 @@ def load_folder(
             "pairs_csv": str(pairs_csv),
             "attributes_csv": None if attributes_csv is None else str(attributes_csv),
             "crop": crop,
+            "fit": fit,
             "images": {t: len(v) for t, v in tables.items()},
             "pairs": {t: len(p) for t, p in pairs.items()},
+            "skipped_images": skipped,
+            "duplicates": {"policy": duplicates, "conflicts_policy": conflicts, **repeated},
         },
     )
