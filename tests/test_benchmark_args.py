@@ -182,3 +182,43 @@ def test_the_active_benchmark_reads_gains_over_round_0_and_checks_the_targets() 
 @pytest.mark.slow
 def test_the_active_benchmark_refuses_a_shard_without_a_run() -> None:
     assert "--shard needs --run" in refusal(ACTIVE, ["--shard", "0/2"])
+
+
+SMALL_DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "small_data.py"
+PUBFIG = Path(__file__).resolve().parents[2] / "shared" / "data" / "pubfig"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "name --pubfig ROOT, --lfw ROOT or both"),
+        (["--pubfig", "x", "--fractions", "0"], "--fractions must be in (0, 1]"),
+        (["--pubfig", "x", "--fractions", "1.5"], "--fractions must be in (0, 1]"),
+    ],
+)
+def test_the_small_data_benchmark_refuses_bad_options(args: list[str], message: str) -> None:
+    assert message in refusal(SMALL_DATA, args)
+
+
+@pytest.mark.skipif(not PUBFIG.is_dir(), reason="PubFig is not in ../shared/data")
+def test_small_data_pubfig_subsets_keep_train_and_val_images_apart() -> None:
+    sys.path.insert(0, str(SMALL_DATA.parent))
+    try:
+        small = benchmark_module(SMALL_DATA)
+    finally:
+        sys.path.remove(str(SMALL_DATA.parent))
+    full = small.load_pubfig(PUBFIG)
+    sub = small.pubfig_subset(full, 0.1, seed=3)
+    train = set(sub.pairs["train"].a) | set(sub.pairs["train"].b)
+    val = set(sub.pairs["val"].a) | set(sub.pairs["val"].b)
+    assert not train & val
+    assert len(train | val) <= 24 and len(val) >= 3  # 10% of 241, a fifth of them for val
+    people = dict(zip(full.images["train"].ids, full.images["train"].groups, strict=True))
+    assert len({people[i] for i in val}) >= 3  # people in turn: several in a small val set
+    for attribute in full.attribute_names:  # every attribute can be validated on
+        assert (sub.pairs["val"].for_attribute(attribute).label != 0).any(), attribute
+    assert (
+        small.pubfig_subset(full, 0.1, seed=3).pairs["train"].a.tolist()
+        == sub.pairs["train"].a.tolist()
+    )  # repeatable from the seed

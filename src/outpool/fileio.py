@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from outpool.errors import DataError
 
 CACHE_ENV = "OUTPOOL_CACHE"
 
@@ -157,3 +160,15 @@ def json_text(value: Any, **kwargs: Any) -> str:
     ``"inf"`` or ``"-inf"`` (a config reads it back as the float), NaN as null. ``kwargs`` go
     to ``json.dumps``."""
     return json.dumps(_finite(value), allow_nan=False, **kwargs)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex); a missing file is a ``DataError`` naming it."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError("file not found", path=path) from None
+    return digest.hexdigest()

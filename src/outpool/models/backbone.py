@@ -1,8 +1,10 @@
 """Backbones: image (B, 3, 64, 64) in [0, 1] -> feature vector (B, D).
 
-The default is a small CNN trained from scratch at 64 px (no pretrained weights can be
-downloaded). A user with pretrained weights plugs in another backbone by adding it to
-``BACKBONES`` (a plain dict keyed by the name used in configs) and passing ``weights``.
+The default is a small CNN trained from scratch at 64 px (nothing is downloaded). ``resnet18``
+(``models/resnet.py``) takes the names of the standard ResNet-18 state dict, so a user whose
+machine holds pretrained weights starts from them (``RankerTrainConfig.backbone_weights``).
+Another backbone is one more entry of ``BACKBONES`` (keyed by the name used in configs) with
+``normalise``, ``forward`` and ``out_features``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-# ImageNet statistics; a from-scratch net only needs some fixed centring.
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+from outpool.models.resnet import ResNet18
+from outpool.models.tensors import IMAGENET_MEAN, IMAGENET_STD
 
 
 def conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -35,8 +36,8 @@ class SmallCNN(nn.Module):
 
     def __init__(self, *, width: int = 32, dropout: float = 0.2) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.stem = nn.Sequential(conv_block(3, width), conv_block(width, 2 * width))
         self.body = nn.Sequential(
             conv_block(2 * width, 4 * width), conv_block(4 * width, 8 * width)
@@ -53,4 +54,4 @@ class SmallCNN(nn.Module):
         return self.drop(self.pool(h).flatten(1))
 
 
-BACKBONES: dict[str, Callable[..., SmallCNN]] = {"small": SmallCNN}
+BACKBONES: dict[str, Callable[..., SmallCNN | ResNet18]] = {"small": SmallCNN, "resnet18": ResNet18}

@@ -7,6 +7,11 @@ import torch
 
 from outpool.errors import UnknownNameError
 
+# ImageNet statistics: the centring pretrained backbones expect (a from-scratch net only needs
+# some fixed centring).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 def to_tensor(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 images (B, H, W, 3) -> float (B, 3, H, W) in [0, 1] on ``device``."""

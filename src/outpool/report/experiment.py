@@ -33,7 +33,7 @@ from outpool.report.gallery import pair_grid, save_gallery
 from outpool.report.ranker_figures import save_figure
 from outpool.rounds.protocols import REAL_METHODS
 from outpool.train.evaluate import score_images
-from outpool.train.ranker import load_ranker
+from outpool.train.ranker import load_deepstn
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;
@@ -312,7 +312,7 @@ def hard_real_pairs(rows: Sequence[Row], path: Path, k: int = 8) -> str | None:
     if not ranker_file.exists() or not (r.run / "dataset").is_dir():
         return None
     dataset = Dataset.load(r.run / "dataset")
-    ranker, _ = load_ranker(ranker_file)
+    ranker, _ = load_deepstn(ranker_file)
     pairs = dataset.pairs["test"].for_attribute(r["attribute"])
     a, b = dataset.lookup(pairs.a), dataset.lookup(pairs.b)
     wrong = np.flatnonzero(

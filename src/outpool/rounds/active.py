@@ -54,7 +54,7 @@ from outpool.rounds.protocols import (
     with_pairs,
 )
 from outpool.train.evaluate import accuracy_on
-from outpool.train.ranker import RankerTrainConfig, load_ranker, train_ranker
+from outpool.train.ranker import RankerTrainConfig, load_deepstn, train_ranker
 
 RESULT = "result.json"
 
@@ -141,7 +141,7 @@ def run_active(
     )
     base = {"attribute": attribute, "method": method, "protocol": "active", "seed": seed}
     base |= {"n": schedule.n, "batch": schedule.batch}
-    ranker, _ = load_ranker(start)
+    ranker, _ = load_deepstn(start)
     rows = [
         base
         | {
@@ -228,7 +228,7 @@ def run_active(
             with atomic_path(done) as tmp:
                 tmp.write_text(json_text(row, indent=2) + "\n")
         if r < schedule.rounds:  # the next round faces this round's ranker
-            ranker, _ = load_ranker(folder / "ranker" / "ranker.pt")
+            ranker, _ = load_deepstn(folder / "ranker" / "ranker.pt")
         rows.append(row)
     return rows
 

@@ -9,13 +9,13 @@ import torch
 
 from outpool.data import Dataset, PairTable
 from outpool.data.metrics import pair_accuracy
-from outpool.models.ranker import DeepSTN
+from outpool.models import Ranker
 from outpool.models.tensors import to_tensor
 
 
 @torch.no_grad()
 def score_images(
-    model: DeepSTN,
+    model: Ranker,
     pixels: np.ndarray,
     *,
     device: torch.device | str = "cpu",
@@ -36,7 +36,7 @@ def score_images(
 
 
 def score_table(
-    model: DeepSTN, dataset: Dataset, ids: np.ndarray, *, device: torch.device | str = "cpu"
+    model: Ranker, dataset: Dataset, ids: np.ndarray, *, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
     """Scores of the images ``ids`` (each scored once), keyed by id."""
     unique = np.unique(ids)
@@ -45,7 +45,7 @@ def score_table(
 
 
 def accuracy_on(
-    model: DeepSTN, dataset: Dataset, pairs: PairTable, *, device: torch.device | str = "cpu"
+    model: Ranker, dataset: Dataset, pairs: PairTable, *, device: torch.device | str = "cpu"
 ) -> float:
     """Accuracy of ``model`` on ``pairs`` (one attribute's pairs)."""
     if len(pairs) == 0:

@@ -22,7 +22,11 @@ from torch.nn.parallel import DistributedDataParallel
 from outpool.config import to_dict
 from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.fileio import file_sha256
+from outpool.models import Ranker
+from outpool.models.linear import LinearRanker, LinearRankerConfig
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
+from outpool.models.resnet import load_backbone_weights
 from outpool.models.tensors import pick_device, to_tensor
 from outpool.train.augment import augment
 from outpool.train.checkpoints import (
@@ -69,6 +73,9 @@ class RankerTrainConfig:
     # each image is scored once; worth most where pairs are dense, as in PubFig)
     all_pairs_in_batch: bool = False
     use_confidence: bool = True  # weight pairs by their label confidence
+    # a local state dict file to start the backbone from (e.g. pretrained ResNet-18 weights with
+    # model.backbone = "resnet18"); "" = from scratch. Its SHA-256 goes into the run record.
+    backbone_weights: str = ""
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bfloat16 autocast on a GPU
     seed: int = 0
@@ -255,6 +262,27 @@ def ranker_objective(net: nn.Module, cfg: RankerTrainConfig, device: torch.devic
     )
 
 
+def checked_pairs(
+    dataset: Dataset, attribute: str, train: str, val: str | None
+) -> tuple[PairTable, PairTable | None]:
+    """``attribute``'s training and validation pairs; an unknown attribute or table, no
+    training pairs or no non-equal validation pair is an error that says so."""
+    dataset.attribute(attribute)  # unknown attribute -> UnknownNameError
+    for name in (train, val):
+        if name is not None and name not in dataset.pairs:
+            raise UnknownNameError("pair table", name, dataset.pairs)
+    train_pairs = dataset.pairs[train].for_attribute(attribute)
+    if len(train_pairs) == 0:
+        raise DataError(f"pair table '{train}' has no pairs for attribute '{attribute}'")
+    val_pairs = dataset.pairs[val].for_attribute(attribute) if val else None
+    if val_pairs is not None and not (val_pairs.label != 0).any():
+        raise DataError(
+            f"pair table '{val}' has no non-equal pairs for attribute '{attribute}' to validate "
+            "on; pass --val none to train without validation"
+        )
+    return train_pairs, val_pairs
+
+
 def train_ranker(
     dataset: Dataset,
     attribute: str,
@@ -270,34 +298,27 @@ def train_ranker(
 
     ``start``: a ranker.pt of the same model config to start from (active rounds restart from
     the pre-trained ranker); the stages before its own are skipped."""
-    dataset.attribute(attribute)  # unknown attribute -> UnknownNameError
-    for name in (train, val):
-        if name is not None and name not in dataset.pairs:
-            raise UnknownNameError("pair table", name, dataset.pairs)
-    train_pairs = dataset.pairs[train].for_attribute(attribute)
-    if len(train_pairs) == 0:
-        raise DataError(f"pair table '{train}' has no pairs for attribute '{attribute}'")
-    val_pairs = dataset.pairs[val].for_attribute(attribute) if val else None
-    if val_pairs is not None and not (val_pairs.label != 0).any():
-        raise DataError(
-            f"pair table '{val}' has no non-equal pairs for attribute '{attribute}' to validate "
-            "on; pass --val none to train without validation"
-        )
+    train_pairs, val_pairs = checked_pairs(dataset, attribute, train, val)
     job = from_env()
     device = pick_device(cfg.device)
     if job.world > 1 and device.type == "cuda":
         device = torch.device("cuda", job.local_rank)
     run_dir.mkdir(parents=True, exist_ok=True)
     fields = {"attribute": attribute, "dataset": dataset.name, "train_pairs": train}
+    if cfg.backbone_weights:
+        fields["backbone_weights_sha256"] = file_sha256(Path(cfg.backbone_weights))
     record = run_record(cfg, device, fields | {"val_pairs": val, "processes": job.world})
     if job.main:
         write_run_config(run_dir, record)
 
     torch.manual_seed(cfg.seed)
-    model = DeepSTN(cfg.model).to(device)
+    model = DeepSTN(cfg.model)
+    if cfg.backbone_weights and start is None:  # a resumed run reloads its own weights
+        load_backbone_weights(model.cnn, Path(cfg.backbone_weights))
+    model = model.to(device)
     first_stage = "crop"
     if start is not None:
-        begun, _ = load_ranker(start, device=str(device))
+        begun, _ = load_deepstn(start, device=str(device))
         if begun.config != cfg.model:
             raise DataError("the ranker to start from has another model config", path=start)
         model.load_state_dict(begun.state_dict())
@@ -382,29 +403,48 @@ def train_ranker(
     return model, summary
 
 
-def save_ranker(model: DeepSTN, path: Path, *, attribute: str, record: dict[str, Any]) -> None:
+def save_ranker(model: Ranker, path: Path, *, attribute: str, record: dict[str, Any]) -> None:
     """A checkpoint that reloads without the original command line: weights + config."""
     payload = {
         "kind": "outpool-ranker",
+        "model": "linear" if isinstance(model, LinearRanker) else "deepstn",
         "attribute": attribute,
         "model_config": to_dict(model.config),
-        "stage": model.stage,
+        "stage": getattr(model, "stage", None),
         "state": model.state_dict(),
         "record": record,
     }
     write_checkpoint(payload, path)
 
 
-def load_ranker(path: Path, *, device: str = "cpu") -> tuple[DeepSTN, dict[str, Any]]:
-    """Rebuild a ranker from ``save_ranker``'s file; bad files raise ``DataError``."""
+def load_ranker(path: Path, *, device: str = "cpu") -> tuple[Ranker, dict[str, Any]]:
+    """Rebuild a ranker (DeepSTN or linear) from ``save_ranker``'s file; bad files raise
+    ``DataError``."""
     from outpool.config import from_dict
 
     payload = read_checkpoint(path, "ranker", device=device)
-    model = DeepSTN(from_dict(RankerConfig, payload["model_config"]))
-    model.set_stage(payload["stage"])
+    model: Ranker
+    if payload.get("model", "deepstn") == "linear":
+        model = LinearRanker(from_dict(LinearRankerConfig, payload["model_config"]))
+    else:
+        model = DeepSTN(from_dict(RankerConfig, payload["model_config"]))
+        model.set_stage(payload["stage"])
     try:
         model.load_state_dict(payload["state"])
     except RuntimeError as exc:
         raise DataError(f"weights do not match the saved config: {exc}", path=path) from None
     model.eval()
     return model.to(device), payload
+
+
+def load_deepstn(path: Path, *, device: str = "cpu") -> tuple[DeepSTN, dict[str, Any]]:
+    """``load_ranker`` for the places that need DeepSTN itself (ATTIC trains against its
+    stages and crops); a linear ranker's file is a ``DataError`` that says so."""
+    model, payload = load_ranker(path, device=device)
+    if not isinstance(model, DeepSTN):
+        raise DataError(
+            "holds a linear ranker; creating pairs and active rounds need a DeepSTN ranker "
+            "(train-ranker --model deepstn)",
+            path=path,
+        )
+    return model, payload

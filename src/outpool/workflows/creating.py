@@ -23,7 +23,7 @@ from outpool.errors import DataError
 from outpool.fileio import atomic_path, json_text
 from outpool.report.gallery import pair_grid, save_gallery
 from outpool.train.generator import load_generator
-from outpool.train.ranker import RankerTrainConfig, load_ranker
+from outpool.train.ranker import RankerTrainConfig, load_deepstn
 
 SHOWN = 24  # pairs in the gallery
 
@@ -57,7 +57,7 @@ def create_into(
         raise DataError(f"table '{name}' exists; pass --force to replace it", path=dataset_dir)
     ranker_model, ranker_cfg = None, RankerTrainConfig()
     if ranker is not None:  # and the config it was trained with, for ATTIC's ranker steps
-        ranker_model, payload = load_ranker(ranker)
+        ranker_model, payload = load_deepstn(ranker)
         ranker_cfg = from_dict(RankerTrainConfig, payload["record"]["config"])
     context = CreationContext(
         dataset=dataset,

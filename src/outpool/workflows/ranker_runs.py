@@ -6,6 +6,7 @@ run on pair tables, score images with a trained ranker.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ import numpy as np
 
 from outpool.data import Dataset
 from outpool.data.metrics import ordering_counts, wilson_interval
-from outpool.errors import DataError, UnknownNameError
+from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
 from outpool.train.evaluate import accuracy_on, score_images
-from outpool.train.ranker import RankerTrainConfig, load_ranker, train_ranker
+from outpool.train.linear import LinearTrainConfig, train_linear_ranker
+from outpool.train.ranker import RankerTrainConfig, load_ranker, save_ranker, train_ranker
 
 
 def attributes_to_train(dataset: Dataset, attribute: str) -> list[str]:
@@ -28,6 +30,9 @@ def attributes_to_train(dataset: Dataset, attribute: str) -> list[str]:
         return list(dataset.attribute_names)
     dataset.attribute(attribute)  # unknown -> UnknownNameError listing the valid names
     return [attribute]
+
+
+MODELS = ("deepstn", "linear", "auto")
 
 
 def train_run(
@@ -39,19 +44,55 @@ def train_run(
     train: str = "train",
     val: str | None = "val",
     progress: bool = True,
+    model: str = "deepstn",
+    linear: LinearTrainConfig | None = None,
 ) -> dict[str, Any]:
-    """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun."""
+    """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun.
+
+    ``model``: ``deepstn``, ``linear`` (``models/linear.py``) or ``auto`` (both; the better on
+    ``val``). The linear ranker is fitted in every run (seconds) as the reference DeepSTN is
+    reported beside (``linear.pt``); ``ranker.pt`` is the model chosen, and under ``auto`` a
+    DeepSTN that lost is kept as ``deepstn.pt``.
+    """
+    if model not in MODELS:
+        raise UnknownNameError("ranker model", model, MODELS)
+    if model == "auto" and val is None:
+        raise ConfigError("--model auto picks by validation accuracy: it needs a val table")
+    linear = linear or LinearTrainConfig()
     results: dict[str, Any] = {}
     main = from_env().main  # under torchrun only rank 0 writes
     for name in attributes_to_train(dataset, attribute):
-        model, summary = train_ranker(
-            dataset, name, cfg, run / name, train=train, val=val, progress=progress
+        folder = run / name
+        lin, lin_summary = train_linear_ranker(dataset, name, linear, train=train, val=val)
+        lin_acc = lin_summary["best_val_acc"]
+        if model == "linear":
+            results[name] = {"attribute": name, **lin_summary, "linear_val_acc": lin_acc}
+            if main:
+                folder.mkdir(parents=True, exist_ok=True)
+                save_ranker(lin, folder / "ranker.pt", attribute=name, record=results[name])
+            continue
+        deep, summary = train_ranker(
+            dataset, name, cfg, folder, train=train, val=val, progress=progress
         )
-        results[name] = summary
+        deep_acc = summary["best_val_acc"]
+        results[name] = {
+            "model": "deepstn", **summary, "deepstn_val_acc": deep_acc, "linear_val_acc": lin_acc
+        }  # fmt: skip
         if main:
+            save_ranker(lin, folder / "linear.pt", attribute=name, record=lin_summary)
             pairs = dataset.pairs[val or train].for_attribute(name)
             shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
-            save_run_figures(model, run / name, np.asarray(dataset.lookup(shown)), name)
+            save_run_figures(deep, folder, np.asarray(dataset.lookup(shown)), name)
+        if model == "auto" and (lin_acc or 0) > (deep_acc or 0):
+            results[name] = {
+                "attribute": name, **lin_summary, "deepstn_val_acc": deep_acc,
+                "linear_val_acc": lin_acc,
+            }  # fmt: skip
+            if main:  # the DeepSTN that lost stays beside the winner
+                os.replace(folder / "ranker.pt", folder / "deepstn.pt")
+                save_ranker(lin, folder / "ranker.pt", attribute=name, record=results[name])
+        elif main:
+            (folder / "deepstn.pt").unlink(missing_ok=True)  # an earlier auto choice, replaced
     if not main:
         return results
     kept: dict[str, Any] = {}  # attributes trained into this run by an earlier command stay
