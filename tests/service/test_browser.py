@@ -18,7 +18,15 @@ import pytest
 
 from browser import WAIT_S, headless_chromium
 
-from .web_support import LiveServer, batch_body, canonical, create_batch, running_server, token_of
+from .web_support import (
+    LiveServer,
+    batch_body,
+    canonical,
+    create_batch,
+    running_server,
+    token_of,
+    vote_body,
+)
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +259,98 @@ def test_a_phone_screen_shows_both_images_side_by_side(driver: Any, server: Live
     assert abs(left["top"] - right["top"]) < 1, layout  # on one row
     assert min(left["width"], right["width"]) >= 120, layout  # big enough to compare
     assert all(b["left"] >= 0 and b["right"] <= vw for b in layout["buttons"]), layout
+
+
+def click(driver: Any, selector: str) -> None:
+    """Click the element once it is there and stays (the admin page redraws its tables)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: Any) -> bool:
+        try:
+            d.find_element(By.CSS_SELECTOR, selector).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait(driver, clicked, f"{selector} to click")
+
+
+def test_the_admin_page_shows_agreement_disputes_and_revokes_and_closes(
+    driver: Any, server: LiveServer
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    reply = create_batch(server, batch_body("adm", 3, k=2, new_annotators=2, seed=7))
+    create_batch(server, batch_body("adm-open", 2, seed=8))
+    people = [token_of(entry["link"]) for entry in reply["links"]]
+    wanted = [{"adm-p0": 1, "adm-p1": 1, "adm-p2": -1}, {"adm-p0": 1, "adm-p1": -1, "adm-p2": 0}]
+    pair_ab = {f"adm-p{i}": (f"adm-i{i}", f"adm-i{i + 1}") for i in range(3)}
+    for token, answers in zip(people, wanted, strict=True):
+        status, got = server.call("GET", "/api/task", token)
+        task = got["task"]
+        while task is not None:
+            a, _ = pair_ab[task["pair_id"]]
+            want = answers[task["pair_id"]]
+            choice = (
+                "equal"
+                if want == 0
+                else ("left_more" if (task["left"] == a) == (want == 1) else "left_less")
+            )
+            assert canonical(choice, task, *pair_ab[task["pair_id"]]) == want
+            status, got = server.call("POST", "/api/votes", token, vote_body(task, choice))
+            assert status == 200, got
+            task = got["task"]
+
+    driver.get(server.url + "/admin")
+    driver.find_element(By.ID, "token").send_keys(server.admin_token)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    row = wait(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-batch="adm"]'),
+        "the batches table",
+    )[0]
+    assert "closed" in row.text and "3 / 3" in row.text
+    click(driver, 'tr[data-batch="adm"]')
+    wait(driver, lambda d: "Krippendorff" in d.find_element(By.ID, "agreement").text, "alpha")
+    annotators = driver.find_elements(By.CSS_SELECTOR, "#annotators tbody tr")
+    assert len(annotators) == 2
+    # the two split pairs, each with both images loaded through the admin's header
+    figures = wait(
+        driver,
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, "#disputed figure")) == 2
+            and d.find_elements(By.CSS_SELECTOR, "#disputed figure")
+        ),
+        "the disputed pairs",
+    )
+    assert {f.get_attribute("data-pair") for f in figures} == {"adm-p1", "adm-p2"}
+    loaded = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#disputed img'),"
+        " (i) => i.complete && i.naturalWidth);"
+    )
+    assert loaded == [64, 64, 64, 64]
+
+    # revoke the first annotator from the page: their token stops working
+    first = annotators[0].get_attribute("data-annotator")
+    annotators[0].find_element(By.CSS_SELECTOR, "button.revoke").click()
+    driver.switch_to.alert.accept()
+    wait(
+        driver,
+        lambda d: (
+            "(revoked)"
+            in d.find_element(By.CSS_SELECTOR, f'#annotators tr[data-annotator="{first}"]').text
+        ),
+        "the revoked mark",
+    )
+    assert next(a for a in server.store.annotators() if a.id == first).revoked
+
+    # close the open batch from the page
+    click(driver, 'tr[data-batch="adm-open"]')
+    wait(driver, lambda d: "adm-open (open)" in d.find_element(By.ID, "report-title").text, "b")
+    driver.find_element(By.ID, "close-batch").click()
+    driver.switch_to.alert.accept()
+    wait(driver, lambda d: "closed." in d.find_element(By.ID, "status").text, "closing")
+    assert server.store.progress("adm-open").state == "closed"
+    audit = [(e["action"], e["target"]) for e in server.store.audit()]
+    assert ("revoke", first) in audit and ("close batch", "adm-open") in audit

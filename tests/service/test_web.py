@@ -142,6 +142,8 @@ ROUTES = [
     ("GET", "/api/admin/batches/b1/votes"),
     ("GET", "/api/admin/batches/b1/pairs"),
     ("GET", "/api/admin/batches/b1/labels?method=dawid-skene"),
+    ("GET", "/api/admin/batches/b1/report"),
+    ("POST", "/admin"),
 ]
 ADMIN_ROUTES = [
     ("GET", "/api/admin/annotators", None),
@@ -153,6 +155,7 @@ ADMIN_ROUTES = [
     ("GET", "/api/admin/batches/b1/votes", None),
     ("GET", "/api/admin/batches/b1/pairs", None),
     ("GET", "/api/admin/batches/b1/labels", None),
+    ("GET", "/api/admin/batches/b1/report", None),
 ]
 BAD_CREDENTIALS = {
     "none": ({}, ""),
@@ -897,6 +900,45 @@ def test_check_pairs_show_in_the_labels_annotator_checks(svc: Service) -> None:
     assert [x["pair_id"] for x in out["labels"]] == ["chk-p0", "chk-p1"]  # checks never labels
     (stats,) = out["annotators"].values()
     assert stats["checks"] == [1, 0]
+
+
+def test_the_batch_report_names_agreement_annotators_and_disputed_pairs(svc: Service) -> None:
+    # b1: 4 pairs, k = 2, three invited annotators; two of them answer every pair
+    first, second, _ = svc.workers
+    answer_as(svc, first, {"b1-p0": 1, "b1-p1": 1, "b1-p2": -1, "b1-p3": 1})
+    answer_as(svc, second, {"b1-p0": 1, "b1-p1": -1, "b1-p2": -1, "b1-p3": 2})
+    res = svc.client.get("/api/admin/batches/b1/report", headers=bearer(svc.admin))
+    assert res.status_code == 200, res.text
+    rep = res.json()
+    assert rep["batch"]["votes"] == 8 and rep["batch"]["state"] == "closed"  # all pairs done
+    agreement = rep["agreement"]
+    assert agreement["measure"] == "Krippendorff's alpha (nominal)"
+    assert agreement["pairs_with_two_votes"] == 4
+    assert -1 <= agreement["value"] < 1  # two of four pairs split
+    people = {p["name"]: p for p in rep["annotators"]}
+    assert len(people) == 2 and all(p["votes"] == 4 for p in people.values())
+    assert all(p["revoked"] is False for p in people.values())
+    assert {p["agreement_with_majority"] for p in people.values()} <= {None, 1.0}
+    disputed = {d["pair_id"]: d for d in rep["disputed"]}
+    assert set(disputed) == {"b1-p1", "b1-p3"}
+    assert disputed["b1-p3"]["counts"] == {"a more": 1, "can't tell": 1}
+    png = svc.client.get(disputed["b1-p1"]["a_url"], headers=bearer(svc.admin))
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # an annotator may not read it
+    res = svc.client.get("/api/admin/batches/b1/report", headers=bearer(first))
+    assert_error(res, 403)
+
+
+def test_the_admin_page_holds_no_data_and_needs_the_token_for_everything(svc: Service) -> None:
+    page = svc.client.get("/admin")
+    assert page.status_code == 200 and "Admin token" in page.text
+    assert "b1" not in page.text and svc.admin not in page.text
+    assert page.headers["cache-control"] == "no-store"
+    policy = page.headers["content-security-policy"]
+    assert "unsafe-inline" not in policy and "img-src 'self' blob:" in policy
+    assert svc.client.post("/admin").status_code == 401  # only the page itself is open
+    assert svc.client.get("/admin/x").status_code == 401
+    assert_error(svc.client.get("/api/admin/batches/b1/report"), 401)
 
 
 # -- bad admin input ------------------------------------------------------------------------

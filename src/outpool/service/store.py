@@ -826,6 +826,16 @@ class AnnotationStore:
             ).fetchall()
         return np.array([r[0] for r in rows], dtype=str)
 
+    def pair_images(self, batch: str) -> dict[str, tuple[str, str, str]]:
+        """Pair id -> (attribute, image a, image b) of the batch's ordinary pairs."""
+        with self.db.transaction(write=False) as cur:
+            self._batch_row(cur, batch)
+            rows = cur.execute(
+                "SELECT id, attribute, a, b FROM pairs WHERE batch_id = ? AND is_check = 0",
+                (batch,),
+            ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
     def _batch_row(self, cur: Cursor, batch: str) -> tuple[Any, ...]:
         row = cur.execute(
             "SELECT k, state, created_at, closed_at FROM batches WHERE id = ?", (batch,)

@@ -2,7 +2,8 @@
 
 Annotators open ``/a/<token>`` (their own link), see one pair at a time and answer it; admins
 use ``/api/admin/...`` with an admin token to create batches, watch progress, close batches and
-read votes and labels. Every route but none needs a token: without a valid one the answer is
+read votes and labels, or the page ``/admin`` (it holds no data: it asks for the admin token and
+sends it in the header) for batches, agreement, annotators and disputed pairs. Every route but none needs a token: without a valid one the answer is
 401, an annotator token on an admin route is 403. Errors are JSON ``{"error": "..."}`` with a
 clear sentence; a traceback never reaches a client.
 """
@@ -15,6 +16,7 @@ import hashlib
 import io
 import logging
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Annotated, Any
@@ -28,7 +30,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
+from outpool.annotate.agreement import krippendorff_alpha, most_disputed, votes_per_hour
 from outpool.annotate.aggregate import aggregate, per_annotator_stats
+from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT
 from outpool.errors import DataError, OutpoolError
 from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
@@ -219,6 +223,15 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
             },
         }
 
+    @app.get("/api/admin/batches/{batch}/report")
+    def batch_report(batch: str, _: AdminDep) -> dict[str, Any]:
+        return _batch_report(store, batch)
+
+    @app.get("/admin", response_class=HTMLResponse)
+    def admin_page() -> HTMLResponse:
+        # no data in it: the page asks for the admin token and sends it in the header
+        return HTMLResponse(_ADMIN_PAGE, headers={"Cache-Control": "no-store"})
+
     # -- errors: one JSON shape, no tracebacks ----------------------------------------------
 
     @app.exception_handler(StoreError)
@@ -291,7 +304,8 @@ class _BodyLimit:
             log.exception("internal error")
             await _send_json(send, 500, _INTERNAL)
             return
-        if who is None and not path.startswith("/a/"):
+        public = path.startswith("/a/") or (path == "/admin" and scope["method"] == "GET")
+        if who is None and not public:
             await _send_json(send, 401, _NEED_TOKEN, [(b"www-authenticate", b"Bearer")])
             return
         if who is not None and who.role == "admin" and not in_header:
@@ -462,13 +476,71 @@ def _progress(store: AnnotationStore, who: Annotator) -> dict[str, int]:
     return {"done": done, "left": left}
 
 
+def _batch_report(store: AnnotationStore, batch: str, disputed: int = 12) -> dict[str, Any]:
+    """What the admin page shows of a batch: progress, Krippendorff's alpha, per annotator
+    votes, throughput, agreement with the majority and check accuracy, and the pairs people
+    disagree on most (with their image URLs)."""
+    progress = store.progress(batch).as_dict()
+    votes = store.votes(batch)
+    result = aggregate("majority", votes, store.pair_ids(batch))
+    stats = per_annotator_stats(result.votes, result)
+    checks = store.check_accuracy(batch)
+    records = store.vote_records(batch)
+    names = {a.id: a for a in store.annotators()}
+    times: dict[str, list[float]] = {}
+    for r in records:
+        times.setdefault(r["annotator"], []).append(float(r["created_at"]))
+    people = []
+    for who, stamps in sorted(times.items()):
+        s = stats.get(who)
+        answered, right = checks.get(who, (0, 0))
+        person = names.get(who)
+        people.append(
+            {
+                "annotator": who,
+                "name": person.name if person else who,
+                "revoked": bool(person and person.revoked),
+                "votes": len(stamps),
+                "votes_per_hour": votes_per_hour(np.asarray(stamps)),
+                "agreement_with_majority": None if s is None else _finite(dict(s))["agreement"],
+                "check_pairs": answered,
+                "check_accuracy": round(right / answered, 3) if answered else None,
+            }
+        )
+    pairs = store.pair_images(batch)
+    alpha = krippendorff_alpha(votes)
+    return {
+        "batch": progress,
+        "agreement": {
+            "measure": "Krippendorff's alpha (nominal)",
+            "value": None if alpha is None else round(alpha, 3),
+            "pairs_with_two_votes": int(sum(c >= 2 for c in Counter(votes.pair_id.tolist()).values())),
+        },
+        "annotators": people,
+        "disputed": [
+            {
+                "pair_id": d.pair_id,
+                "attribute": pairs[d.pair_id][0],
+                "a_url": f"/api/images/{batch}/{pairs[d.pair_id][1]}.png",
+                "b_url": f"/api/images/{batch}/{pairs[d.pair_id][2]}.png",
+                "counts": {_ANSWER_NAMES[k]: n for k, n in d.counts.items()},
+                "spread": d.spread,
+            }
+            for d in most_disputed(votes, disputed)
+        ],
+    }
+
+
+_ANSWER_NAMES = {MORE_A: "a more", MORE_B: "b more", EQUAL: "equal", REJECT: "can't tell"}
+
+
 def _finite(stats: dict[str, Any]) -> dict[str, Any]:
     # JSON has no NaN: an undefined rate (no votes to compare) is null.
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in stats.items()}
 
 
-def _page() -> str:
-    return resources.files("outpool.service").joinpath("page.html").read_text(encoding="utf-8")
+def _page(name: str = "page.html") -> str:
+    return resources.files("outpool.service").joinpath(name).read_text(encoding="utf-8")
 
 
 def _inline_hash(page: str, tag: str) -> str:
@@ -478,13 +550,15 @@ def _inline_hash(page: str, tag: str) -> str:
     return f"'sha256-{digest}'"
 
 
-def _security_headers(page: str) -> list[tuple[bytes, bytes]]:
-    """On every response: the page runs only its own script and style, loads only this
-    service's images and API, cannot be framed, and sends no referrer (a link holds a token)."""
+def _security_headers(*pages: str) -> list[tuple[bytes, bytes]]:
+    """On every response: the pages run only their own scripts and styles, load only this
+    service's images and API (the admin page shows images it fetched with its token as blob:
+    URLs), cannot be framed, and send no referrer (a link holds a token)."""
+    scripts = " ".join(_inline_hash(page, "script") for page in pages)
+    styles = " ".join(_inline_hash(page, "style") for page in pages)
     policy = (
-        f"default-src 'none'; script-src {_inline_hash(page, 'script')}; "
-        f"style-src {_inline_hash(page, 'style')}; img-src 'self'; connect-src 'self'; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        f"default-src 'none'; script-src {scripts}; style-src {styles}; img-src 'self' blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     return [
         (b"content-security-policy", policy.encode()),
@@ -494,7 +568,8 @@ def _security_headers(page: str) -> list[tuple[bytes, bytes]]:
     ]
 
 
-_SECURITY_HEADERS = _security_headers(_page())
+_ADMIN_PAGE = _page("admin.html")
+_SECURITY_HEADERS = _security_headers(_page(), _ADMIN_PAGE)
 
 
 def _with_security_headers(send: Send) -> Send:
