@@ -354,3 +354,62 @@ def test_the_admin_page_shows_agreement_disputes_and_revokes_and_closes(
     assert server.store.progress("adm-open").state == "closed"
     audit = [(e["action"], e["target"]) for e in server.store.audit()]
     assert ("revoke", first) in audit and ("close batch", "adm-open") in audit
+
+
+def test_instructions_first_then_undo_and_skip_from_the_keyboard(
+    driver: Any, server: LiveServer
+) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    body = batch_body("inst", 3, k=1, new_annotators=1, seed=12)
+    body["examples"] = [
+        {"attribute": "smile", "a": "inst-i0", "b": "inst-i3", "answer": -1, "note": "B beams."}
+    ]
+    reply = create_batch(server, body)
+    driver.get(reply["links"][0]["link"])
+
+    # a batch with examples opens on its instructions, images loaded
+    wait(driver, lambda d: d.find_element(By.ID, "instructions").is_displayed(), "instructions")
+    text = driver.find_element(By.ID, "instructions").text
+    assert "how widely the mouth smiles" in text and "A is less “smile” than B. B beams." in text
+    wait(
+        driver,
+        lambda d: (
+            d.execute_script(
+                "return Array.from(document.querySelectorAll('#examples img'),"
+                " (i) => i.complete && i.naturalWidth).join(',')"
+            )
+            == "64,64"
+        ),
+        "the example images",
+    )
+    ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+    first = next_pair(driver, 0)
+
+    # answer it (2, V, Enter), then U takes the answer back: the same pair, nothing stored
+    ActionChains(driver).send_keys("2").send_keys("v").send_keys(Keys.ENTER).perform()
+    second = next_pair(driver, 1)
+    assert {second["left"], second["right"]} != {first["left"], first["right"]}
+    ActionChains(driver).send_keys("u").perform()
+    again = next_pair(driver, 0)
+    assert {again["left"], again["right"]} == {first["left"], first["right"]}
+    assert server.store.vote_records("inst") == []
+    assert "taken back" in driver.find_element(By.ID, "status").text
+
+    # K skips it: another pair shows
+    ActionChains(driver).send_keys("k").perform()
+    wait(
+        driver,
+        lambda d: (
+            (s := shown_pair(d)) and {s["left"], s["right"]} != {first["left"], first["right"]}
+        ),
+        "the pair after the skipped one",
+    )
+    assert "Skipped" in driver.find_element(By.ID, "status").text
+    # I opens the instructions again, the button closes them
+    ActionChains(driver).send_keys("i").perform()
+    wait(driver, lambda d: d.find_element(By.ID, "instructions").is_displayed(), "instructions")
+    driver.find_element(By.ID, "hide-help").click()
+    assert driver.find_element(By.ID, "work").is_displayed()

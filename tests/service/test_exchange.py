@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from outpool.annotate.aggregate import aggregate
 from outpool.annotate.votes import (
     EQUAL,
     MORE_A,
@@ -36,6 +37,7 @@ from outpool.annotate.votes import (
 from outpool.errors import DataError
 from outpool.service.batch import BatchSpec
 from outpool.service.exchange import (
+    AGGREGATED_BY,
     export_label_studio,
     export_mturk,
     import_label_studio,
@@ -295,6 +297,31 @@ def test_label_studio_round_trip_is_exact(batch: BatchSpec, tmp_path: Path) -> N
     imported = import_label_studio(export)
     assert sorted_records(imported) == sorted(votes, key=lambda v: (v.pair_id, v.annotator))
     assert imported.confidence.dtype == np.float32
+
+
+def test_label_studio_export_carries_aggregated_labels(batch: BatchSpec, tmp_path: Path) -> None:
+    illegible = [(str(batch.ids[0]), f"r{i}", REJECT, 1.0, "") for i in range(9)]
+    votes = VoteTable.from_records([*make_votes(batch, LS_USERS), *illegible])
+    labels = aggregate("majority", votes, batch.ids, min_agreement=0.0)
+    folder = export_label_studio(batch, tmp_path / "ls", seed=3, labels=labels)
+    tasks = json.loads((folder / "tasks.json").read_text())
+    accepted = {str(p): i for i, p in enumerate(labels.pair_ids) if labels.status[i] == "accepted"}
+    assert accepted and len(accepted) < len(batch)  # some pairs were rejected as illegible
+    for task in tasks:
+        pair = task["data"]["pair_id"]
+        if pair not in accepted:
+            assert "annotations" not in task
+            continue
+        (annotation,) = task["annotations"]
+        assert annotation["completed_by"] == AGGREGATED_BY
+        rationale = annotation["result"][2]["value"]["text"][0]
+        assert rationale.startswith("aggregated from ")
+    # read back as Label Studio would export it: the aggregated label, a/b orientation restored
+    back = import_label_studio(folder / "tasks.json")
+    assert len(back) == len(accepted)
+    for vote in back.records():
+        assert vote.annotator == f"ls:{AGGREGATED_BY}"
+        assert vote.answer == int(labels.label[accepted[vote.pair_id]])
 
 
 @pytest.mark.parametrize("radio", [False, True], ids=["flat", "radio-columns"])

@@ -34,6 +34,7 @@ from outpool.cli import main
 from outpool.data import Dataset
 from outpool.errors import ConfigError, OutpoolError
 from outpool.service.batch import NO_CHECK, BatchSpec
+from outpool.service.exchange import import_label_studio
 from outpool.service.people import PeopleAnnotator, PeopleConfig
 from outpool.synth import build
 
@@ -446,6 +447,17 @@ def test_cli_request_is_pending_then_writes_the_labels(
         )
         assert row["swapped"] in ("0", "1") and row["is_check"] == "0"
         assert float(row["created_at"]) > 0 and row["vote_id"]
+
+    # for Label Studio: the aggregated labels come as annotations, read back the same
+    rc, out, err = run(
+        capsys, "annotate", "export", "--db", server.db_path, "--batch", batch,
+        "--format", "label-studio", "--out", ds / "ls",
+    )  # fmt: skip
+    assert rc == 0, err
+    back = import_label_studio(ds / "ls" / "tasks.json")
+    assert dict(zip(back.pair_id.tolist(), back.answer.tolist(), strict=True)) == dict(
+        zip(table.ids.tolist(), table.label.tolist(), strict=True)
+    )
 
     rc, out, err = run(capsys, "annotate", "status", "--server", server.url, "--batch", batch)
     assert rc == 0 and json.loads(out)["state"] == "closed"

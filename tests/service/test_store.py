@@ -79,7 +79,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (

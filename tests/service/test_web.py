@@ -1000,3 +1000,119 @@ def test_a_malformed_batch_is_422_naming_the_field(svc: Service, change: Any, fi
     res = svc.client.post("/api/admin/batches", json=body, headers=bearer(svc.admin))
     assert_error(res, 422, field)
     assert [p.batch for p in svc.store.batches()] == ["b1"]
+
+
+# -- skip, undo, instructions ---------------------------------------------------------------
+
+
+def test_a_skipped_pair_goes_to_someone_else_and_never_back(svc: Service) -> None:
+    first, second, _ = svc.workers
+    held = svc.task(first)
+    res = svc.client.post(
+        "/api/skip", json={"batch": "b1", "pair_id": held["pair_id"]}, headers=bearer(first)
+    )
+    assert res.status_code == 200, res.text
+    after = res.json()["task"]
+    assert after is not None and after["pair_id"] != held["pair_id"]
+    # the answer to the skipped pair is refused; nothing is stored
+    late = svc.client.post("/api/votes", json=vote_body(held, "equal"), headers=bearer(first))
+    assert_error(late, 409, "skipped")
+    assert svc.votes() == 0
+    # the first annotator works through the rest and is never given it again
+    seen = []
+    task: dict[str, Any] | None = after
+    while task is not None:
+        seen.append(task["pair_id"])
+        res = svc.client.post("/api/votes", json=vote_body(task, "equal"), headers=bearer(first))
+        task = res.json()["task"]
+    assert held["pair_id"] not in seen and len(seen) == 3
+    # ...while its slot went back to the pool: the next annotator is given it
+    answer_as(svc, second, {f"b1-p{i}": 0 for i in range(4)})
+    who = svc.store.authenticate(second)
+    assert who is not None
+    theirs = {r["pair_id"] for r in svc.store.vote_records("b1") if r["annotator"] == who.id}
+    assert held["pair_id"] in theirs and len(theirs) == 4
+    # refusals name why
+    res = svc.client.post(
+        "/api/skip", json={"batch": "b1", "pair_id": "b1-p9"}, headers=bearer(first)
+    )
+    assert_error(res, 404, "no such task")
+    res = svc.client.post(
+        "/api/skip", json={"batch": "b1", "pair_id": seen[0]}, headers=bearer(first)
+    )
+    assert_error(res, 409, "already answered")
+    res = svc.client.post("/api/skip", json={"batch": "b1"}, headers=bearer(first))
+    assert_error(res, 422, "pair_id")
+
+
+def test_undo_takes_back_the_last_answer_while_the_batch_is_open(svc: Service) -> None:
+    body = batch_body("u1", 2, k=1, new_annotators=1, seed=3)
+    res = svc.client.post("/api/admin/batches", json=body, headers=bearer(svc.admin))
+    worker = token_of(res.json()["links"][0]["link"])
+    res = svc.client.post("/api/undo", headers=bearer(worker))
+    assert_error(res, 404, "no answer to undo")
+    first = svc.task(worker)
+    res = svc.client.post("/api/votes", json=vote_body(first, "illegible"), headers=bearer(worker))
+    assert res.status_code == 200 and res.json()["progress"]["done"] == 1
+    assert svc.store.progress("u1").rejected == 1  # k = 1: one "can't tell" rejects the pair
+    res = svc.client.post("/api/undo", headers=bearer(worker))
+    assert res.status_code == 200, res.text
+    again = res.json()
+    assert again["task"]["pair_id"] == first["pair_id"] and again["progress"]["done"] == 0
+    progress = svc.store.progress("u1")
+    assert progress.rejected == 0 and progress.votes == 0 and len(svc.store.vote_records("u1")) == 0
+    # answered again (differently), then the second pair: the batch closes, answers are final
+    res = svc.client.post(
+        "/api/votes", json=vote_body(again["task"], "left_more"), headers=bearer(worker)
+    )
+    second = res.json()["task"]
+    assert second["pair_id"] != first["pair_id"]
+    svc.client.post("/api/votes", json=vote_body(second, "equal"), headers=bearer(worker))
+    assert svc.store.progress("u1").state == "closed"
+    assert_error(svc.client.post("/api/undo", headers=bearer(worker)), 409, "closed")
+    answers = [r["choice"] for r in svc.store.vote_records("u1")]
+    assert answers == ["left_more", "equal"]
+
+
+def test_instructions_show_definitions_and_solved_examples(svc: Service) -> None:
+    body = batch_body("ex1", 2, new_annotators=1, seed=6)
+    body["images"]["ex1-e0"] = body["images"]["ex1-i0"]
+    body["examples"] = [
+        {"attribute": "smile", "a": "ex1-e0", "b": "ex1-i2", "answer": 1, "note": "teeth show"}
+    ]
+    res = svc.client.post("/api/admin/batches", json=body, headers=bearer(svc.admin))
+    assert res.status_code == 200, res.text
+    worker = token_of(res.json()["links"][0]["link"])
+    res = svc.client.get("/api/instructions/ex1", headers=bearer(worker))
+    assert res.status_code == 200, res.text
+    got = res.json()
+    assert got["definitions"] == {"smile": "how widely the mouth smiles"}
+    (ex,) = got["examples"]
+    assert (ex["answer"], ex["note"]) == (1, "teeth show")
+    # the example's image is served to whoever may work on the batch, before any assignment
+    png = svc.client.get(ex["a_url"], headers=bearer(worker))
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    # but not to an annotator invited elsewhere, nor its instructions
+    outsider = svc.workers[0]
+    assert svc.client.get(ex["a_url"], headers=bearer(outsider)).status_code == 404
+    assert_error(svc.client.get("/api/instructions/ex1", headers=bearer(outsider)), 404)
+
+
+@pytest.mark.parametrize(
+    ("example", "field"),
+    [
+        ({"attribute": "smile", "a": "nope", "b": "ex2-i0", "answer": 1}, "examples"),
+        ({"attribute": "size", "a": "ex2-i1", "b": "ex2-i0", "answer": 1}, "examples"),
+        ({"attribute": "smile", "a": "ex2-i1", "b": "ex2-i0", "answer": True}, "answer"),
+        ({"attribute": "smile", "a": "ex2-i1", "b": "ex2-i0", "answer": 2}, "answer"),
+    ],
+)
+def test_a_bad_example_is_refused_naming_it(
+    svc: Service, example: dict[str, Any], field: str
+) -> None:
+    body = batch_body("ex2", 2, seed=6)
+    body["examples"] = [example]
+    res = svc.client.post("/api/admin/batches", json=body, headers=bearer(svc.admin))
+    assert res.status_code in (400, 422), res.text
+    assert field in res.json()["error"]
+    assert "ex2" not in [p.batch for p in svc.store.batches()]

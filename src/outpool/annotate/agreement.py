@@ -28,16 +28,17 @@ def krippendorff_alpha(votes: VoteTable) -> float | None:
     if len(pairable) < 2:
         return None
     # the coincidence matrix: within each pair, every ordered pair of its m votes, weight 1/(m-1)
-    coincide: Counter[tuple[int, int]] = Counter()
+    coincide: dict[tuple[int, int], float] = {}
     for counts in pairable:
         m = sum(counts.values())
         for c, n_c in counts.items():
             for k, n_k in counts.items():
-                coincide[(c, k)] += n_c * (n_k - (c == k)) / (m - 1)
+                value = n_c * (n_k - (c == k)) / (m - 1)
+                coincide[(c, k)] = coincide.get((c, k), 0.0) + value
     n = sum(coincide.values())
-    totals: Counter[int] = Counter()
+    totals: dict[int, float] = {}
     for (c, _), value in coincide.items():
-        totals[c] += value
+        totals[c] = totals.get(c, 0.0) + value
     observed = sum(v for (c, k), v in coincide.items() if c != k)
     expected = (n * n - sum(t * t for t in totals.values())) / (n - 1)
     if expected <= 0:

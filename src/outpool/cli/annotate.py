@@ -125,8 +125,9 @@ def cmd_request(args: argparse.Namespace) -> int:
     dataset = Dataset.load(args.dataset)
     pairs = _pairs(dataset, args.pairs, args.dataset)
     check = _pairs(dataset, args.check, args.dataset) if args.check else None
+    examples = _pairs(dataset, args.examples, args.dataset) if args.examples else None
     name = args.batch or f"{dataset.name}-{Path(args.pairs).stem}"
-    spec = BatchSpec.from_pairs(name, dataset, pairs, check=check)
+    spec = BatchSpec.from_pairs(name, dataset, pairs, check=check, examples=examples)
     people = _people(args, spec.definitions)
     result = people.label_batch(spec)
     out_name = args.name or f"{Path(args.pairs).stem}_people"
@@ -180,6 +181,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         try:
             spec = store.batch_spec(args.batch)
             records = store.vote_records(args.batch)
+            labels = aggregate(
+                args.method,
+                store.votes(args.batch),
+                store.pair_ids(args.batch),
+                min_agreement=args.min_agreement,
+            )
             store.record("cli", f"export {args.format}", args.batch)
         finally:
             store.close()
@@ -189,7 +196,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         spec = BatchSpec.from_pairs(
             args.batch or f"{dataset.name}-{Path(args.pairs).stem}", dataset, pairs
         )
-        records = None
+        records, labels = None, None
     else:
         raise ConfigError("give a DATASET (with --pairs) or --db URL --batch NAME")
     if args.format == "votes":
@@ -198,8 +205,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         n = export_vote_records(records, args.out)
         print(json_text({"votes": n, "out": str(args.out)}))
         return 0
+    extra = {"labels": labels} if args.format == "label-studio" else {}
     out = EXPORTS[args.format](
-        spec, args.out, seed=args.seed, image_base_url=args.image_base_url, overwrite=args.force
+        spec,
+        args.out,
+        seed=args.seed,
+        image_base_url=args.image_base_url,
+        overwrite=args.force,
+        **extra,
     )
     print(
         json_text({"batch": spec.name, "pairs": len(spec), "format": args.format, "out": str(out)})
@@ -324,6 +337,9 @@ def add_parser(sub: Any) -> None:
     req.add_argument("dataset", type=Path, help="dataset folder")
     req.add_argument("--pairs", required=True, help="pair table name or pair CSV to label")
     req.add_argument("--check", help="pair table / CSV of labelled check pairs")
+    req.add_argument(
+        "--examples", help="pair table / CSV of labelled pairs the instructions show as solved"
+    )
     req.add_argument("--server", required=True, help="the service's URL")
     req.add_argument("--batch", help="batch name (default DATASET-PAIRS)")
     people_args(req)
@@ -342,7 +358,8 @@ def add_parser(sub: Any) -> None:
         "export",
         help="write a batch as Label Studio tasks or an MTurk input CSV",
         description="Export a dataset's pairs, or a stored batch, for Label Studio (tasks.json "
-        "and config.xml with equal and can't-tell choices) or MTurk (input.csv and "
+        "and config.xml with equal and can't-tell choices; a stored batch's aggregated labels "
+        "come as annotations by 'outpool-aggregate', to review there) or MTurk (input.csv and "
         "layout.html); or a stored batch's votes as CSV (--format votes).",
     )
     exp.add_argument("dataset", type=Path, nargs="?", help="dataset folder (or use --db)")
@@ -354,6 +371,12 @@ def add_parser(sub: Any) -> None:
     exp.add_argument("--image-base-url", help="host images here instead of embedding them")
     exp.add_argument("--seed", type=int, default=0, help="left/right randomisation seed")
     exp.add_argument("--force", action="store_true", help="replace an existing folder")
+    exp.add_argument(
+        "--method", choices=sorted(AGGREGATORS), default="majority", help="aggregation rule"
+    )
+    exp.add_argument(
+        "--min-agreement", type=float, default=0.6, help="prune pairs below this agreement"
+    )
     exp.set_defaults(func=cmd_export)
 
     imp = asub.add_parser(

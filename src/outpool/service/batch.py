@@ -24,6 +24,18 @@ NO_CHECK = -9  # check_answer of an ordinary pair (a check pair has +1, -1 or 0)
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
+@dataclass(frozen=True)
+class Example:
+    """A solved pair shown in the instructions: ``answer`` +1 (a shows the attribute more),
+    -1 (b more) or 0 (equal), and an optional ``note`` saying why."""
+
+    attribute: str
+    a: str
+    b: str
+    answer: int
+    note: str = ""
+
+
 @dataclass(frozen=True, eq=False)
 class BatchSpec:
     """P pairs to label, one attribute each.
@@ -34,7 +46,8 @@ class BatchSpec:
     definitions: attribute name -> short definition shown to annotators (may be empty);
     check_answer: (P,) int8, the known label of a check pair (+1 a more, -1 b more, 0 equal)
     or ``NO_CHECK`` for an ordinary pair. Check pairs catch careless annotators; their votes
-    never become labels.
+    never become labels;
+    examples: solved pairs the instructions show (their images are in ``images`` too).
     """
 
     name: str
@@ -45,6 +58,7 @@ class BatchSpec:
     images: Mapping[str, np.ndarray]
     definitions: Mapping[str, str] = field(default_factory=dict)
     check_answer: np.ndarray | None = None
+    examples: tuple[Example, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -75,8 +89,20 @@ class BatchSpec:
             raise DataError(f"must be one of {LABELS} or {NO_CHECK}", field="check_answer")
         if check.size and (check != NO_CHECK).all():
             raise DataError("a batch needs at least one ordinary pair", field="check_answer")
-        # Only the images the pairs show: nothing else is stored or served.
+        examples = tuple(self.examples)
+        for i, ex in enumerate(examples):
+            if ex.answer not in LABELS or ex.a == ex.b or ex.attribute not in cols["attribute"]:
+                raise DataError(
+                    f"example {i}: needs two different images, an answer in {LABELS} and an "
+                    "attribute the batch asks about",
+                    field="examples",
+                )
+            for side in (ex.a, ex.b):
+                if side not in self.images:
+                    raise DataError(f"no image for id {side!r}", field="examples")
+        # Only the images the pairs and examples show: nothing else is stored or served.
         used = set(cols["a"].tolist()) | set(cols["b"].tolist())
+        used |= {side for ex in examples for side in (ex.a, ex.b)}
         images = {key: img for key, img in self.images.items() if key in used}
         for side in ("a", "b"):
             missing = sorted(set(cols[side].tolist()) - self.images.keys())
@@ -90,6 +116,7 @@ class BatchSpec:
         for name, arr in cols.items():
             object.__setattr__(self, name, arr)
         object.__setattr__(self, "check_answer", check)
+        object.__setattr__(self, "examples", examples)
         object.__setattr__(self, "images", images)
         object.__setattr__(
             self, "definitions", {str(k): str(v) for k, v in self.definitions.items()}
@@ -111,6 +138,8 @@ class BatchSpec:
             h.update(key.encode() + str(img.shape).encode() + img.tobytes())
         for key in sorted(self.definitions):
             h.update(f"{key}\x1f{self.definitions[key]}\x1e".encode())
+        for ex in self.examples:
+            h.update(f"{ex.attribute}\x1f{ex.a}\x1f{ex.b}\x1f{ex.answer}\x1f{ex.note}\x1e".encode())
         return h.hexdigest()
 
     @property
@@ -127,11 +156,14 @@ class BatchSpec:
         pairs: PairTable,
         *,
         check: PairTable | None = None,
+        examples: PairTable | None = None,
     ) -> BatchSpec:
-        """The pairs of a dataset's pair table; ``check`` pairs (labelled) are added as checks."""
+        """The pairs of a dataset's pair table; ``check`` pairs (labelled) are added as checks,
+        ``examples`` (labelled) are shown in the instructions."""
         tables = [pairs] if check is None else [pairs, check]
         every = PairTable.concat(tables)
-        ids = np.unique(np.concatenate([every.a, every.b]))
+        shown = every if examples is None else PairTable.concat([every, examples])
+        ids = np.unique(np.concatenate([shown.a, shown.b]))
         images = dict(zip(ids.tolist(), dataset.lookup(ids), strict=True))
         answers = np.full(len(every), NO_CHECK, dtype=np.int8)
         if check is not None:
@@ -145,6 +177,14 @@ class BatchSpec:
             images=images,
             definitions={a.name: a.description for a in dataset.attributes},
             check_answer=answers,
+            examples=()
+            if examples is None
+            else tuple(
+                Example(str(t), str(a), str(b), int(y))
+                for t, a, b, y in zip(
+                    examples.attribute, examples.a, examples.b, examples.label, strict=True
+                )
+            ),
         )
 
     @classmethod

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from outpool.annotate.protocol import LabelResult
 from outpool.annotate.votes import (
     COLUMNS as VOTE_COLUMNS,
 )
@@ -48,6 +49,7 @@ from outpool.annotate.votes import (
     Vote,
     VoteTable,
     answer_from_display,
+    display_from_answer,
 )
 from outpool.data.images import read_header, read_rows
 from outpool.errors import DataError
@@ -235,6 +237,28 @@ def label_studio_config() -> str:
     return ET.tostring(view, encoding="unicode") + "\n"
 
 
+AGGREGATED_BY = "outpool-aggregate"  # the annotator of an aggregated label in Label Studio
+
+
+def aggregated_annotation(label: int, agreement: float, votes: int, swapped: bool) -> dict:
+    """A Label Studio annotation holding an aggregated label: the comparison as the task shows
+    it (left/right after the swap), a confidence from the agreement (all votes agree: very; at
+    least two thirds: somewhat; else not), and a rationale that says it was aggregated."""
+    choice = display_from_answer(label, swapped)
+    level = "very" if agreement >= 1.0 else "somewhat" if agreement >= 2 / 3 else "not"
+    text = f"aggregated from {votes} votes ({100 * agreement:.0f}% agree)"
+    region = {"to_name": "left", "type": "choices"}
+    return {
+        "completed_by": AGGREGATED_BY,
+        "result": [
+            {**region, "from_name": "comparison", "value": {"choices": [COMPARISON[choice]]}},
+            {**region, "from_name": "confidence", "value": {"choices": [CONFIDENCE[level]]}},
+            {"from_name": "rationale", "to_name": "left", "type": "textarea",
+             "value": {"text": [text]}},
+        ],
+    }  # fmt: skip
+
+
 def export_label_studio(
     batch: BatchSpec,
     out_dir: str | Path,
@@ -242,13 +266,31 @@ def export_label_studio(
     seed: int = 0,
     image_base_url: str | None = None,
     overwrite: bool = False,
+    labels: LabelResult | None = None,
 ) -> Path:
     """Write ``tasks.json`` and ``config.xml`` (and ``images/`` with ``image_base_url``) into
-    ``out_dir``, atomically; a non-empty ``out_dir`` is an error unless ``overwrite``.
-    Returns ``out_dir``."""
+    ``out_dir``, atomically; a non-empty ``out_dir`` is an error unless ``overwrite``. With
+    ``labels`` (a stored batch's aggregated votes), each pair with an accepted label carries it
+    as an annotation by ``AGGREGATED_BY``, to review or correct in Label Studio. Returns
+    ``out_dir``."""
+    accepted: dict[str, dict[str, Any]] = {}
+    if labels is not None:
+        for i, pair in enumerate(labels.pair_ids.tolist()):
+            if labels.status[i] == "accepted":
+                accepted[str(pair)] = {
+                    "label": int(labels.label[i]),
+                    "agreement": float(labels.agreement[i]),
+                    "votes": int((labels.votes.pair_id == pair).sum()),
+                }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         urls = _image_urls(batch, tmp, image_base_url)
-        tasks = [{"data": data} for data in _tasks(batch, urls, seed)]
+        tasks: list[dict[str, Any]] = []
+        for data in _tasks(batch, urls, seed):
+            task: dict[str, Any] = {"data": data}
+            found = accepted.get(data["pair_id"])
+            if found is not None:
+                task["annotations"] = [aggregated_annotation(**found, swapped=data["swapped"])]
+            tasks.append(task)
         (tmp / LS_TASKS).write_text(
             json_text(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
         )

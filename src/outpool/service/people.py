@@ -11,6 +11,7 @@ restarting loses any.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import sys
 import time
@@ -164,6 +165,7 @@ class PeopleAnnotator:
                 key: base64.b64encode(encode_png(img)).decode() for key, img in spec.images.items()
             },
             "definitions": spec.definitions,
+            "examples": [dataclasses.asdict(ex) for ex in spec.examples],
             "k": self.config.k,
             "lease_s": self.config.lease_s,
             "check_every": self.config.check_every,

@@ -85,6 +85,30 @@ class PairIn(_Strict):
         return value
 
 
+class SkipIn(_Body):
+    """Give back a held pair unanswered (it goes to someone else)."""
+
+    batch: str = Field(min_length=1, max_length=100)
+    pair_id: str = Field(min_length=1, max_length=200)
+
+
+class ExampleIn(_Strict):
+    """A solved pair for the instructions: ``answer`` +1 a more, -1 b more, 0 equal."""
+
+    attribute: str = Field(min_length=1, max_length=100)
+    a: str = Field(min_length=1, max_length=200, pattern=_ID)
+    b: str = Field(min_length=1, max_length=200, pattern=_ID)
+    answer: Literal[1, -1, 0]
+    note: str = Field(default="", max_length=500)
+
+    @field_validator("answer", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be 1, -1 or 0, not a boolean")
+        return value
+
+
 class BatchIn(_Body):
     """A new batch: pairs, their images as base64 PNG, and how many votes each pair needs."""
 
@@ -92,6 +116,7 @@ class BatchIn(_Body):
     pairs: list[PairIn] = Field(min_length=1, max_length=200_000)
     images: dict[str, str]  # image id -> base64 PNG (any size; shown scaled)
     definitions: dict[str, str] = Field(default_factory=dict)
+    examples: list[ExampleIn] = Field(default_factory=list, max_length=50)
     k: int = Field(default=5, ge=1, le=100)
     lease_s: float = Field(default=600.0, gt=0, le=7 * 86_400)
     check_every: int = Field(default=10, ge=1, le=10_000)

@@ -33,10 +33,10 @@ from outpool.annotate.votes import (
 )
 from outpool.errors import OutpoolError
 from outpool.fileio import json_text
-from outpool.service.batch import NO_CHECK, BatchSpec, decode_png, encode_png
+from outpool.service.batch import NO_CHECK, BatchSpec, Example, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -142,6 +142,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         # Version 6: a token may expire (an annotator invited for a week, say).
         "ALTER TABLE annotators ADD COLUMN expires_at DOUBLE PRECISION",
+    ),
+    (
+        # Version 7: a pair an annotator skipped goes to someone else; solved example pairs
+        # for the instructions.
+        "ALTER TABLE assignments ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE examples (
+            batch_id TEXT NOT NULL REFERENCES batches(id),
+            seq INTEGER NOT NULL,
+            attribute TEXT NOT NULL,
+            a TEXT NOT NULL,
+            b TEXT NOT NULL,
+            answer INTEGER NOT NULL,
+            note TEXT NOT NULL,
+            PRIMARY KEY (batch_id, seq))""",
     ),
 )
 KNOWN_TTL_S = 10.0  # how long a process trusts a token it looked up without asking again
@@ -456,6 +470,14 @@ class AnnotationStore:
                     )
                 ],
             )
+            cur.executemany(
+                "INSERT INTO examples (batch_id, seq, attribute, a, b, answer, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (spec.name, i, ex.attribute, ex.a, ex.b, ex.answer, ex.note)
+                    for i, ex in enumerate(spec.examples)
+                ],
+            )
             invited = [
                 _insert_annotator(cur, f"{spec.name} #{i + 1}", "annotator")
                 for i in range(new_annotators)
@@ -481,6 +503,11 @@ class AnnotationStore:
             defs = cur.execute(
                 "SELECT name, definition FROM attributes WHERE batch_id = ?", (batch,)
             ).fetchall()
+            examples = cur.execute(
+                "SELECT attribute, a, b, answer, note FROM examples WHERE batch_id = ? "
+                "ORDER BY seq",
+                (batch,),
+            ).fetchall()
         cols = list(zip(*pairs, strict=True)) if pairs else [(), (), (), (), ()]
         return BatchSpec(
             name=batch,
@@ -491,6 +518,7 @@ class AnnotationStore:
             images={key: decode_png(bytes(png)) for key, png in images},
             definitions=dict(defs),
             check_answer=np.array(cols[4], dtype=np.int8),
+            examples=tuple(Example(t, a, b, int(y), n) for t, a, b, y, n in examples),
         )
 
     def batches(self) -> list[BatchProgress]:
@@ -542,8 +570,8 @@ class AnnotationStore:
             "SELECT s.batch_id, s.pair_id FROM assignments s "
             "JOIN batches b ON b.id = s.batch_id "
             "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
-            "WHERE s.annotator_id = ? AND s.answered = 0 AND s.expires_at > ? "
-            "AND b.state = 'open' AND (p.state = 'open' OR p.is_check = 1) "
+            "WHERE s.annotator_id = ? AND s.answered = 0 AND s.skipped = 0 "
+            "AND s.expires_at > ? AND b.state = 'open' AND (p.state = 'open' OR p.is_check = 1) "
             "ORDER BY s.assigned_at LIMIT 1",
             (annotator.id, now),
         ).fetchone()
@@ -663,7 +691,7 @@ class AnnotationStore:
                 raise Conflict("this submission_id was already used for another answer")
             return Ack(sub.submission_id, int(prior[0]), duplicate=True)
         row = cur.execute(
-            "SELECT s.swapped, s.is_check, s.answered, b.state, b.k, p.state "
+            "SELECT s.swapped, s.is_check, s.answered, b.state, b.k, p.state, s.skipped "
             "FROM assignments s JOIN batches b ON b.id = s.batch_id "
             "JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
             "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
@@ -671,9 +699,11 @@ class AnnotationStore:
         ).fetchone()
         if row is None:
             raise NotFound("no such task for this annotator")
-        swapped, is_check, answered, state, k, pair_state = row
+        swapped, is_check, answered, state, k, pair_state, skipped = row
         if answered:
             raise Conflict("this pair was already answered by this annotator")
+        if skipped:
+            raise Conflict("this pair was skipped; it went to someone else")
         if state != "open":
             raise Conflict(f"batch {sub.batch!r} is closed")
         if not is_check and pair_state != "open":
@@ -717,6 +747,93 @@ class AnnotationStore:
             self._count_vote(cur, sub.batch, sub.pair_id, k, reject=answer == REJECT)
         return Ack(sub.submission_id, int(vote[0]), duplicate=False)
 
+    def skip_and_next(
+        self, annotator: Annotator, batch: str, pair: str, *, now: float | None = None
+    ) -> Task | None:
+        """Give back a pair this annotator holds without answering it: its slot goes to someone
+        else at once, they are never given it again, and an answer to it is refused. Returns
+        their next task."""
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            row = cur.execute(
+                "SELECT s.answered, s.skipped, b.state FROM assignments s "
+                "JOIN batches b ON b.id = s.batch_id "
+                "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
+                (batch, pair, annotator.id),
+            ).fetchone()
+            if row is None:
+                raise NotFound("no such task for this annotator")
+            if row[0]:
+                raise Conflict("this pair was already answered; undo the answer first")
+            if row[2] != "open":
+                raise Conflict(f"batch {batch!r} is closed")
+            cur.execute(
+                "UPDATE assignments SET skipped = 1, expires_at = ? "
+                "WHERE batch_id = ? AND pair_id = ? AND annotator_id = ?",
+                (now, batch, pair, annotator.id),
+            )
+            return self._next_task(cur, annotator, now)
+
+    def undo_last(self, annotator: Annotator, *, now: float | None = None) -> Task:
+        """Take back this annotator's latest answer while its batch is open: the vote is
+        removed, the pair counts one vote fewer (and is open again), and it is theirs to answer
+        again (returned as their task). Each call steps one answer further back."""
+        now = time.time() if now is None else now
+        with self.db.transaction(write=True) as cur:
+            row = cur.execute(
+                "SELECT v.id, v.batch_id, v.pair_id, v.answer, v.is_check, b.state, b.lease_s "
+                "FROM votes v JOIN batches b ON b.id = v.batch_id WHERE v.annotator_id = ? "
+                "ORDER BY v.id DESC LIMIT 1",
+                (annotator.id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound("no answer to undo")
+            vote, batch, pair, answer, is_check, state, lease_s = row
+            if state != "open":
+                raise Conflict(f"batch {batch!r} is closed: its answers are final")
+            cur.execute("DELETE FROM votes WHERE id = ?", (vote,))
+            if not is_check:
+                before = cur.execute(
+                    "SELECT state FROM pairs WHERE batch_id = ? AND id = ?", (batch, pair)
+                ).fetchone()
+                cur.execute(
+                    "UPDATE pairs SET n_votes = n_votes - 1, n_rejects = n_rejects - ?, "
+                    "state = 'open' WHERE batch_id = ? AND id = ?",
+                    (int(answer == REJECT), batch, pair),
+                )
+                if before is not None and before[0] != "open":
+                    cur.execute("UPDATE batches SET n_open = n_open + 1 WHERE id = ?", (batch,))
+            # assigned "long ago": served before the task they were given after answering it
+            cur.execute(
+                "UPDATE assignments SET answered = 0, expires_at = ?, assigned_at = ? "
+                "WHERE batch_id = ? AND pair_id = ? AND annotator_id = ?",
+                (now + lease_s, 0.0, batch, pair, annotator.id),
+            )
+            return self._task(cur, annotator.id, batch, pair)
+
+    def instructions(self, annotator: Annotator, batch: str) -> dict[str, Any]:
+        """The definitions and solved examples of a batch this annotator may work on."""
+        with self.db.transaction(write=False) as cur:
+            allowed = cur.execute(
+                f"SELECT 1 FROM batches b WHERE b.id = ? AND {_MAY_WORK_ON}",
+                (batch, annotator.id, annotator.id),
+            ).fetchone()
+            if allowed is None:
+                raise NotFound(f"no batch named {batch!r} for this annotator")
+            defs = cur.execute(
+                "SELECT name, definition FROM attributes WHERE batch_id = ? ORDER BY name",
+                (batch,),
+            ).fetchall()
+            examples = cur.execute(
+                "SELECT attribute, a, b, answer, note FROM examples WHERE batch_id = ? "
+                "ORDER BY seq",
+                (batch,),
+            ).fetchall()
+        return {
+            "definitions": dict(defs),
+            "examples": [asdict(Example(t, a, b, int(y), n)) for t, a, b, y, n in examples],
+        }
+
     def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, *, reject: bool) -> None:
         # Called only for a pair that is open (``_submit`` refuses the others).
         r = int(reject)
@@ -748,12 +865,15 @@ class AnnotationStore:
                 ).fetchone()
             else:
                 row = cur.execute(
-                    "SELECT i.png FROM images i WHERE i.batch_id = ? AND i.id = ? AND EXISTS ("
+                    "SELECT i.png FROM images i WHERE i.batch_id = ? AND i.id = ? AND (EXISTS ("
                     "SELECT 1 FROM assignments s JOIN pairs p "
                     "ON p.batch_id = s.batch_id AND p.id = s.pair_id "
                     "WHERE s.batch_id = i.batch_id AND s.annotator_id = ? "
-                    "AND (p.a = i.id OR p.b = i.id))",
-                    (batch, image, annotator.id),
+                    "AND (p.a = i.id OR p.b = i.id)) OR EXISTS ("
+                    "SELECT 1 FROM examples e JOIN batches b ON b.id = e.batch_id "
+                    "WHERE e.batch_id = i.batch_id AND (e.a = i.id OR e.b = i.id) "
+                    f"AND {_MAY_WORK_ON}))",
+                    (batch, image, annotator.id, annotator.id, annotator.id),
                 ).fetchone()
         if row is None:
             raise NotFound("no such image")

@@ -3,8 +3,9 @@
 Annotators open ``/a/<token>`` (their own link), see one pair at a time and answer it; admins
 use ``/api/admin/...`` with an admin token to create batches, watch progress, close batches and
 read votes and labels, or the page ``/admin`` (it holds no data: it asks for the admin token and
-sends it in the header) for batches, agreement, annotators and disputed pairs. Every route but none needs a token: without a valid one the answer is
-401, an annotator token on an admin route is 403. Errors are JSON ``{"error": "..."}`` with a
+sends it in the header) for batches, agreement, annotators and disputed pairs. Every other
+route needs a token (``/a/<token>`` carries its own): without a valid one the answer is 401, an
+annotator token on an admin route is 403. Errors are JSON ``{"error": "..."}`` with a
 clear sentence; a traceback never reaches a client.
 """
 
@@ -30,13 +31,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from outpool.annotate.agreement import krippendorff_alpha, most_disputed, votes_per_hour
 from outpool.annotate.aggregate import aggregate, per_annotator_stats
+from outpool.annotate.agreement import krippendorff_alpha, most_disputed, votes_per_hour
 from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT
 from outpool.errors import DataError, OutpoolError
 from outpool.fileio import json_text
-from outpool.service.batch import BatchSpec
-from outpool.service.schemas import AnnotatorIn, BatchIn, VoteIn, printable
+from outpool.service.batch import BatchSpec, Example
+from outpool.service.schemas import AnnotatorIn, BatchIn, SkipIn, VoteIn, printable
 from outpool.service.store import (
     AnnotationStore,
     Annotator,
@@ -105,6 +106,24 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
         ack, task = store.submit_and_next(who, Submission(**body.model_dump()))
         progress = _progress(store, who)
         return JSONResponse({"ack": asdict(ack), "task": _task_json(task), "progress": progress})
+
+    @app.post("/api/skip")
+    def skip(body: SkipIn, who: AnnotatorDep) -> dict[str, Any]:
+        task = store.skip_and_next(who, body.batch, body.pair_id)
+        return {"task": _task_json(task), "progress": _progress(store, who)}
+
+    @app.post("/api/undo")
+    def undo(who: AnnotatorDep) -> dict[str, Any]:
+        task = store.undo_last(who)
+        return {"task": _task_json(task), "progress": _progress(store, who)}
+
+    @app.get("/api/instructions/{batch}")
+    def instructions(batch: str, who: AnnotatorDep) -> dict[str, Any]:
+        found = store.instructions(who, batch)
+        for ex in found["examples"]:
+            ex["a_url"] = f"/api/images/{batch}/{ex['a']}.png"
+            ex["b_url"] = f"/api/images/{batch}/{ex['b']}.png"
+        return found
 
     @app.get("/api/images/{batch}/{image}.png")
     def image(batch: str, image: str, who: Caller) -> Response:
@@ -459,6 +478,7 @@ def _spec(body: BatchIn) -> BatchSpec:
         images=images,
         definitions=body.definitions,
         check_answer=np.array(body.check_answers(), dtype=np.int8),
+        examples=tuple(Example(**e.model_dump()) for e in body.examples),
     )
 
 
@@ -514,7 +534,9 @@ def _batch_report(store: AnnotationStore, batch: str, disputed: int = 12) -> dic
         "agreement": {
             "measure": "Krippendorff's alpha (nominal)",
             "value": None if alpha is None else round(alpha, 3),
-            "pairs_with_two_votes": int(sum(c >= 2 for c in Counter(votes.pair_id.tolist()).values())),
+            "pairs_with_two_votes": int(
+                sum(c >= 2 for c in Counter(votes.pair_id.tolist()).values())
+            ),
         },
         "annotators": people,
         "disputed": [
