@@ -19,7 +19,7 @@ from outpool.models.ranker import RankerConfig
 from outpool.train.evaluate import accuracy_on
 from outpool.train.linear import LinearTrainConfig, fit_weights, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_deepstn, load_ranker, save_ranker
-from outpool.workflows.ranker_runs import evaluate_run, train_run
+from outpool.workflows.ranker_runs import evaluate_run, prefers_deepstn, train_run
 
 TINY_DEEPSTN = RankerTrainConfig(
     model=RankerConfig(width=4), epochs_crop=1, epochs_full=1, device="cpu"
@@ -144,3 +144,14 @@ def test_auto_needs_val_and_unknown_models_are_named(tmp_path: Path) -> None:
         train_run(ds, "bright", TINY_DEEPSTN, tmp_path / "r", model="auto", val=None)
     with pytest.raises(UnknownNameError, match="valid: auto, deepstn, linear"):
         train_run(ds, "bright", TINY_DEEPSTN, tmp_path / "r", model="svm")
+
+
+def test_auto_keeps_deepstn_only_beyond_one_standard_error() -> None:
+    # 20 val pairs: a 10-point lead is about one standard error (about 14 points here): noise
+    assert not prefers_deepstn(80.0, 70.0, 20)
+    assert prefers_deepstn(80.0, 60.0, 20)
+    # 2,000 val pairs: the same 10 points is far beyond the noise
+    assert prefers_deepstn(80.0, 70.0, 2000)
+    assert not prefers_deepstn(70.0, 80.0, 2000)
+    assert not prefers_deepstn(75.0, 75.0, 2000)
+    assert prefers_deepstn(75.0, None, 10)  # no linear figure: nothing to prefer it on

@@ -318,12 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train rankers (one per attribute) into a run folder",
         description="Train a relative-attribute ranker per attribute on a dataset's pair "
         "tables: DeepSTN (default), a linear ranker on simple image features (RankSVM-style, "
-        "seconds; often better on a few hundred pairs) or whichever of the two is better on "
-        "val (--model auto). The linear ranker is fitted in every run and its val accuracy "
-        "reported beside DeepSTN's. Writes OUT/<attribute>/ (config.json, metrics.jsonl per "
-        "stage, checkpoints, ranker.pt: the model chosen, linear.pt, crops.png, curves.png) and "
-        "OUT/summary.json. Running the same command again resumes where it stopped. For "
-        "several GPUs: torchrun --nproc_per_node=N -m outpool.cli train-ranker ...",
+        "seconds; often better on a few hundred pairs) or --model auto (DeepSTN where it is "
+        "better on val beyond the noise, else linear). The linear ranker is fitted in every run "
+        "and its val accuracy reported beside DeepSTN's. Writes OUT/<attribute>/ (config.json, "
+        "metrics.jsonl per stage, checkpoints, ranker.pt: the model chosen, linear.pt, "
+        "crops.png, curves.png) and OUT/summary.json. Running the same command again resumes "
+        "where it stopped. For several GPUs: torchrun --nproc_per_node=N -m outpool.cli "
+        "train-ranker ...",
     )
     tr.add_argument("dataset", help=DATASET_HELP)
     tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
@@ -338,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODELS,
         default="deepstn",
-        help="deepstn (default), linear, or auto: both, ranker.pt the better on val",
+        help="deepstn (default), linear, or auto: both, ranker.pt DeepSTN only where its val "
+        "lead is beyond one standard error",
     )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)

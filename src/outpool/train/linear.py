@@ -110,7 +110,9 @@ def train_linear_ranker(
 
     if val_pairs is None:
         fitted(cfg.default_lambda)
-        return model.eval(), {"model": "linear", "lambda": cfg.default_lambda, "best_val_acc": None}
+        return model.eval(), {
+            "model": "linear", "lambda": cfg.default_lambda, "best_val_acc": None, "val_pairs": 0
+        }  # fmt: skip
     by_lambda: dict[str, float] = {}
     best: tuple[float, float] | None = None  # (accuracy, lambda)
     for lam in sorted(cfg.lambdas, reverse=True):  # ties go to the stronger regularisation
@@ -125,5 +127,6 @@ def train_linear_ranker(
         "lambda": best[1],
         "best_val_acc": round(best[0], 2),
         "val_acc_by_lambda": by_lambda,
+        "val_pairs": int((val_pairs.label != 0).sum()),
     }
     return model.eval(), summary

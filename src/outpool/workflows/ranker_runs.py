@@ -49,8 +49,9 @@ def train_run(
 ) -> dict[str, Any]:
     """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun.
 
-    ``model``: ``deepstn``, ``linear`` (``models/linear.py``) or ``auto`` (both; the better on
-    ``val``). The linear ranker is fitted in every run (seconds) as the reference DeepSTN is
+    ``model``: ``deepstn``, ``linear`` (``models/linear.py``) or ``auto`` (both; DeepSTN only
+    where ``prefers_deepstn`` says its val lead is beyond the noise of the val pairs). The
+    linear ranker is fitted in every run (seconds) as the reference DeepSTN is
     reported beside (``linear.pt``); ``ranker.pt`` is the model chosen, and under ``auto`` a
     DeepSTN that lost is kept as ``deepstn.pt``.
     """
@@ -83,7 +84,7 @@ def train_run(
             pairs = dataset.pairs[val or train].for_attribute(name)
             shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
             save_run_figures(deep, folder, np.asarray(dataset.lookup(shown)), name)
-        if model == "auto" and (lin_acc or 0) > (deep_acc or 0):
+        if model == "auto" and not prefers_deepstn(deep_acc, lin_acc, lin_summary["val_pairs"]):
             results[name] = {
                 "attribute": name, **lin_summary, "deepstn_val_acc": deep_acc,
                 "linear_val_acc": lin_acc,
@@ -104,6 +105,18 @@ def train_run(
     with atomic_path(run / "summary.json") as tmp:
         tmp.write_text(json_text({**kept, **results}, indent=2) + "\n")
     return results
+
+
+def prefers_deepstn(deep_acc: float | None, linear_acc: float | None, n_pairs: int) -> bool:
+    """``--model auto``'s choice, by the one-standard-error rule: the simpler (linear) model
+    unless DeepSTN's val accuracy is higher by more than one standard error of the difference
+    of two accuracies measured on ``n_pairs`` val pairs. On a few val pairs a lead of some
+    points is noise, and the model with far fewer parameters is the safer bet."""
+    if deep_acc is None or linear_acc is None or n_pairs <= 0:
+        return linear_acc is None
+    p, q = deep_acc / 100, linear_acc / 100
+    se = 100 * ((p * (1 - p) + q * (1 - q)) / n_pairs) ** 0.5
+    return deep_acc - linear_acc > se
 
 
 def rankers_in(path: Path) -> dict[str, Path]:
