@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from outpool import config
-from outpool.bench import emit, log, machine, parser, peak_rss_mb
+from outpool.bench import emit, eta_text, log, machine, parser, peak_rss_mb
 from outpool.data.sources.lfw import load_lfw
 from outpool.errors import OutpoolError
 from outpool.fileio import atomic_path, json_text
@@ -131,6 +131,7 @@ def builtin_seeds(
     """One generator per seed; a seed whose ``result.json`` is in ``run/seed_N`` is not run
     again, so an interrupted run resumes where it stopped."""
     per_seed = []
+    started, trained = time.perf_counter(), 0
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             folder = (run or Path(tmp)) / f"seed_{seed}"
@@ -139,6 +140,9 @@ def builtin_seeds(
                 log(f"seed {seed}: done before ({done})")
                 per_seed.append(json.loads(done.read_text()))
                 continue
+            total = trained + len(seeds) - len(per_seed)  # this one and those still to come
+            log(f"{eta_text(trained, total, started, time.perf_counter())} seed {seed}")
+            trained += 1
             cfg = config.load(GeneratorTrainConfig, cfg_file, [f"seed={seed}", *overrides])
             result = builtin(seed, cfg, folder, n_z, None)
             with atomic_path(done) as out:

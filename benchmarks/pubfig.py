@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from outpool import config
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import emit, eta_text, log, machine, parser
 from outpool.data import Dataset
 from outpool.data.sources.pubfig import load_pubfig, ordering_accuracy, ranksvm_baseline
 from outpool.models.tensors import pick_device
@@ -121,9 +121,8 @@ def main() -> None:
             for view, acc in accs.items():
                 accuracy.setdefault(view, {n: [] for n in names})[name].append(acc)
             others = ", ".join(f"{v} {a:.2f}%" for v, a in accs.items() if v != "configured")
-            spent = time.perf_counter() - started
             log(
-                f"[{i}/{len(jobs)}, about {spent / i * (len(jobs) - i) / 60:.0f} min left] "
+                f"{eta_text(i, len(jobs), started, time.perf_counter())} "
                 f"seed {seed}: {name} {accs['configured']:.2f}% ({others}; "
                 f"RankSVM {baseline[name]:.2f}%)"
             )

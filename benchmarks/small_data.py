@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from outpool import config
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import emit, eta_text, log, machine, parser
 from outpool.data import Dataset, PairTable
 from outpool.data.sources.lfw import load_lfw
 from outpool.data.sources.pubfig import load_pubfig, ordering_accuracy
@@ -194,10 +194,8 @@ def main() -> None:
                          "auto_chose": summary["model"]}
                     )  # fmt: skip
                 done += 1
-                spent = time.perf_counter() - started
                 log(
-                    f"[{done}/{jobs}, about {spent / done * (jobs - done) / 60:.0f} min left] "
-                    f"{name} seed {seed}: "
+                    f"{eta_text(done, jobs, started, time.perf_counter())} {name} seed {seed}: "
                     + ", ".join(
                         f"{m} {np.mean([v[-1] for v in acc[m].values()]):.2f}%" for m in MODELS
                     )

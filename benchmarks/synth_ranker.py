@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from outpool import config
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import emit, eta_text, log, machine, parser
 from outpool.models.tensors import pick_device
 from outpool.synth import SynthConfig, build
 from outpool.train.evaluate import accuracy_on
@@ -41,9 +41,9 @@ def main() -> None:
     fine: dict[str, float] = {}
     val: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            log(f"training '{name}' ...")
-            model, summary = train_ranker(dataset, name, cfg, Path(tmp) / name, progress=False)
+        for i, name in enumerate(names):
+            log(f"{eta_text(i, len(names), started, time.perf_counter())} training '{name}' ...")
+            model, summary = train_ranker(dataset, name, cfg, Path(tmp) / name, progress=True)
             val[name] = round(float(summary["best_val_acc"]), 2)
             for table, out in (("test", test), ("test_fine", fine)):
                 pairs = dataset.pairs[table].for_attribute(name)

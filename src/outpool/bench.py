@@ -1,5 +1,7 @@
-"""Shared plumbing of the benchmarks in ``benchmarks/``: machine description, peak memory, the
-one-JSON-object-last output contract (ARCHITECTURE.md, "Benchmarks")."""
+"""Shared plumbing of long work: the benchmarks' machine description, peak memory and
+one-JSON-object-last output contract (ARCHITECTURE.md, "Benchmarks"), and progress for long
+loops: a bar with a total and an ETA on stderr that writes one line every 30 s in a log file
+instead of ten a second, and an ETA line for loops that print a line per item."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import os
 import platform
 import resource
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from tqdm import tqdm
 
 from outpool.fileio import atomic_path, json_text
 
@@ -72,3 +76,22 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"a shard I/N needs 0 <= I < N, got {text!r}")
     return i, n
+
+
+T = TypeVar("T")
+
+
+def progress_bar(items: Iterable[T], desc: str, **kwargs: Any) -> tqdm:
+    """``items`` with a bar labelled ``desc`` (no bar where ``desc`` is empty); ``kwargs`` go to
+    tqdm (``total``, ``unit``, ``leave``...)."""
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
+    return tqdm(items, desc=desc, disable=not desc, file=sys.stderr, **kwargs)
+
+
+def eta_text(done: int, total: int, started: float, now: float) -> str:
+    """``[done/total, about N min left]``: the time left at the mean pace so far (for loops
+    whose items each print a line, such as a benchmark's runs or a grid's cells)."""
+    if done <= 0:
+        return f"[{done}/{total}]"
+    left = (now - started) / done * (total - done)
+    return f"[{done}/{total}, about {left / 60:.0f} min left]"

@@ -54,7 +54,7 @@ def test_whole_frame_when_crop_is_one() -> None:
 
 
 def test_bad_config() -> None:
-    with pytest.raises(UnknownNameError, match="valid: small"):
+    with pytest.raises(UnknownNameError, match="valid: resnet18, small"):
         AttributeNetConfig(backbone="resnet")
     with pytest.raises(ConfigError, match="crop"):
         AttributeNetConfig(crop=0.1)

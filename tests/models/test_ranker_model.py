@@ -277,7 +277,7 @@ def test_unknown_backbone_lists_the_valid_ones() -> None:
         DeepSTN(RankerConfig(backbone="resnet9000", width=4))
     assert "resnet9000" in str(err.value)
     assert "small" in str(err.value)
-    assert err.value.valid == ["small"]
+    assert err.value.valid == ["resnet18", "small"]
 
 
 def test_each_stage_trains_its_own_head() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from outpool.annotate import SimulatedCrowd
 from outpool.annotate.protocol import Annotator
+from outpool.bench import eta_text
 from outpool.config import to_dict
 from outpool.creators import CREATORS
 from outpool.creators.screen import LegibilityScreen, fit_screen
@@ -185,8 +186,9 @@ def run_experiment(
     todo = [c for c in mine if c.key not in done]
     log(f"{len(grid)} cells; this shard {len(mine)}, {len(mine) - len(todo)} already done")
     waiting: list[WaitingForLabels] = []
+    started = time.perf_counter()
     for i, cell in enumerate(todo, 1):
-        log(f"[{i}/{len(todo)}] {cell.key} ...")
+        log(f"{eta_text(i - 1, len(todo), started, time.perf_counter())} next: {cell.key} ...")
         with try_exclusive(run / "cells" / f"{cell.key}.lock") as ours:
             if not ours or cell.key in {cell_key(r) for r in read_rows(results)}:
                 log("  done or running in another process: skipped")

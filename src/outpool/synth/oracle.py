@@ -31,8 +31,8 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from outpool.bench import progress_bar
 from outpool.fileio import atomic_path, default_cache_dir
 from outpool.synth import renderer, shoe
 from outpool.synth.renderer import Nuisance, render
@@ -399,8 +399,10 @@ def _calibration(
         pass  # compute it again; a damaged cache must never break the oracle
     rng = np.random.default_rng(seed)
     truth = rng.uniform(0, 1, (n, len(shoe.ATTRIBUTE_NAMES))).astype(np.float32)
-    images = render(truth, Nuisance.sample(rng, n), seed=seed)
-    raw = np.concatenate([analyse(images[i : i + 500]).raw for i in range(0, n, 500)])
+    # once per machine (then cached): the bars say how long it takes
+    images = render(truth, Nuisance.sample(rng, n), seed=seed, progress="oracle calibration 1/2")
+    starts = progress_bar(range(0, n, 500), "oracle calibration 2/2", unit="batch")
+    raw = np.concatenate([analyse(images[i : i + 500]).raw for i in starts])
     qs = np.linspace(0, 1, 201)
     raw_q = np.stack([np.nanquantile(raw[:, k], qs) for k in range(raw.shape[1])], 1)
     true_q = np.stack([np.quantile(truth[:, k], qs) for k in range(raw.shape[1])], 1)
@@ -456,7 +458,7 @@ class PixelOracle:
             )
         values, legibility = [], []
         starts = range(0, len(images), self.chunk)
-        bar = tqdm(starts, desc="oracle", unit="chunk", disable=not self.progress, leave=False)
+        bar = progress_bar(starts, "oracle" if self.progress else "", unit="chunk", leave=False)
         for start in bar:
             a = analyse(images[start : start + self.chunk])
             v = calibrated(a.raw)

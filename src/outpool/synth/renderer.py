@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from outpool.bench import progress_bar
 from outpool.synth import shoe
 
 NUISANCE_FACTORS = ("pose", "background", "lighting", "material", "noise")
@@ -196,10 +197,12 @@ def render(
     *,
     seed: int = 0,
     batch_size: int = 500,
+    progress: str = "",
 ) -> np.ndarray:
     """Render shoes: ``attrs`` (N, 6) in [0, 1] (columns in ``shoe.ATTRIBUTE_NAMES`` order).
 
     Returns (N, 64, 64, 3) uint8. Deterministic given ``seed`` (which only drives sensor noise).
+    ``progress``: a label for a progress bar on stderr ("" for none).
     """
     attrs = np.clip(np.asarray(attrs, np.float32), 0.0, 1.0)
     if attrs.ndim != 2 or attrs.shape[1] != len(shoe.ATTRIBUTE_NAMES):
@@ -209,7 +212,8 @@ def render(
     rng = np.random.default_rng(seed)
     out = np.empty((len(attrs), shoe.CANVAS, shoe.CANVAS, 3), np.uint8)
     with torch.no_grad():
-        for start in range(0, len(attrs), batch_size):
+        starts = range(0, len(attrs), batch_size)
+        for start in progress_bar(starts, progress, unit="batch"):
             sl = slice(start, start + batch_size)
             out[sl] = _render_batch(attrs[sl], nuisance.subset(sl), rng)
     return out

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from outpool.bench import progress_bar
 from outpool.errors import DataError
 from outpool.fileio import atomic_path, json_text
 
@@ -189,14 +189,11 @@ class Trainer:
                 m.train()
             sums: dict[str, float] = {}
             count = 0
-            bar = tqdm(
+            bar = progress_bar(
                 self.batches(epoch),
-                desc=f"{self.desc} epoch {epoch + 1}/{self.epochs}",
+                f"{self.desc} epoch {epoch + 1}/{self.epochs}" if self.progress else "",
                 # epochs are (about) the same size: the last one's gives a total and an ETA
                 total=self._epoch_steps,
-                # a log file (not a terminal) gets a line every 30 s, not ten a second
-                mininterval=0.1 if sys.stderr.isatty() else 30.0,
-                disable=not self.progress,
                 leave=False,
                 unit="batch",
             )

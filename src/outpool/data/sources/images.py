@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
+from outpool.bench import progress_bar
 from outpool.data.images import IMAGE_SIZE
 from outpool.errors import DataError, UnknownNameError
 from outpool.fileio import atomic_path, default_cache_dir, json_text
@@ -234,13 +233,11 @@ def load_images_skipping(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         try:
             # map re-raises the first failure in file order, so the error is deterministic
-            for _ in tqdm(
+            for _ in progress_bar(
                 pool.map(one, range(len(files))),
+                f"decoding {source} images" if len(files) > PROGRESS_MIN else "",
                 total=len(files),
-                desc=f"decoding {source} images",
                 unit="img",
-                file=sys.stderr,
-                disable=len(files) <= PROGRESS_MIN,
             ):
                 pass
         except BaseException:

@@ -1,0 +1,32 @@
+"""Progress helpers: the ETA line and the bar that goes quiet in a log file."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from outpool.bench import eta_text, progress_bar
+
+
+def test_eta_text_from_the_pace_so_far() -> None:
+    assert eta_text(0, 10, 0.0, 5.0) == "[0/10]"
+    assert eta_text(2, 10, 0.0, 240.0) == "[2/10, about 16 min left]"  # 2 min each, 8 to go
+    assert eta_text(10, 10, 0.0, 600.0) == "[10/10, about 0 min left]"
+
+
+def test_progress_bar_has_a_total_and_is_off_without_a_label(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert list(progress_bar(range(3), "work", unit="step")) == [0, 1, 2]
+    assert "work" in err.getvalue() and "3/3" in err.getvalue()
+    quiet = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert list(progress_bar(range(3), "")) == [0, 1, 2]
+    assert quiet.getvalue() == ""
+    bar = progress_bar(range(3), "log")
+    assert bar.mininterval == 30.0  # not a terminal: a line every 30 s at most
+    bar.close()
