@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from outpool.annotate.votes import EQUAL, MORE_A, MORE_B, REJECT, display_from_answer
-from outpool.service.batch import BatchSpec, decode_png
+from outpool.service.batch import BatchSpec, Example, decode_png
 from outpool.service.db import Cursor
 from outpool.service.store import (
     SCHEMA_VERSION,
@@ -740,3 +740,57 @@ def test_concurrent_annotators_never_over_assign(
     finally:
         for s in stores:
             s.close()
+
+
+# -- skip, undo, examples (both backends) ------------------------------------------------------
+
+
+def test_skip_frees_the_slot_and_undo_reopens_a_finished_pair(
+    make_spec: MakeSpec, store: AnnotationStore
+) -> None:
+    store.create_batch(make_spec("b1", 2), k=1)
+    ann, bob = store.create_annotator("ann")[0], store.create_annotator("bob")[0]
+    held = store.next_task(ann)
+    assert held is not None
+    after = store.skip_and_next(ann, "b1", held.pair_id)
+    assert after is not None and after.pair_id != held.pair_id
+    with pytest.raises(Conflict, match="skipped"):
+        store.submit(ann, submission(held))
+    assert store.next_task(bob).pair_id == held.pair_id  # the slot went back at once
+    # ann answers the other pair (k = 1: it is done), then takes the answer back
+    answer(store, ann, after, "left_more")
+    assert store.progress("b1").done == 1
+    again = store.undo_last(ann)
+    assert again.pair_id == after.pair_id
+    progress = store.progress("b1")
+    assert (progress.done, progress.votes) == (0, 0)
+    assert store.next_task(ann).pair_id == after.pair_id  # theirs to answer again
+    answer(store, ann, again, "equal")
+    answer(store, bob, store.next_task(bob) or held, "equal")
+    assert store.progress("b1").state == "closed"
+    with pytest.raises(Conflict, match="closed"):
+        store.undo_last(ann)
+    assert sorted(r["choice"] for r in store.vote_records("b1")) == ["equal", "equal"]
+    with pytest.raises(NotFound, match="no answer"):
+        store.undo_last(store.create_annotator("cal")[0])
+
+
+def test_examples_are_stored_and_their_images_served_to_the_team(
+    make_spec: MakeSpec, store: AnnotationStore
+) -> None:
+    spec = make_spec("b1", 2)
+    examples = (Example("red", "i000", "i003", -1, "the right one is redder"),)
+    spec = BatchSpec(spec.name, spec.ids, spec.attribute, spec.a, spec.b, spec.images,
+                     {"red": "how red"}, spec.check_answer, examples)  # fmt: skip
+    store.create_batch(spec, k=1)
+    assert store.batch_spec("b1").examples == examples
+    ann = store.create_annotator("ann")[0]
+    got = store.instructions(ann, "b1")
+    assert got["definitions"] == {"red": "how red"}
+    assert got["examples"] == [
+        {"attribute": "red", "a": "i000", "b": "i003", "answer": -1,
+         "note": "the right one is redder"}
+    ]  # fmt: skip
+    assert store.image_png(ann, "b1", "i003")[:4] == b"\x89PNG"  # before any assignment
+    with pytest.raises(NotFound):
+        store.image_png(ann, "b1", "i002")  # a pair's image, not yet assigned to ann
