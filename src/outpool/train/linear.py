@@ -21,7 +21,7 @@ import torch
 
 from outpool.data import Dataset
 from outpool.errors import ConfigError
-from outpool.models.linear import LinearRanker, LinearRankerConfig
+from outpool.models.linear import LinearRanker, LinearRankerConfig, image_features
 from outpool.models.tensors import to_tensor
 from outpool.train.evaluate import accuracy_on
 from outpool.train.ranker import checked_pairs
@@ -46,8 +46,6 @@ class LinearTrainConfig:
 
 @torch.no_grad()
 def _features(model: LinearRanker, pixels: np.ndarray, batch: int = 512) -> torch.Tensor:
-    from outpool.models.linear import image_features
-
     parts = [
         image_features(to_tensor(pixels[i : i + batch]), model.config)
         for i in range(0, len(pixels), batch)
