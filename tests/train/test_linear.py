@@ -130,6 +130,7 @@ def test_train_run_auto_keeps_the_better_model(tmp_path: Path) -> None:
 
     deep = train_run(ds, "bright", TINY_DEEPSTN, tmp_path / "d", progress=False)["bright"]
     assert deep["model"] == "deepstn" and deep["linear_val_acc"] == r["linear_val_acc"]
+    assert deep["val_pairs"] == r["val_pairs"] > 50  # every summary says what val measured
     assert (tmp_path / "d" / "bright" / "linear.pt").is_file()  # the reference, always
     assert not (tmp_path / "d" / "bright" / "deepstn.pt").exists()
 

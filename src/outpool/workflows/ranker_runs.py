@@ -77,7 +77,8 @@ def train_run(
         )
         deep_acc = summary["best_val_acc"]
         results[name] = {
-            "model": "deepstn", **summary, "deepstn_val_acc": deep_acc, "linear_val_acc": lin_acc
+            "model": "deepstn", **summary, "deepstn_val_acc": deep_acc, "linear_val_acc": lin_acc,
+            "val_pairs": lin_summary["val_pairs"],
         }  # fmt: skip
         if main:
             save_ranker(lin, folder / "linear.pt", attribute=name, record=lin_summary)
