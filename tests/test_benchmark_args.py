@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -222,3 +223,19 @@ def test_small_data_pubfig_subsets_keep_train_and_val_images_apart() -> None:
         small.pubfig_subset(full, 0.1, seed=3).pairs["train"].a.tolist()
         == sub.pairs["train"].a.tolist()
     )  # repeatable from the seed
+
+
+ANNOTATION_CPU = Path(__file__).resolve().parents[1] / "benchmarks" / "annotation_cpu.py"
+
+
+@pytest.mark.slow
+def test_the_annotation_cpu_benchmark_prints_its_split(tmp_path: Path) -> None:
+    assert "--votes and --annotators" in refusal(ANNOTATION_CPU, ["--votes", "0"])
+    done = subprocess.run(
+        [sys.executable, str(ANNOTATION_CPU), "--votes", "30", "--annotators", "3"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["votes"] == 30 and result["db"] == "sqlite"
+    assert 0 < result["store_cpu_ms_per_vote"] < result["app_cpu_ms_per_vote"]
