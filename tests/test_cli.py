@@ -470,6 +470,12 @@ def test_split_writes_disjoint_tables_and_keeps_the_old_ones(
         assert after.pairs[f"{name}_unsplit"].ids.tolist() == before.pairs[name].ids.tolist()
     assert report["other_tables_crossing"]["test_fine"] > 0  # said, and warned about
     assert "warning: pair table 'test_fine' was not split" in err
+    # a split of random pairs over the whole set cuts most of them: said, with what to do
+    total = sum(report["pairs"].values()) + report["dropped_straddling"]
+    assert report["dropped_straddling"] > 0.3 * total
+    assert f"{report['dropped_straddling']} of {total} pairs were dropped" in err
+    if report["pairs"]["val"] < 50:
+        assert f"the val table has {report['pairs']['val']} pairs" in err
     # a second split starts from the originals, which stay as they were
     rc, out, err = run(capsys, "data", "split", ds, "--by", "group", "--seed", "5")
     assert rc == 0, err

@@ -388,9 +388,9 @@ def test_import_folder_fit_and_pair_policies(tmp_path: Path) -> None:
     argv = ["data", "import", spec, "--out", str(out), "--fit", "top"]
     code, stdout, err = run_cli(argv)
     assert code == 0, err
-    assert "outpool: warning: pairs of split 'train': 1 rows repeat an earlier pair" in err
+    assert "outpool: warning: pairs of split 'train': 1 row repeats an earlier pair" in err
     assert "line 7 repeats line 2" in err
-    assert "1 pairs have contradicting labels (2 rows), kept out of training in table " in err
+    assert "1 pair has contradicting labels (2 rows), kept out of training in table " in err
     assert "could not be read and were skipped: stray.png" in err
     assert json.loads(stdout)["pairs"] == {"train": 3, "test": 1, "test_conflicts": 2}
     saved = Dataset.load(out)
@@ -533,3 +533,26 @@ def test_training_into_a_run_of_other_settings_is_refused_and_changes_nothing(
     assert code == 2
     assert "other settings (model.width: 4 -> 8)" in err and "Traceback" not in err
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+
+
+def test_train_ranker_on_a_folder_spec_warns_of_images_in_two_splits(tmp_path: Path) -> None:
+    images, pairs = write_folder_source(tmp_path)  # im3 is in a train pair and a test pair
+    argv = ["train-ranker", f"folder:{images},{pairs}", "--out", str(tmp_path / "r")]
+    code, _, err = run_cli([*argv, "--model", "linear", "--val", "none"])
+    assert code == 0, err
+    assert "outpool: warning: 1 images appear in pairs of two splits (e.g. im3.png)" in err
+    assert "'outpool data split'" in err
+
+
+def test_data_label_with_nothing_accepted_says_so_instead_of_a_next_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outpool.workflows.labelling as labelling
+
+    def none_accepted(*args: object, **kwargs: object) -> dict[str, object]:
+        return {"pairs": "random_crowd", "votes": 100, "accepted": 0, "rejected": 20, "pruned": 0}
+
+    monkeypatch.setattr(labelling, "crowd_label", none_accepted)
+    code, out, err = run_cli(["data", "label", str(tmp_path), "--pairs", "random"])
+    assert code == 0 and json.loads(out)["accepted"] == 0
+    assert "next:" not in err and "accepted none of the random pairs" in err

@@ -84,7 +84,9 @@ T = TypeVar("T")
 def progress_bar(items: Iterable[T], desc: str, **kwargs: Any) -> tqdm:
     """``items`` with a bar labelled ``desc`` (no bar where ``desc`` is empty); ``kwargs`` go to
     tqdm (``total``, ``unit``, ``leave``...)."""
-    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 30.0)
+    if not sys.stderr.isatty():  # a log file: a line every 30 s, and each bar's end stays
+        kwargs.update(mininterval=30.0, leave=True)
+    kwargs.setdefault("mininterval", 0.1)
     return tqdm(items, desc=desc, disable=not desc, file=sys.stderr, **kwargs)
 
 

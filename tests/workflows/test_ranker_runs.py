@@ -11,6 +11,7 @@ import torch
 
 from outpool.cli import main
 from outpool.data import Dataset
+from outpool.errors import DataError
 from outpool.synth import World
 from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.ranker import load_ranker
@@ -160,6 +161,20 @@ def test_eval_on_a_folder_without_rankers(
 
 
 @pytest.mark.slow
+def test_eval_of_rankers_for_attributes_the_dataset_lacks(
+    trained: Path, dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other_run"
+    (other / "Sparkly").mkdir(parents=True)
+    (other / "Sparkly" / "ranker.pt").write_bytes((trained / ATTR / "ranker.pt").read_bytes())
+    capsys.readouterr()
+    assert main(["eval", str(other), str(dataset_dir)]) == 2  # not an empty "accuracy_pct"
+    err = capsys.readouterr().err
+    assert "Sparkly are for attributes dataset" in err and "case-sensitive" in err
+    assert not (other / "eval.json").exists()
+
+
+@pytest.mark.slow
 def test_eval_unknown_pair_table(
     trained: Path, dataset_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -174,6 +189,13 @@ def test_python_api(trained: Path, dataset_dir: Path, small_world: World) -> Non
     dataset = Dataset.load(dataset_dir)
     assert attributes_to_train(dataset, "all") == list(dataset.attribute_names)
     assert attributes_to_train(dataset, ATTR) == [ATTR]
+    # "all" means the attributes the training table has pairs of; an empty table says so
+    one = dataset.pairs["train"].for_attribute(ATTR)
+    dataset.pairs["only"] = one
+    assert attributes_to_train(dataset, "all", "only") == [ATTR]
+    dataset.pairs["none"] = one.subset(np.zeros(len(one), bool))
+    with pytest.raises(DataError, match="'none' has no pairs to train on"):
+        attributes_to_train(dataset, "all", "none")
     found = rankers_in(trained)
     assert found == {ATTR: trained / ATTR / "ranker.pt"}
     assert rankers_in(found[ATTR]) == found

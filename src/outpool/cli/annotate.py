@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,12 @@ def cmd_request(args: argparse.Namespace) -> int:
     # "pending" already says whether the batch is; the pairs without a final answer yet:
     summary |= {("pairs_pending" if s == "pending" else s): n for s, n in counts.items()}
     print(json_text(summary))
+    if result.pending:
+        print(
+            "people are labelling: run the same command again to collect the labels once they "
+            "are done (exit 3 until then)",
+            file=sys.stderr,
+        )
     return 0 if not result.pending else 3
 
 

@@ -27,7 +27,7 @@ from outpool.fileio import check_output_dir, json_text
 from outpool.judges import judge_settings
 from outpool.rounds.protocols import WaitingForLabels
 from outpool.synth import SynthConfig
-from outpool.workflows.ranker_runs import MODELS
+from outpool.workflows.ranker_runs import MODELS, prefers_deepstn
 
 FIT_HELP = (
     "how a frame that is not square becomes square: center (the central square), top (the top "
@@ -104,12 +104,19 @@ def cmd_label(args: argparse.Namespace) -> int:
 
     crowd_cfg = config.load(CrowdConfig, args.config, args.overrides)
     name = args.name or f"{args.pairs}_crowd"
-    print(json_text(crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)))
-    # a ranker trains on 'train' unless told: say how to train on the crowd's labels
-    print(
-        f"next: outpool train-ranker {args.dataset} --train {name} --out runs/{name}",
-        file=sys.stderr,
-    )
+    counts = crowd_label(args.dataset, args.pairs, name, crowd_cfg, force=args.force)
+    print(json_text(counts))
+    if counts["accepted"]:  # a ranker trains on 'train' unless told: say how to use these
+        print(
+            f"next: outpool train-ranker {args.dataset} --train {name} --out runs/{name}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"outpool: warning: the crowd accepted none of the {args.pairs} pairs, so "
+            f"'{name}' is empty: nothing to train on",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -137,14 +144,41 @@ def cmd_split(args: argparse.Namespace) -> int:
         f"{dropped} pairs straddled two splits and were dropped",
         file=sys.stderr,
     )
+    kept = sum(report["pairs"].values())
+    if dropped > 0.3 * (kept + dropped):
+        warn(
+            f"{dropped} of {kept + dropped} pairs were dropped: the pairs join images across "
+            "the whole set, so splitting the images cuts many; label pairs within each split, "
+            "or split by group (people, products) where the images have groups"
+        )
+    for split in ("val", "test"):
+        if 0 < report["pairs"][split] < 50:
+            warn(
+                f"the {split} table has {report['pairs'][split]} pairs: its accuracy moves "
+                f"by several points with one pair (--{split} sets its share)"
+            )
     for name, n in report["other_tables_crossing"].items():
         if n:
-            print(
-                f"warning: pair table '{name}' was not split and shares {n} images with the "
-                "new train table",
-                file=sys.stderr,
+            warn(
+                f"pair table '{name}' was not split and shares {n} images with the new train table"
             )
     return 0
+
+
+def warn(message: str) -> None:
+    print(f"outpool: warning: {message}", file=sys.stderr)
+
+
+def warn_leaks(dataset: Dataset, fix: str) -> None:
+    """Say when an image is in pairs of two splits: the test accuracy would partly measure
+    memory."""
+    crossing = leaks(dataset)
+    if crossing:
+        warn(
+            f"{len(crossing)} images appear in pairs of two splits (e.g. "
+            f"{', '.join(crossing[:3])}): a ranker would be tested on images it trained on; "
+            f"{fix}"
+        )
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -161,15 +195,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     )
     dataset.save(args.out, truth=truth, overwrite=args.force)  # truth/: LFW's ranker scores
     counts = {k: len(v) for k, v in dataset.pairs.items()}
-    crossing = leaks(dataset)
-    if crossing:
-        shown = ", ".join(crossing[:3])
-        print(
-            f"warning: {len(crossing)} images appear in pairs of two splits (e.g. {shown}): a "
-            f"ranker would be tested on images it trained on; 'outpool data split {args.out}' "
-            "makes image-disjoint splits",
-            file=sys.stderr,
-        )
+    warn_leaks(dataset, f"'outpool data split {args.out}' makes image-disjoint splits")
     print(
         json_text({"dataset": str(args.out), "images": len(dataset.image_ids()), "pairs": counts})
     )
@@ -224,17 +250,26 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
         )
     if val is not None and val == args.train:
         raise ConfigError(f"--val {val} is the training table: validate on pairs not trained on")
+    if from_env().main:
+        warn_leaks(dataset, "import it and run 'outpool data split' for image-disjoint splits")
     results = train_run(
         dataset, args.attribute, cfg, args.run, train=args.train, val=val, model=args.model
     )
     if from_env().main:  # under torchrun, one report
         print(json_text(results, indent=2))
         for name, r in results.items():
-            if val is not None and args.model != "linear":
-                print(
-                    f"{name}: ranker.pt is {r['model']}; val accuracy DeepSTN "
-                    f"{r['deepstn_val_acc']}%, linear reference {r['linear_val_acc']}%",
-                    file=sys.stderr,
+            if val is None or args.model == "linear":
+                continue
+            deep, lin = r["deepstn_val_acc"], r["linear_val_acc"]
+            print(
+                f"{name}: ranker.pt is {r['model']}; val accuracy DeepSTN {deep:.1f}%, "
+                f"linear reference {lin:.1f}% ({r['val_pairs']} val pairs)",
+                file=sys.stderr,
+            )
+            if args.model == "deepstn" and prefers_deepstn(lin, deep, r["val_pairs"]):
+                warn(
+                    f"{name}: the linear ranker did better on val beyond the noise; "
+                    "--model auto would keep it"
                 )
     return 0
 
@@ -277,6 +312,12 @@ def cmd_create(args: argparse.Namespace) -> int:
         force=args.force,
     )
     print(json_text(summary, indent=2))
+    name = args.name or args.creator
+    print(
+        f"next: outpool data label {args.dataset} --pairs {name} (the simulated crowd), or "
+        f"outpool annotate request {args.dataset} --pairs {name} --server URL (people)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -327,7 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
         "train-ranker ...",
     )
     tr.add_argument("dataset", help=DATASET_HELP)
-    tr.add_argument("--attribute", default="all", help="attribute name, or 'all' (default)")
+    tr.add_argument(
+        "--attribute",
+        default="all",
+        help="attribute name, or 'all' (default: every attribute with pairs in --train)",
+    )
     tr.add_argument("--out", dest="run", type=Path, required=True, help="run folder")
     tr.add_argument("--train", default="train", help="training pair table (default: train)")
     tr.add_argument(
@@ -519,9 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
         "and every later split starts from them.",
     )
     split.add_argument("dataset", type=Path, help="dataset folder")
-    split.add_argument("--by", choices=("image", "group"), default="image", help="what stays whole")
-    split.add_argument("--test", type=float, default=0.3, help="share of images or groups in test")
-    split.add_argument("--val", type=float, default=0.1, help="share of images or groups in val")
+    split.add_argument(
+        "--by",
+        choices=("image", "group"),
+        default="image",
+        help="what stays whole: each image (default), or each group (a person, a product: "
+        "the image table's group column; LFW, PubFig and the built-in world have one, a "
+        "folder: import has none)",
+    )
+    split.add_argument(
+        "--test", type=float, default=0.3, help="share of images or groups in test (default 0.3)"
+    )
+    split.add_argument(
+        "--val", type=float, default=0.1, help="share of images or groups in val (default 0.1)"
+    )
     split.add_argument("--seed", type=int, default=0, help="seed of the draw")
     split.set_defaults(func=cmd_split)
 
@@ -531,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message: Warning | str, *_: object, **__: object) -> None:
-    print(f"outpool: warning: {message}", file=sys.stderr)
+    warn(str(message))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

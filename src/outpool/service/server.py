@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from outpool.service.people import ADMIN_TOKEN_ENV
 from outpool.service.store import AnnotationStore
 from outpool.service.web import ServiceSettings, create_app
 
@@ -23,7 +24,8 @@ def ensure_admin(store: AnnotationStore, out: TextIO | None = None) -> str | Non
         return None
     _, token = store.create_annotator("admin", role="admin")
     print(
-        f"outpool: created the first admin; its token (shown only now) is:\n  {token}",
+        f"outpool: created the first admin; its token (shown only now) is:\n  {token}\n"
+        f"admin commands read it from ${ADMIN_TOKEN_ENV}; the admin page is /admin",
         file=out or sys.stderr,
         flush=True,
     )

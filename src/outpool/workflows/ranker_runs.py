@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,18 @@ from outpool.train.linear import LinearTrainConfig, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_ranker, save_ranker, train_ranker
 
 
-def attributes_to_train(dataset: Dataset, attribute: str) -> list[str]:
-    """``attribute`` itself, or every attribute of the dataset for "all"."""
-    if attribute == "all":
-        return list(dataset.attribute_names)
-    dataset.attribute(attribute)  # unknown -> UnknownNameError listing the valid names
-    return [attribute]
+def attributes_to_train(dataset: Dataset, attribute: str, train: str = "train") -> list[str]:
+    """``attribute`` itself, or for "all" every attribute with pairs in table ``train``."""
+    if attribute != "all":
+        dataset.attribute(attribute)  # unknown -> UnknownNameError listing the valid names
+        return [attribute]
+    if train not in dataset.pairs:
+        raise UnknownNameError("pair table", train, dataset.pairs)
+    present = set(dataset.pairs[train].attributes_present())
+    names = [a for a in dataset.attribute_names if a in present]
+    if not names:
+        raise DataError(f"pair table '{train}' has no pairs to train on")
+    return names
 
 
 MODELS = ("deepstn", "linear", "auto")
@@ -62,7 +69,7 @@ def train_run(
     linear = linear or LinearTrainConfig()
     results: dict[str, Any] = {}
     main = from_env().main  # under torchrun only rank 0 writes
-    for name in attributes_to_train(dataset, attribute):
+    for name in attributes_to_train(dataset, attribute, train):
         folder = run / name
         lin, lin_summary = train_linear_ranker(dataset, name, linear, train=train, val=val)
         lin_acc = lin_summary["best_val_acc"]
@@ -148,10 +155,23 @@ def evaluate_run(
             raise UnknownNameError(
                 "pair table (or image table with strengths)", t, [*dataset.pairs, *ordering]
             )
+    rankers = rankers_in(run)
+    foreign = sorted(set(rankers) - set(dataset.attribute_names))
+    if foreign:
+        message = (
+            f"the run's rankers of {', '.join(foreign)} are for attributes dataset "
+            f"'{dataset.name}' does not have (it has {', '.join(dataset.attribute_names)}; "
+            "names are case-sensitive)"
+        )
+        if len(foreign) == len(rankers):
+            raise DataError(message, path=run)
+        warnings.warn(message + ": left out", stacklevel=2)
     out: dict[str, dict[str, Any]] = {
         t: {"accuracy_pct": {}, "pairs": {}, "interval95_pct": {}} for t in tables
     }
-    for attribute, path in rankers_in(run).items():
+    for attribute, path in rankers.items():
+        if attribute in foreign:
+            continue
         model, _ = load_ranker(path, device=device)
         for t in tables:
             record = out[t]

@@ -200,9 +200,11 @@ def _describe(split: str, report: DuplicateReport, duplicates: str, conflicts: s
     parts = []
     if report.duplicate_rows:
         done = "merged as votes" if duplicates == "merge" else "kept (--duplicates keep)"
+        n = report.duplicate_rows
         parts.append(
-            f"{report.duplicate_rows} rows repeat an earlier pair ({report.reversed_rows} with a "
-            f"and b swapped), {done}: {'; '.join(report.duplicate_examples)}"
+            f"{n} {'row repeats' if n == 1 else 'rows repeat'} an earlier pair "
+            f"({report.reversed_rows} with a and b swapped), {done}: "
+            f"{'; '.join(report.duplicate_examples)}"
         )
     if report.conflicting_rows:
         done = (
@@ -210,8 +212,9 @@ def _describe(split: str, report: DuplicateReport, duplicates: str, conflicts: s
             if conflicts == "exclude"
             else "kept (--conflicts keep)"
         )
+        n = report.conflicting_questions
         parts.append(
-            f"{report.conflicting_questions} pairs have contradicting labels "
+            f"{n} {'pair has' if n == 1 else 'pairs have'} contradicting labels "
             f"({report.conflicting_rows} rows), {done}: {'; '.join(report.conflict_examples)}"
         )
     return f"pairs of split '{split}': " + ". ".join(parts)
