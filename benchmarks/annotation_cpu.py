@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from outpool.bench import emit, log, machine, parser
+from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
 from outpool.service.store import AnnotationStore, Submission
 from outpool.service.web import create_app
@@ -70,7 +71,7 @@ async def app_votes(store: AnnotationStore, n_votes: int, n_people: int) -> tupl
     tokens = [store.create_annotator(f"w{i}")[1] for i in range(n_people)]
 
     async def call(method: str, path: str, token: str, body: Any = None) -> Any:
-        data = b"" if body is None else json.dumps(body).encode()
+        data = b"" if body is None else json_text(body).encode()
         scope = {
             "type": "http", "method": method, "path": path, "raw_path": path.encode(),
             "query_string": b"", "http_version": "1.1", "scheme": "http", "root_path": "",
