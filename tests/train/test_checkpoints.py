@@ -158,35 +158,49 @@ def test_run_record_holds_the_fields_config_seed_version_and_device() -> None:
 def test_write_run_config_writes_the_record_as_json(tmp_path: Path) -> None:
     run_dir = tmp_path / "runs" / "a"  # made if missing
     record = run_record(RunConfig(), torch.device("cpu"), {"attribute": "heel"})
-    write_run_config(run_dir, record)
+    write_run_config(run_dir, record, RunConfig())
     text = (run_dir / "config.json").read_text()
     assert text.endswith("}\n")
     assert json.loads(text) == record
     assert [p.name for p in run_dir.iterdir()] == ["config.json"]
-    write_run_config(run_dir, {"attribute": "open"})  # replaces, never appends
+    write_run_config(run_dir, {"attribute": "open"}, RunConfig())  # replaces, never appends
     assert json.loads((run_dir / "config.json").read_text()) == {"attribute": "open"}
 
 
 def test_a_run_is_resumed_only_with_its_own_config(tmp_path: Path) -> None:
     run = tmp_path / "run"
     device = torch.device("cpu")
-    write_run_config(run, run_record(RunConfig(), device, {}))
+    write_run_config(run, run_record(RunConfig(), device, {}), RunConfig())
     (run / "stage_crop").mkdir()
     (run / "stage_crop" / "last.pt").write_bytes(b"checkpoint")  # a run has begun
     before = (run / "config.json").read_bytes()
-    write_run_config(run, run_record(RunConfig(), device, {}))  # the same settings: resumes
+    write_run_config(
+        run, run_record(RunConfig(), device, {}), RunConfig()
+    )  # the same settings: resumes
     changed = RunConfig(lr=0.1, model=Inner(width=8))
     with pytest.raises(ConfigError, match=r"lr: 0\.01 -> 0\.1, model\.width: 4 -> 8\); train"):
-        write_run_config(run, run_record(changed, device, {}))
+        write_run_config(run, run_record(changed, device, {}), RunConfig())
     assert (run / "config.json").read_bytes() == before  # nothing written
     # without a checkpoint nothing has run yet: the new settings are simply written
     fresh = tmp_path / "fresh"
-    write_run_config(fresh, run_record(RunConfig(), device, {}))
-    write_run_config(fresh, run_record(changed, device, {}))
+    write_run_config(fresh, run_record(RunConfig(), device, {}), RunConfig())
+    write_run_config(fresh, run_record(changed, device, {}), RunConfig())
     assert json.loads((fresh / "config.json").read_text())["config"]["lr"] == 0.1
     (run / "config.json").write_text("{not json")
     with pytest.raises(DataError, match="unreadable run config"):
-        write_run_config(run, run_record(RunConfig(), device, {}))
+        write_run_config(run, run_record(RunConfig(), device, {}), RunConfig())
+
+
+def test_a_setting_newer_than_the_run_resumes_at_its_default(tmp_path: Path) -> None:
+    # a run made before a setting existed was made with what its default does
+    path = tmp_path / "config.json"
+    path.write_text('{"config": {"lr": 0.01}}')
+    defaults = {"lr": 0.01, "model": {"width": 4}, "weights": ""}
+    check_same_config(path, {"lr": 0.01, "model": {"width": 4}, "weights": ""}, defaults)
+    with pytest.raises(ConfigError, match=r"weights: None -> 'r18\.pth'"):
+        check_same_config(path, {"lr": 0.01, "model": {"width": 4}, "weights": "r18.pth"}, defaults)
+    with pytest.raises(ConfigError, match="weights"):  # without defaults: any new key differs
+        check_same_config(path, {"lr": 0.01, "model": {"width": 4}, "weights": ""})
 
 
 def test_a_run_written_with_infinity_resumes_with_the_same_config(tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ class AtticCreator:
             control.load_state_dict(torch.load(carried, map_location=self.device))
         q = control_seeds(budget, control.q_dim, cfg.seed).to(self.device)
         record = run_record(cfg, self.device, {"attribute": self.attribute, "budget": budget})
-        write_run_config(work_dir, record)
+        write_run_config(work_dir, record, cfg)
         data = PairData.build(self.dataset, self.train_pairs, use_confidence=rcfg.use_confidence)
         size = rcfg.batch_size
 

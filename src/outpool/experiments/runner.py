@@ -76,7 +76,7 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
         for name in GROWABLE:  # a grid may grow: more cells in the same run
             del record["config"]["experiment"][name]
         if stored.exists():
-            check_same_config(stored, record["config"])
+            check_same_config(stored, record["config"], defaults=to_dict(ExperimentConfig()))
         else:
             with atomic_path(stored) as tmp:
                 tmp.write_text(json_text(record, indent=2) + "\n")

@@ -191,7 +191,7 @@ def train_attribute_net(
         "held_out_people": len(np.unique(data.groups[held_out])),
     }
     record = run_record(cfg, device, fields)
-    write_run_config(run_dir, record)
+    write_run_config(run_dir, record, cfg)
 
     pixels = data.pixels
     fit_scores = data.scores[train_idx]

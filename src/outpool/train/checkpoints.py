@@ -47,13 +47,13 @@ def run_record(cfg: Any, device: torch.device, fields: dict[str, Any]) -> dict[s
     }
 
 
-def write_run_config(run_dir: Path, record: dict[str, Any]) -> None:
+def write_run_config(run_dir: Path, record: dict[str, Any], cfg: Any) -> None:
     """Write ``record`` as ``run_dir/config.json``, atomically. A folder that already holds a
-    run's checkpoints is resumed only with the same config: another one is refused, naming the
-    keys that differ, before anything is written."""
+    run's checkpoints is resumed only with the same config ``cfg`` (a dataclass): another one is
+    refused, naming the keys that differ, before anything is written."""
     stored = run_dir / "config.json"
     if stored.exists() and any(run_dir.glob("**/last.pt")):
-        check_same_config(stored, record["config"])
+        check_same_config(stored, record["config"], defaults=to_dict(type(cfg)()))
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / "config.json") as tmp:
         tmp.write_text(json_text(record, indent=2) + "\n")
@@ -67,14 +67,23 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
-def check_same_config(path: Path, config: dict[str, Any]) -> None:
-    """Refuse to resume the run whose ``config.json`` is ``path`` with another ``config``."""
+def check_same_config(
+    path: Path, config: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> None:
+    """Refuse to resume the run whose ``config.json`` is ``path`` with another ``config``. A
+    setting the stored config lacks (added to the code since) counts as unchanged where
+    ``config`` has its default (``defaults``: the default config, as a dict), since the run
+    was made with what that default does."""
     try:
         stored = json.loads(path.read_text())["config"]
         before = _flat(json.loads(json_text(stored)))  # older runs wrote inf as Infinity
     except (OSError, ValueError, KeyError, TypeError):
         raise DataError("unreadable run config: cannot tell what this run was", path=path) from None
     now = _flat(json.loads(json_text(config)))  # as it would be stored: inf as "inf"
+    default = _flat(json.loads(json_text(defaults))) if defaults is not None else {}
+    for key in now.keys() - before.keys():
+        if key in default and default[key] == now[key]:
+            before[key] = now[key]  # a newer setting, left at what the old code did
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])

@@ -168,7 +168,7 @@ def train_generator(
         "attributes": list(images.attributes),
     }
     record = run_record(cfg, device, {**fields, **(extra_record or {})})
-    write_run_config(run_dir, record)
+    write_run_config(run_dir, record, cfg)
 
     pixels = np.asarray(images.pixels)
     strengths = np.asarray(images.strengths, np.float32)

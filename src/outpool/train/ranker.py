@@ -309,7 +309,7 @@ def train_ranker(
         fields["backbone_weights_sha256"] = file_sha256(Path(cfg.backbone_weights))
     record = run_record(cfg, device, fields | {"val_pairs": val, "processes": job.world})
     if job.main:
-        write_run_config(run_dir, record)
+        write_run_config(run_dir, record, cfg)
 
     torch.manual_seed(cfg.seed)
     model = DeepSTN(cfg.model)
