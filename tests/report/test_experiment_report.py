@@ -118,3 +118,28 @@ def test_a_browser_finds_every_table_and_figure(report: Path, tmp_path: Path) ->
             )
             assert loaded, f"{name} did not load"
         assert browser.title == "outpool report"
+
+
+def test_fig6_reads_the_snapshots_of_an_active_cells_first_round(tmp_path: Path) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from outpool.report.experiment import Row, progression
+
+    snaps = tmp_path / "cells" / "c" / "round_001" / "creator" / "snapshots"
+    snaps.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for epoch in (1, 2, 3):
+        images = rng.integers(0, 256, (2, 4, 64, 64, 3), dtype=np.uint8)
+        np.savez(snaps / f"epoch_{epoch:03d}.npz", images_a=images[0], images_b=images[1],
+                 label=np.array([1, -1, 0, 1]))  # fmt: skip
+    (snaps / "losses.jsonl").write_text(
+        "".join(json.dumps({"epoch": e, "ranker_loss": 0.5 + e / 10}) + "\n" for e in (1, 2, 3))
+    )
+    r = Row(row("heel", "attic", "active", 2, round=1, folder="cells/c"))
+    r.run = tmp_path
+    assert progression([r], tmp_path) == "heel, seed 2 (active)"
+    with Image.open(tmp_path / "progression.png") as page:
+        assert page.height > 3 * 64  # a strip per epoch shown

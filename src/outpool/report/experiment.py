@@ -235,10 +235,15 @@ def first(rows: Sequence[Row], **match: Any) -> Row | None:
 
 
 def progression(rows: Sequence[Row], out: Path) -> str | None:
-    """Fig. 6 from an ATTIC cell's snapshots: a few pairs per epoch, the ranker's loss on them."""
+    """Fig. 6 from an ATTIC cell's snapshots (Normal: the cell's creator; active: its first
+    round's): a few pairs per epoch, the ranker's loss on them."""
     for r in rows:
-        snaps = folder_of(r) / "creator" / "snapshots"
-        if r["method"] != "attic" or not snaps.is_dir():
+        if r["method"] != "attic":
+            continue
+        folder = folder_of(r)
+        found = [folder / "creator", *sorted(folder.glob("round_*/creator"))]
+        snaps = next((c / "snapshots" for c in found if (c / "snapshots").is_dir()), None)
+        if snaps is None:
             continue
         files = sorted(snaps.glob("epoch_*.npz"))
         if not files:
