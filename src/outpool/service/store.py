@@ -756,7 +756,7 @@ class AnnotationStore:
         now = time.time() if now is None else now
         with self.db.transaction(write=True) as cur:
             row = cur.execute(
-                "SELECT s.answered, s.skipped, b.state FROM assignments s "
+                "SELECT s.answered, b.state FROM assignments s "
                 "JOIN batches b ON b.id = s.batch_id "
                 "WHERE s.batch_id = ? AND s.pair_id = ? AND s.annotator_id = ?",
                 (batch, pair, annotator.id),
@@ -765,7 +765,7 @@ class AnnotationStore:
                 raise NotFound("no such task for this annotator")
             if row[0]:
                 raise Conflict("this pair was already answered; undo the answer first")
-            if row[2] != "open":
+            if row[1] != "open":
                 raise Conflict(f"batch {batch!r} is closed")
             cur.execute(
                 "UPDATE assignments SET skipped = 1, expires_at = ? "
