@@ -42,9 +42,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def wait(driver: Any, condition: Any, what: str) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.wait import WebDriverWait
 
-    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(
+    # a page that re-renders between finding an element and reading it: look again
+    ignored = (StaleElementReferenceException,)
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.05, ignored_exceptions=ignored).until(
         lambda d: condition(d), message=f"waiting for {what}"
     )
 

@@ -1,8 +1,9 @@
 """Durable storage of people's annotation work: annotators, batches, assignments and votes.
 
 One schema on SQLite and PostgreSQL (``db.py`` adapts the SQL), versioned by ``MIGRATIONS``.
-Every method is one transaction, so a vote is acknowledged only after it is committed and a
-crash loses nothing that was acknowledged. Votes carry a client-made ``submission_id``: a
+Every method is one transaction (answers share theirs with the answers that arrive meanwhile,
+``group_commit``), so a vote is acknowledged only after it is committed and a crash loses
+nothing that was acknowledged. Votes carry a client-made ``submission_id``: a
 retried submission returns the first one's acknowledgement and never counts twice.
 
 Assignment rules: each ordinary pair goes to ``k`` distinct annotators (an unanswered
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from outpool.errors import OutpoolError
 from outpool.fileio import json_text
 from outpool.service.batch import NO_CHECK, BatchSpec, Example, decode_png, encode_png
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
+from outpool.service.group_commit import GroupCommit
 
 SCHEMA_VERSION = 7
 
@@ -271,6 +274,7 @@ class AnnotationStore:
         # live KNOWN_TTL_S, so a token revoked through another process stops working here
         # within that time; revoking through this store clears them at once.
         self._known: dict[str, tuple[Annotator, float]] = {}
+        self._writes = GroupCommit(db)
         self.migrate()
 
     @classmethod
@@ -279,6 +283,7 @@ class AnnotationStore:
         return cls(connect(url))
 
     def close(self) -> None:
+        self._writes.close()
         self.db.close()
 
     # -- schema ---------------------------------------------------------------------------
@@ -556,14 +561,25 @@ class AnnotationStore:
     def submit_and_next(
         self, annotator: Annotator, sub: Submission, *, now: float | None = None
     ) -> tuple[Ack, Task | None]:
-        """``submit``, then ``next_task``, in one transaction: one commit (one fsync, one turn
-        of the write lock) per answer instead of two. As with ``submit``, the answer is
-        committed before this returns; when it is refused, nothing is assigned either."""
+        """``submit``, then ``next_task``, in one transaction; returns once it is committed.
+        When the answer is refused, nothing is assigned either."""
+        ack, task, _ = self.answer(annotator, sub, now=now).result()
+        return ack, task
+
+    def answer(
+        self, annotator: Annotator, sub: Submission, *, now: float | None = None
+    ) -> Future[tuple[Ack, Task | None, tuple[int, int]]]:
+        """What ``POST /api/votes`` does: the answer, the annotator's next task and their
+        ``remaining`` counts, in one transaction shared with the answers that arrive meanwhile
+        (``group_commit``). The future is resolved once the answer is committed."""
         _check_confidence(sub)
-        now = time.time() if now is None else now
-        with self.db.transaction(write=True) as cur:
-            ack = self._submit(cur, annotator, sub, now)
-            return ack, self._next_task(cur, annotator, now)
+
+        def job(cur: Cursor) -> tuple[Ack, Task | None, tuple[int, int]]:
+            at = time.time() if now is None else now
+            ack = self._submit(cur, annotator, sub, at)
+            return ack, self._next_task(cur, annotator, at), self._remaining(cur, annotator)
+
+        return self._writes.submit(job)
 
     def _next_task(self, cur: Cursor, annotator: Annotator, now: float) -> Task | None:
         row = cur.execute(
@@ -658,19 +674,22 @@ class AnnotationStore:
         upper bound: others may fill those pairs first. Both cost this annotator's own
         assignments, not a count over the batches' pairs."""
         with self.db.transaction(write=False) as cur:
-            row = cur.execute(
-                "SELECT "
-                "(SELECT COUNT(*) FROM assignments s "
-                "  WHERE s.annotator_id = ? AND s.answered = 1), "
-                "(SELECT COALESCE(SUM(b.n_open), 0) FROM batches b WHERE b.state = 'open' "
-                f"  AND {_MAY_WORK_ON}), "
-                "(SELECT COUNT(*) FROM assignments s "
-                "  JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
-                "  JOIN batches b ON b.id = s.batch_id "
-                "  WHERE s.annotator_id = ? AND s.is_check = 0 AND p.state = 'open' "
-                "  AND b.state = 'open')",
-                (annotator.id, annotator.id, annotator.id, annotator.id),
-            ).fetchone()
+            return self._remaining(cur, annotator)
+
+    def _remaining(self, cur: Cursor, annotator: Annotator) -> tuple[int, int]:
+        row = cur.execute(
+            "SELECT "
+            "(SELECT COUNT(*) FROM assignments s "
+            "  WHERE s.annotator_id = ? AND s.answered = 1), "
+            "(SELECT COALESCE(SUM(b.n_open), 0) FROM batches b WHERE b.state = 'open' "
+            f"  AND {_MAY_WORK_ON}), "
+            "(SELECT COUNT(*) FROM assignments s "
+            "  JOIN pairs p ON p.batch_id = s.batch_id AND p.id = s.pair_id "
+            "  JOIN batches b ON b.id = s.batch_id "
+            "  WHERE s.annotator_id = ? AND s.is_check = 0 AND p.state = 'open' "
+            "  AND b.state = 'open')",
+            (annotator.id, annotator.id, annotator.id, annotator.id),
+        ).fetchone()
         done, open_pairs, mine = (int(n) for n in row) if row else (0, 0, 0)
         return done, max(open_pairs - mine, 0)
 
