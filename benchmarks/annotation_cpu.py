@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import drop_schema, emit, log, machine, parser, postgres_schema
 from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
 from outpool.service.store import AnnotationStore, Submission
@@ -126,8 +126,11 @@ def main() -> None:
     args = p.parse_args()
     if args.votes < 1 or args.annotators < 1:
         p.error("--votes and --annotators must be at least 1")
+    schema = None
     with tempfile.TemporaryDirectory() as tmp:
-        url = str(Path(tmp) / "votes.db") if args.db == "sqlite" else args.db
+        url = str(Path(tmp) / "votes.db")
+        if args.db != "sqlite":
+            schema, url = postgres_schema(args.db)  # a fresh schema, dropped at the end
         store = AnnotationStore.open(url)
         try:
             # k 5 over enough pairs that nobody runs out: every vote is an ordinary one
@@ -139,6 +142,8 @@ def main() -> None:
             app_cpu, app_wall = asyncio.run(app_votes(store, args.votes, args.annotators))
         finally:
             store.close()
+            if schema is not None:
+                drop_schema(args.db, schema)
     emit(
         {
             "benchmark": "annotation_cpu",

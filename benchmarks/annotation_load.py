@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from outpool.bench import emit, log, machine, parser
+from outpool.bench import drop_schema, emit, log, machine, parser, postgres_schema
 from outpool.fileio import json_text
 
 CHOICES = ["left_more", "equal", "left_less", "illegible"]
@@ -143,24 +143,6 @@ def make_admin(db_url: str) -> str:
         text=True,
     )
     return str(json.loads(out.stdout.strip().splitlines()[-1])["token"])
-
-
-def postgres_schema(url: str) -> tuple[str, str]:
-    """A fresh schema on the server of ``url``; returns (its name, a URL that uses it)."""
-    import psycopg
-
-    schema = f"outpool_load_{secrets.token_hex(4)}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    option = urllib.parse.quote(f"-csearch_path={schema}")
-    return schema, f"{url}{'&' if '?' in url else '?'}options={option}"
-
-
-def drop_schema(url: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def batch_request(rng: np.random.Generator, pairs: int, images: int, k: int, n: int) -> Any:

@@ -9,7 +9,9 @@ import argparse
 import os
 import platform
 import resource
+import secrets
 import sys
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,3 +99,22 @@ def eta_text(done: int, total: int, started: float, now: float) -> str:
         return f"[{done}/{total}]"
     left = (now - started) / done * (total - done)
     return f"[{done}/{total}, about {left / 60:.0f} min left]"
+
+
+def postgres_schema(url: str) -> tuple[str, str]:
+    """A fresh schema on the server of ``url``; returns (its name, a URL that uses it)."""
+    import psycopg
+
+    schema = f"outpool_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    option = urllib.parse.quote(f"-csearch_path={schema}")
+    return schema, f"{url}{'&' if '?' in url else '?'}options={option}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop what ``postgres_schema`` made, with everything in it."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -2,9 +2,10 @@
 
 A vote's cost on the database is mostly the commit (an fsync on SQLite, a round trip and a
 WAL flush on PostgreSQL) and the one write lock every vote takes. One writer thread takes every
-job queued, runs each in its own SAVEPOINT inside one write transaction and commits once; each
-caller's future is resolved only after that commit, so "acknowledged" still means "on disk".
-A job that raises is rolled back to its savepoint alone: the others in the group commit. Nothing
+job queued, runs them in one write transaction and commits once; each caller's future is
+resolved only after that commit, so "acknowledged" still means "on disk". A job that raises is
+undone alone and gets its error while the others commit: the group is rolled back and run
+again with each job in its own SAVEPOINT (savepoints only then: they cost round trips). Nothing
 waits for company: a job that finds the writer idle commits at once, so a lone vote is not
 delayed, and under load the groups grow with the queue.
 """
@@ -86,17 +87,11 @@ class GroupCommit:
         live = [(fn, f) for fn, f in group if f.set_running_or_notify_cancel()]
         if not live:
             return
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            with self.db.transaction(write=True) as cur:
-                for fn, _ in live:
-                    cur.execute("SAVEPOINT job")
-                    try:
-                        outcomes.append((True, fn(cur)))
-                    except Exception as exc:  # this job alone is undone; it gets the error
-                        cur.execute("ROLLBACK TO SAVEPOINT job")
-                        outcomes.append((False, exc))
-                    cur.execute("RELEASE SAVEPOINT job")
+            try:
+                outcomes = self._run_group(live, savepoints=False)
+            except _JobFailed:  # rolled back: run again, each job in a savepoint
+                outcomes = self._run_group(live, savepoints=True)
         except BaseException as exc:  # the commit failed: nothing of the group was stored
             for _, future in live:
                 future.set_exception(exc)
@@ -110,3 +105,29 @@ class GroupCommit:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _run_group(self, live: list[Job], *, savepoints: bool) -> list[tuple[bool, Any]]:
+        """Every job in one transaction. Without savepoints (the common case: no job fails,
+        and a savepoint costs two round trips on PostgreSQL) the first failure rolls the whole
+        group back (``_JobFailed``)."""
+        outcomes: list[tuple[bool, Any]] = []
+        with self.db.transaction(write=True) as cur:
+            for fn, _ in live:
+                if not savepoints:
+                    try:
+                        outcomes.append((True, fn(cur)))
+                    except Exception as exc:
+                        raise _JobFailed from exc
+                    continue
+                cur.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, fn(cur)))
+                except Exception as exc:  # this job alone is undone; it gets the error
+                    cur.execute("ROLLBACK TO SAVEPOINT job")
+                    outcomes.append((False, exc))
+                cur.execute("RELEASE SAVEPOINT job")
+        return outcomes
+
+
+class _JobFailed(Exception):
+    """A job of a group run without savepoints raised: the group is rolled back."""

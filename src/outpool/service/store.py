@@ -734,10 +734,10 @@ class AnnotationStore:
             answer = answer_from_display(sub.choice, bool(swapped))
         except ValueError as exc:
             raise StoreError(str(exc)) from None
-        cur.execute(
+        vote = cur.execute(
             "INSERT INTO votes (submission_id, batch_id, pair_id, annotator_id, answer, "
             "choice, swapped, confidence, rationale, is_check, elapsed_ms, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 sub.submission_id,
                 sub.batch,
@@ -752,9 +752,6 @@ class AnnotationStore:
                 sub.elapsed_ms,
                 now,
             ),
-        )
-        vote = cur.execute(
-            "SELECT id FROM votes WHERE submission_id = ?", (sub.submission_id,)
         ).fetchone()
         assert vote is not None
         cur.execute(
