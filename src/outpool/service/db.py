@@ -4,7 +4,7 @@ The store writes one SQL dialect (``?`` placeholders, standard types); ``Databas
 to the backend. Every write transaction is serialised: SQLite allows one writer anyway, and on
 PostgreSQL an advisory lock makes "assign a pair to at most k annotators" and "close a batch
 when its last pair is done" race-free across every process and host sharing the database,
-at a cost of a millisecond per vote.
+at the cost of one round trip per write transaction (answers share one: ``group_commit``).
 """
 
 from __future__ import annotations
