@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from outpool.creators import creator as creator_entry
 from outpool.creators.attic import AtticConfig, AtticCreator, control_net, flipped
 from outpool.creators.pairs import CreatedPairs, inferred_labels
 from outpool.data import Dataset
-from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.errors import DataError, UnknownNameError
 from outpool.models.control import ControlConfig, control_seeds
 from outpool.models.generator import ConditionalVAE
 from outpool.models.ranker import DeepSTN, RankerConfig
@@ -132,27 +131,6 @@ def test_create_trains_the_control_network_and_draws_the_seeds_pairs(
     again = creator(dataset).create(12, tmp_path / "attic", progress=False)
     assert np.array_equal(again.images_a, pairs.images_a)
     assert np.array_equal(again.label, pairs.label)
-
-
-@pytest.mark.slow
-def test_control_steps_sets_the_control_network_s_steps_per_minibatch(
-    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls = {"ranker": 0, "control": 0}
-    for part, method in (("ranker", "ranker_step_loss"), ("control", "control_step_loss")):
-        real = getattr(AtticCreator, method)
-
-        def counted(self: AtticCreator, *args: Any, _real: Any = real, _part: str = part) -> Any:
-            calls[_part] += 1
-            return _real(self, *args)
-
-        monkeypatch.setattr(AtticCreator, method, counted)
-    cfg = dataclasses.replace(SMOKE, control_steps=3, epochs=1, snapshot_pairs=0)
-    creator(dataset, cfg).create(12, tmp_path / "attic", progress=False)
-    assert calls["ranker"] > 0
-    assert calls["control"] == 3 * calls["ranker"]  # three control steps per ranker step
-    with pytest.raises(ConfigError, match="control_steps"):
-        dataclasses.replace(SMOKE, control_steps=0)
 
 
 def test_an_attribute_the_generator_lacks_is_refused(dataset: Dataset) -> None:

@@ -374,32 +374,6 @@ def test_named_objectives_may_share_a_loss() -> None:
     assert set(metrics) == {"real_loss", "real_aux", "made_loss", "made_aux"}
 
 
-def test_an_objective_with_steps_takes_that_many_steps_per_batch() -> None:
-    seen: list[float] = []
-    weight = nn.Parameter(torch.tensor(4.0))
-
-    def loss(_: object) -> tuple[torch.Tensor, dict[str, float]]:
-        value = weight**2
-        seen.append(value.item())
-        return value, {"loss": value.item()}
-
-    opt = torch.optim.SGD([weight], lr=0.25)  # each step halves the weight
-    trainer = Trainer(
-        modules={"w": nn.Module()},
-        optimizers={"w": opt},
-        objectives=[Objective("w", loss, steps=3)],
-        batches=lambda epoch: [0],
-        epochs=1,
-        progress=False,
-    )
-    metrics = trainer.run_step(0)
-    assert seen == [16.0, 4.0, 1.0]  # three steps on the one batch
-    assert weight.item() == 0.5
-    assert metrics == {"loss": 7.0}  # the mean over the steps
-    with pytest.raises(ValueError, match="at least one step"):
-        Objective("w", loss, steps=0)
-
-
 def test_an_objective_naming_a_missing_optimiser_is_refused() -> None:
     toy = Toy()
     with pytest.raises(ValueError, match=r"\['control'\]"):

@@ -5,8 +5,7 @@ Per minibatch, three steps through the one ``Trainer`` (each an ``Objective``):
 (a) the ranker on real labelled pairs; (b) the ranker on the pairs the control network draws
 through the frozen generator, labelled from sign(y^A[a] - y^B[a]) (equal within the dataset's
 equal band); (c) the control network, maximising the ranker's loss on its pairs as RankNet with
-those targets FLIPPED (bounded, unlike -loss), its gradient flowing through the frozen generator
-(``control_steps`` such steps per minibatch; the paper takes one).
+those targets FLIPPED (bounded, unlike -loss), its gradient flowing through the frozen generator.
 The ranker trains until its validation accuracy stops improving (``patience`` epochs: that is
 "converged", and ``metrics.jsonl`` logs it every epoch); the pairs the FIXED seeds q produce then
 are the batch for the annotators, and ``control.pt`` the network, which the next active round
@@ -57,17 +56,12 @@ class AtticConfig:
     # real pairs, one control step per real minibatch: few real pairs, few steps per epoch
     epochs: int = 20
     patience: int = 5  # epochs without a better validation accuracy: converged
-    # control steps per minibatch (the paper: one). Few real pairs give few minibatches before
-    # the ranker converges; more steps let the control network keep up with the ranker
-    control_steps: int = 1
     snapshot_pairs: int = 8  # pairs kept per epoch in snapshots/ (0: none)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or min(self.epochs, self.patience, self.control_steps) < 1:
-            raise ConfigError("lr, epochs, patience and control_steps must be positive")
-        if self.snapshot_pairs < 0:
-            raise ConfigError("snapshot_pairs must be >= 0")
+        if self.lr <= 0 or self.epochs < 1 or self.patience < 1 or self.snapshot_pairs < 0:
+            raise ConfigError("lr, epochs and patience must be positive, snapshot_pairs >= 0")
         if self.momentum < 0 or self.weight_decay < 0:
             raise ConfigError("momentum and weight_decay must be >= 0")
 
@@ -192,7 +186,7 @@ class AtticCreator:
             objectives=[
                 Objective("ranker", real_loss, "real"),
                 Objective("ranker", created_loss, "created"),
-                Objective("control", control_loss, "control", steps=cfg.control_steps),
+                Objective("control", control_loss, "control"),
             ],
             batches=batches,
             epochs=cfg.epochs,

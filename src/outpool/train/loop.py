@@ -37,19 +37,13 @@ LossFn = Callable[[Any], tuple[torch.Tensor, Mapping[str, float]]]
 
 @dataclass(frozen=True)
 class Objective:
-    """``steps`` optimisation steps per batch (a GAN's critic takes several): ``loss(batch)``
-    minimised by ``optimizers[optimizer]``. With a ``name``, its metrics are reported as
-    ``NAME_METRIC`` (several objectives may then share a loss function), averaged over the
-    steps."""
+    """One optimisation step per batch: ``loss(batch)`` minimised by ``optimizers[optimizer]``.
+    With a ``name``, its metrics are reported as ``NAME_METRIC`` (several objectives may then
+    share a loss function)."""
 
     optimizer: str
     loss: LossFn
     name: str = ""
-    steps: int = 1
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"an objective takes at least one step per batch, got {self.steps}")
 
 
 def optimise(optimizer: torch.optim.Optimizer, loss: LossFn, batch: Any) -> Mapping[str, float]:
@@ -176,9 +170,7 @@ class Trainer:
         """One step of every objective on ``batch``, in order; their metrics merged."""
         merged: dict[str, float] = {}
         for objective in self.objectives:
-            optimizer = self.optimizers[objective.optimizer]
-            runs = [optimise(optimizer, objective.loss, batch) for _ in range(objective.steps)]
-            metrics = {k: sum(float(r[k]) for r in runs) / len(runs) for k in runs[0]}
+            metrics = optimise(self.optimizers[objective.optimizer], objective.loss, batch)
             if objective.name:
                 metrics = {f"{objective.name}_{k}": v for k, v in metrics.items()}
             clash = merged.keys() & metrics.keys()
