@@ -12,7 +12,7 @@ import pytest
 from browser import headless_chromium
 from outpool.errors import DataError
 from outpool.experiments.results import RESULTS, append_cell
-from outpool.report.experiment import build_report
+from outpool.report.experiment import build_report, table_gains
 
 ACCURACY = {  # (method, protocol) -> accuracy on "test" for seeds 0 and 1 (both attributes)
     ("real", "normal"): (70.0, 72.0),
@@ -79,6 +79,22 @@ def test_the_tables_hold_mean_and_std_over_seeds_with_the_best_in_bold(report: P
     assert "attic" in auto and "71.0 &plusmn; 0.0" in auto
 
 
+def test_table_gains_are_per_seed_means_over_attributes_of_the_gap_to_real() -> None:
+    rows = [row(a, m, p, s, accuracy_pct={"test": v}) for a, m, p, s, v in [
+        ("heel", "real", "normal", 0, 70.0), ("open", "real", "normal", 0, 60.0),
+        ("heel", "real", "normal", 1, 72.0), ("open", "real", "normal", 1, 62.0),
+        ("heel", "attic", "auto", 0, 75.0), ("open", "attic", "auto", 0, 61.0),
+        ("heel", "attic", "auto", 1, 71.0), ("open", "attic", "auto", 1, 63.0),
+        ("heel", "real_2n", "normal", 0, 71.0), ("open", "real_2n", "normal", 0, 61.0),
+        ("heel", "attic", "active", 0, 99.0),
+    ]]  # fmt: skip
+    gains = table_gains(rows, "auto", "test")
+    assert list(gains) == ["attic", "real_2n"]  # Real's own methods stand in every protocol
+    assert gains["attic"].tolist() == [3.0, 0.0]  # seed 0: (5 + 1) / 2; seed 1: (-1 + 1) / 2
+    assert gains["real_2n"].tolist() == [1.0]
+    assert list(table_gains(rows, "normal", "test")) == ["real_2n"]
+
+
 def test_labels_saved_reads_the_active_curves_against_real_2n(report: Path) -> None:
     page = report.read_text()
     saved = page.split('id="labels-saved"')[1].split("</table>")[0]
@@ -111,7 +127,7 @@ def test_a_browser_finds_every_table_and_figure(report: Path, tmp_path: Path) ->
             "labels-saved",
             "crowd",
         }
-        for name in ("active-test", "active-test_fine"):
+        for name in ("tables-test", "tables-test_fine", "active-test", "active-test_fine"):
             image = browser.find_element(By.ID, name)
             loaded = browser.execute_script(
                 "return arguments[0].complete && arguments[0].naturalWidth > 0", image

@@ -109,6 +109,45 @@ def accuracy_table(rows: Sequence[Row], protocol: str, table: str) -> str:
     )
 
 
+def table_gains(rows: Sequence[Row], protocol: str, table: str) -> dict[str, np.ndarray]:
+    """Per method of Table I/II (the real-pair methods in every protocol), its gain over Real
+    on ``table`` per seed: the mean over attributes of (method - Real), in points."""
+    mine = [r for r in rows if r["protocol"] != "active"]
+    real = {
+        (r["attribute"], r["seed"]): r["accuracy_pct"][table] for r in mine if r["method"] == "real"
+    }
+    mine = [r for r in mine if r["protocol"] == protocol or r["method"] in REAL_METHODS]
+    gains: dict[str, np.ndarray] = {}
+    for method in dict.fromkeys(r["method"] for r in mine if r["method"] != "real"):
+        by_seed: dict[int, list[float]] = defaultdict(list)
+        for r in mine:
+            base = real.get((r["attribute"], r["seed"]))
+            if r["method"] == method and base is not None:
+                by_seed[r["seed"]].append(r["accuracy_pct"][table] - base)
+        if by_seed:
+            gains[method] = np.array([np.mean(v) for _, v in sorted(by_seed.items())])
+    return gains
+
+
+def tables_figure(rows: Sequence[Row], protocols: Sequence[str], table: str, path: Path) -> None:
+    """Tables I-II at a glance: each method's gain over Real per protocol, the bar at the mean
+    over seeds and the whiskers from the worst seed to the best."""
+    fig, axes = plt.subplots(1, len(protocols), figsize=(4.2 * len(protocols), 3.2), squeeze=False)
+    for ax, protocol in zip(axes.flat, protocols, strict=True):
+        gains = table_gains(rows, protocol, table)
+        names = list(gains)[::-1]
+        mean = np.array([gains[m].mean() for m in names])
+        low = mean - np.array([gains[m].min() for m in names])
+        high = np.array([gains[m].max() for m in names]) - mean
+        ax.barh(names, mean, xerr=[low, high], color="tab:blue", alpha=0.7, capsize=3)
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_title(f"{protocol}: {table}", fontsize=9)
+        ax.set_xlabel("gain over Real (pts): mean, worst..best seed", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def active_gains(rows: Sequence[Row], table: str) -> dict[str, dict[str, np.ndarray]]:
     """Per method and attribute (and "mean"): (seeds, rounds + 1) gains over round 0 (Real),
     and the labels spent per round."""
@@ -384,6 +423,14 @@ def build_report(runs: Sequence[Path], out: Path) -> Path:
     for protocol in protocols:
         for table in tables:
             parts.append(accuracy_table(rows, protocol, table))
+    if protocols and any(r["method"] == "real" for r in rows):
+        for table in tables:
+            name = f"tables_{table}.png"
+            tables_figure(rows, protocols, table, out / name)
+            parts.append(
+                f'<img id="tables-{table}" src="{name}" alt="gain over Real on {table} per '
+                'method and protocol, with the worst and best seed">'
+            )
     if any(r["protocol"] == "active" for r in rows):
         parts.append('<h2 id="active">Fig. 5: active rounds</h2>')
         for table in tables:
