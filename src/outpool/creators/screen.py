@@ -1,5 +1,6 @@
 """The legibility screen: created pictures that do not show what they were drawn to show are
-dropped, and replaced, before anyone is paid to look at them.
+dropped, and replaced from spare candidates, before anyone is paid to look at them (a batch
+whose failures outnumber its spares goes out short, and spends fewer labels).
 
 An attribute net trained on the generator's training pictures (the real ones it learned from,
 with their strengths) reads the strengths of every generated picture. A picture fails when its

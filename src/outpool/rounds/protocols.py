@@ -148,7 +148,8 @@ def run_cell(
     """One cell; returns (and writes to ``work_dir/result.json``) its labels spent, the
     created pairs' fate and the final ranker's accuracy (%) per table in ``tables``.
 
-    With a ``screen``, a generating creator's failed pairs are replaced before annotation.
+    With a ``screen``, a generating creator's failed pairs are replaced from its spare
+    candidates before annotation (``ScreenConfig.spare``; past the spares the batch is short).
     ``work_dir/batch.npz`` keeps the batch as drawn, before anyone labels it (a cell waiting
     for people draws nothing again); ``work_dir/created.npz`` the created pairs with the
     annotators' verdicts where there are any."""
