@@ -61,3 +61,14 @@ def test_copies_of_real_images_have_no_control_parameters() -> None:
 def test_malformed_pairs_are_refused(changes: dict[str, object], message: str) -> None:
     with pytest.raises(DataError, match=message):
         pairs(**changes)
+
+
+def test_joined_pairs_keep_both_in_order_and_refuse_a_mismatch() -> None:
+    first, second = pairs(2), pairs(3, label=np.array([-1, 0, 1], np.int8))
+    both = first.joined(second)
+    assert len(both) == 5 and both.label.tolist() == [*first.label.tolist(), -1, 0, 1]
+    assert both.y_a is not None and np.array_equal(both.y_a[2:], second.y_a)
+    with pytest.raises(DataError, match="one attribute and creator"):
+        first.joined(pairs(1, creator="semantic_jitter"))
+    with pytest.raises(DataError, match="same fields"):
+        first.joined(pairs(1, u_a=None, u_b=None))

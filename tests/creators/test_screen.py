@@ -3,14 +3,18 @@ replaced from spare candidates, and a fitted screen reloads with the same verdic
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from outpool.creators import CreatorEntry
 from outpool.creators.pairs import CreatedPairs
 from outpool.creators.screen import (
     LegibilityScreen,
@@ -22,6 +26,7 @@ from outpool.creators.screen import (
 from outpool.data import ImageTable
 from outpool.errors import ConfigError, DataError
 from outpool.models.attribute_net import AttributeNetConfig
+from outpool.rounds import protocols
 from outpool.synth import World
 from outpool.train.attribute_net import AttributeNetTrainConfig
 
@@ -102,6 +107,43 @@ def test_failed_pairs_are_replaced_from_spare_candidates(
         int(np.flatnonzero((table.pixels == a).all(axis=(1, 2, 3)))[0]) for a in made.images_a
     ]
     assert not any(r % 3 == 0 for r in kept_rows)  # no lying pair was kept
+
+
+@dataclass(frozen=True)
+class LiarConfig:
+    seed: int = 0
+
+
+@pytest.mark.slow
+def test_a_batch_the_screen_left_short_is_topped_up_from_new_seeds(
+    screen: LegibilityScreen, table: ImageTable, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[int, int, str]] = []
+
+    def liar(
+        context: Any, budget: int, work_dir: Path, cfg: LiarConfig, *, progress: bool
+    ) -> CreatedPairs:
+        # 70% of its pairs miss their commanded strengths: the spares cannot cover them
+        asked.append((budget, cfg.seed, work_dir.name))
+        rng = np.random.default_rng(cfg.seed)
+        rows = rng.integers(0, len(table), budget)
+        shift = np.where(rng.random(len(table)) < 0.7, 3.0, 0.0)
+        return pairs_of(table, rows, shift)
+
+    entry = CreatorEntry(liar, LiarConfig, generates=True)
+    monkeypatch.setattr(protocols, "creator", lambda name: entry)
+    short, report = protocols.make_batch("liar", None, 10, tmp_path / "once", screen=screen)  # type: ignore[arg-type]
+    assert report is not None and report["top_ups"] == 0  # by default a short batch stays short
+    assert len(short) == report["kept"] < 10 and report["short"] == 10 - len(short)
+    asked.clear()
+    monkeypatch.setattr(screen, "cfg", dataclasses.replace(screen.cfg, top_ups=3))
+    made, report = protocols.make_batch("liar", None, 10, tmp_path / "creator", screen=screen)  # type: ignore[arg-type]
+    assert len(made) == 10 and screen.passes(made).all()
+    assert report is not None and report["short"] == 0 and report["kept"] == 10
+    assert report["top_ups"] >= 1 and len(asked) == 1 + report["top_ups"]
+    assert asked[0] == (SMOKE.candidates(10), 0, "creator")
+    assert [(s, d) for _, s, d in asked[1:]] == [(i, f"top_up_{i}") for i in range(1, len(asked))]
+    assert report["candidates"] == sum(b for b, _, _ in asked)
 
 
 @pytest.mark.slow

@@ -90,6 +90,29 @@ class CreatedPairs:
             source_b=pick(self.source_b),
         )
 
+    def joined(self, more: CreatedPairs) -> CreatedPairs:
+        """These pairs, then ``more`` (of the same attribute and creator)."""
+        if (more.attribute, more.creator) != (self.attribute, self.creator):
+            raise DataError("only pairs of one attribute and creator can be joined")
+
+        def cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            if (a is None) != (b is None):
+                raise DataError("joined pairs must carry the same fields")
+            return None if a is None or b is None else np.concatenate([a, b])
+
+        return dataclasses.replace(
+            self,
+            images_a=np.concatenate([self.images_a, more.images_a]),
+            images_b=np.concatenate([self.images_b, more.images_b]),
+            label=np.concatenate([self.label, more.label]),
+            y_a=cat(self.y_a, more.y_a),
+            y_b=cat(self.y_b, more.y_b),
+            u_a=cat(self.u_a, more.u_a),
+            u_b=cat(self.u_b, more.u_b),
+            source_a=cat(self.source_a, more.source_a),
+            source_b=cat(self.source_b, more.source_b),
+        )
+
     def provenance(self, i: int, side: str) -> dict[str, Any]:
         record: dict[str, Any] = {"creator": self.creator, "round": self.round, "side": side}
         for key in ("y", "u"):

@@ -1,6 +1,7 @@
 """The legibility screen: created pictures that do not show what they were drawn to show are
 dropped, and replaced from spare candidates, before anyone is paid to look at them (a batch
-whose failures outnumber its spares goes out short, and spends fewer labels).
+whose failures outnumber its spares is drawn again ``top_ups`` times, or goes out short and
+spends fewer labels).
 
 An attribute net trained on the generator's training pictures (the real ones it learned from,
 with their strengths) reads the strengths of every generated picture. A picture fails when its
@@ -59,12 +60,17 @@ class ScreenConfig:
     # reconstructions of held-out real pictures do
     keep: float = 0.95
     spare: float = 1.0  # a creator draws budget * (1 + spare) candidates to replace the failures
+    # draws after the first (each from a new seed) to fill a batch whose failures outnumber its
+    # spares; each retrains ATTIC's control network, so none by default
+    top_ups: int = 0
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.keep <= 1.0:
             raise ConfigError(f"keep must be in [0.5, 1], got {self.keep}")
         if not 0.0 <= self.spare <= 10.0:
             raise ConfigError(f"spare must be in [0, 10], got {self.spare}")
+        if not 0 <= self.top_ups <= 10:
+            raise ConfigError(f"top_ups must be in [0, 10], got {self.top_ups}")
         if self.net.val_share <= 0:
             raise ConfigError("the screen's net needs held-out pictures (net.val_share > 0)")
 

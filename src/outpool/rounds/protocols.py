@@ -116,7 +116,9 @@ def make_batch(
 ) -> tuple[CreatedPairs, dict[str, Any] | None]:
     """``count`` pairs of the creator ``method`` (its own training in ``work_dir``) and what the
     screen did, if it read them: a generating creator under a ``screen`` draws more and keeps
-    the first ``count`` that pass; copies of real pictures need no screen."""
+    the first ``count`` that pass; when too many fail, it draws again for the shortfall (at the
+    pass rate seen so far, from another seed, in ``work_dir/top_up_I``) up to the screen's
+    ``top_ups`` times. Copies of real pictures need no screen."""
     entry = creator(method)
     cfg = cfg if cfg is not None else entry.config()
     screening = screen if entry.generates else None
@@ -124,7 +126,26 @@ def make_batch(
     made = entry.create(context, asked, work_dir, cfg, progress=progress)
     if screening is None:
         return made, None
-    return screened(made, count, screening)
+    batch, report = screened(made, count, screening)
+    report["top_ups"] = 0
+    for i in range(1, screening.cfg.top_ups + 1):
+        short = count - len(batch)
+        if short == 0:
+            break
+        rate = max(report["passed"] / report["candidates"], 0.05)
+        more = entry.create(
+            context,
+            screening.cfg.candidates(int(np.ceil(short / rate))),
+            work_dir / f"top_up_{i}",
+            dataclasses.replace(cfg, seed=cfg.seed + i),
+            progress=progress,
+        )
+        extra, seen = screened(more, short, screening)
+        batch = batch.joined(extra)
+        for key in ("candidates", "passed"):
+            report[key] += seen[key]
+        report.update(kept=len(batch), short=count - len(batch), top_ups=i)
+    return batch, report
 
 
 def run_cell(
@@ -149,7 +170,7 @@ def run_cell(
     created pairs' fate and the final ranker's accuracy (%) per table in ``tables``.
 
     With a ``screen``, a generating creator's failed pairs are replaced from its spare
-    candidates before annotation (``ScreenConfig.spare``; past the spares the batch is short).
+    candidates before annotation (``ScreenConfig.spare``, then ``top_ups`` new draws).
     ``work_dir/batch.npz`` keeps the batch as drawn, before anyone labels it (a cell waiting
     for people draws nothing again); ``work_dir/created.npz`` the created pairs with the
     annotators' verdicts where there are any."""
