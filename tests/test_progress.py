@@ -30,3 +30,30 @@ def test_progress_bar_has_a_total_and_is_off_without_a_label(
     bar = progress_bar(range(3), "log")
     assert bar.mininterval == 30.0  # not a terminal: a line every 30 s at most
     bar.close()
+
+
+def test_training_writes_a_log_file_no_line_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from outpool.train.loop import Objective, Trainer
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    weight = torch.nn.Parameter(torch.tensor(1.0))
+
+    def loss(_: object) -> tuple[torch.Tensor, dict[str, float]]:
+        value = weight**2
+        return value, {"loss": value.item()}
+
+    trainer = Trainer(
+        modules={"w": torch.nn.Module()},
+        optimizers={"w": torch.optim.SGD([weight], lr=0.01)},
+        objectives=[Objective("w", loss)],
+        batches=lambda epoch: range(200),
+        epochs=1,
+        desc="toy",
+    )
+    trainer.train()
+    lines = err.getvalue().replace("\r", "\n").splitlines()
+    assert 1 <= len([line for line in lines if "toy" in line]) <= 3  # not one per batch
+    assert "200/200" in err.getvalue()

@@ -204,7 +204,7 @@ class Trainer:
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
                 if "loss" in metrics:
-                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
                 for h in self.hooks:
                     h.after_step(self, metrics)
             self._epoch_steps = count
