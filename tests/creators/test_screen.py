@@ -183,6 +183,8 @@ def test_a_fitted_screen_reloads_with_the_same_verdicts(
 def test_bad_screens_and_inputs_are_named(table: ImageTable, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="keep"):
         ScreenConfig(keep=0.2)
+    with pytest.raises(ConfigError, match="top_ups"):
+        ScreenConfig(top_ups=-1)
     with pytest.raises(ConfigError, match="held-out"):
         ScreenConfig(net=AttributeNetTrainConfig(val_share=0.0))
     no_strengths = ImageTable(ids=table.ids[:4], pixels=np.asarray(table.pixels)[:4])

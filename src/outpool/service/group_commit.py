@@ -36,8 +36,7 @@ class GroupCommit:
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
         self._closed = False
-        self.groups = 0  # commits made, and jobs run: their ratio is the mean group size
-        self.jobs = 0
+        self.groups = 0  # commits made
 
     def submit(self, fn: Callable[[Cursor], T]) -> Future[T]:
         """Queue ``fn``; its future holds what it returned (or raised) once committed."""
@@ -52,10 +51,6 @@ class GroupCommit:
                 self._thread.start()
             self._jobs.put((fn, future))
         return future
-
-    def run(self, fn: Callable[[Cursor], T]) -> T:
-        """``submit`` and wait."""
-        return self.submit(fn).result()
 
     def close(self) -> None:
         """Finish the queued jobs, then stop the writer."""
@@ -99,7 +94,6 @@ class GroupCommit:
                 raise
             return
         self.groups += 1
-        self.jobs += len(live)
         for (_, future), (ok, value) in zip(live, outcomes, strict=True):
             if ok:
                 future.set_result(value)
