@@ -14,8 +14,8 @@ import torch
 
 from outpool.creators import CREATORS, CreationContext
 from outpool.creators import creator as creator_entry
-from outpool.creators.attic import AtticConfig, AtticCreator, control_net, flipped
-from outpool.creators.pairs import CreatedPairs, inferred_labels
+from outpool.creators.attic import AtticConfig, AtticCreator, control_net, flipped, more_attic
+from outpool.creators.pairs import CreatedPairs, inferred_labels, top_up_seed
 from outpool.data import Dataset
 from outpool.errors import DataError, UnknownNameError
 from outpool.models.control import ControlConfig, control_seeds
@@ -131,6 +131,34 @@ def test_create_trains_the_control_network_and_draws_the_seeds_pairs(
     again = creator(dataset).create(12, tmp_path / "attic", progress=False)
     assert np.array_equal(again.images_a, pairs.images_a)
     assert np.array_equal(again.label, pairs.label)
+
+
+@pytest.mark.slow
+def test_a_top_up_draws_new_seeds_through_the_trained_control_network(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    folder = tmp_path / "attic"
+    with pytest.raises(DataError, match="no trained control network"):
+        more_attic(context(dataset), 5, folder, SMOKE, 1)
+    first = creator(dataset).create(12, folder, progress=False)
+    metrics = (folder / "metrics.jsonl").read_text()
+    more = more_attic(context(dataset), 5, folder, SMOKE, 1)
+    assert len(more) == 5 and more.creator == "attic"
+    assert (folder / "metrics.jsonl").read_text() == metrics  # nothing trained again
+    q = control_seeds(5, 16, top_up_seed(SMOKE.seed, 1)).numpy()
+    assert np.allclose(more.u_a, q[:, :8]) and np.allclose(more.u_b, q[:, 8:])
+    assert not np.allclose(more.u_a, first.u_a[:5])  # new seeds, not the batch's
+    again = more_attic(context(dataset), 5, folder, SMOKE, 1)
+    assert np.array_equal(again.images_a, more.images_a)  # repeatable
+    # drawn by the network in control.pt: other weights there, other strengths
+    weights = torch.load(folder / "control.pt")
+    torch.save(
+        {k: v * 0.5 if v.is_floating_point() else v for k, v in weights.items()},
+        folder / "control.pt",
+    )
+    other = more_attic(context(dataset), 5, folder, SMOKE, 1)
+    assert not np.allclose(other.y_a, more.y_a)
+    assert CREATORS["attic"].more is more_attic and CREATORS["random"].more is None
 
 
 def test_an_attribute_the_generator_lacks_is_refused(dataset: Dataset) -> None:

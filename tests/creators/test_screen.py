@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from outpool.creators import CreatorEntry
-from outpool.creators.pairs import CreatedPairs
+from outpool.creators.pairs import CreatedPairs, top_up_seed
 from outpool.creators.screen import (
     LegibilityScreen,
     ScreenConfig,
@@ -132,8 +132,9 @@ def test_a_batch_the_screen_left_short_is_topped_up_from_new_seeds(
 
     entry = CreatorEntry(liar, LiarConfig, generates=True)
     monkeypatch.setattr(protocols, "creator", lambda name: entry)
+    monkeypatch.setattr(screen, "cfg", dataclasses.replace(screen.cfg, top_ups=0))
     short, report = protocols.make_batch("liar", None, 10, tmp_path / "once", screen=screen)  # type: ignore[arg-type]
-    assert report is not None and report["top_ups"] == 0  # by default a short batch stays short
+    assert report is not None and report["top_ups"] == 0  # no top-ups: a short batch stays short
     assert len(short) == report["kept"] < 10 and report["short"] == 10 - len(short)
     asked.clear()
     monkeypatch.setattr(screen, "cfg", dataclasses.replace(screen.cfg, top_ups=3))
@@ -142,7 +143,9 @@ def test_a_batch_the_screen_left_short_is_topped_up_from_new_seeds(
     assert report is not None and report["short"] == 0 and report["kept"] == 10
     assert report["top_ups"] >= 1 and len(asked) == 1 + report["top_ups"]
     assert asked[0] == (SMOKE.candidates(10), 0, "creator")
-    assert [(s, d) for _, s, d in asked[1:]] == [(i, f"top_up_{i}") for i in range(1, len(asked))]
+    assert [(s, d) for _, s, d in asked[1:]] == [
+        (top_up_seed(0, i), f"top_up_{i}") for i in range(1, len(asked))
+    ]
     assert report["candidates"] == sum(b for b, _, _ in asked)
 
 

@@ -655,14 +655,16 @@ class ClosingSpy(AnnotationStore):
 
     closings: list[str]
 
-    def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, *, reject: bool) -> None:
+    def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, reject: bool) -> bool:
         state = "SELECT state FROM batches WHERE id = ?"
         before = cur.execute(state, (batch,)).fetchone()
-        super()._count_vote(cur, batch, pair, k, reject=reject)
+        closed = super()._count_vote(cur, batch, pair, k, reject)
         after = cur.execute(state, (batch,)).fetchone()
         assert before is not None and after is not None
-        if before[0] == "open" and after[0] == "closed":
+        assert closed == (before[0] == "open" and after[0] == "closed")
+        if closed:
             self.closings.append(pair)
+        return closed
 
 
 @pytest.mark.parametrize("instances", [1, 2])

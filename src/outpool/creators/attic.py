@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from outpool.creators.context import CreationContext
-from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render
+from outpool.creators.pairs import CreatedPairs, freeze, inferred_labels, render, top_up_seed
 from outpool.errors import ConfigError, DataError
 from outpool.fileio import atomic_path, json_text
 from outpool.judges.generator_check import to_uint8
@@ -295,6 +295,21 @@ def create_attic(
 ) -> CreatedPairs:
     """``attic``: the pairs of a control network trained against the ranker."""
     return AtticCreator(context, cfg).create(budget, work_dir, progress=progress)
+
+
+def more_attic(
+    context: CreationContext, count: int, work_dir: Path, cfg: AtticConfig, draw: int
+) -> CreatedPairs:
+    """``count`` more pairs from new seeds (top-up ``draw``) through the control network that
+    ``create_attic`` trained into ``work_dir``: replacing screened pairs costs no training."""
+    path = work_dir / CONTROL_FILE
+    if not path.exists():
+        raise DataError("no trained control network to draw more pairs from", path=path)
+    generator = freeze(context.require_generator().to(context.device))
+    control = control_net(cfg, generator, context.strength_range(generator)).to(context.device)
+    control.load_state_dict(torch.load(path, map_location=context.device))
+    q = control_seeds(count, control.q_dim, top_up_seed(cfg.seed, draw)).to(context.device)
+    return draw_pairs(generator, control.eval(), q, context.attribute, context.equal_band, "attic")
 
 
 def create_random(

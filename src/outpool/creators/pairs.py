@@ -157,6 +157,12 @@ class CreatedPairs:
         return images, pairs
 
 
+def top_up_seed(seed: int, draw: int) -> int:
+    """The seed of a creator's ``draw``-th top-up (draw 0 is ``seed`` itself), clear of the
+    seeds other cells use for their first draw."""
+    return seed + 10_000 * draw
+
+
 def inferred_labels(diff: torch.Tensor | np.ndarray, equal_band: float) -> np.ndarray:
     """Labels (P,) int8 from strength differences y_a - y_b of the target attribute: +1, -1, or
     0 where |difference| is below ``equal_band`` (the dataset's "equal", in its units)."""

@@ -60,9 +60,9 @@ class ScreenConfig:
     # reconstructions of held-out real pictures do
     keep: float = 0.95
     spare: float = 1.0  # a creator draws budget * (1 + spare) candidates to replace the failures
-    # draws after the first (each from a new seed) to fill a batch whose failures outnumber its
-    # spares; each retrains ATTIC's control network, so none by default
-    top_ups: int = 0
+    # draws after the first (each from new seeds; ATTIC's from the control network it trained)
+    # to fill a batch whose failures outnumber its spares
+    top_ups: int = 3
 
     def __post_init__(self) -> None:
         if not 0.5 <= self.keep <= 1.0:

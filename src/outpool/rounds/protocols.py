@@ -28,8 +28,8 @@ import numpy as np
 
 from outpool.annotate.apply import accepted_pairs, request_for
 from outpool.annotate.protocol import Annotator, LabelResult, PairRequest
-from outpool.creators import CreatedPairs, CreationContext, creator
-from outpool.creators.pairs import load_created, save_created
+from outpool.creators import CreatedPairs, CreationContext, CreatorEntry, creator
+from outpool.creators.pairs import load_created, save_created, top_up_seed
 from outpool.creators.screen import LegibilityScreen, screened
 from outpool.data import Dataset, ImageTable, PairTable
 from outpool.errors import DataError, OutpoolError, UnknownNameError
@@ -115,10 +115,7 @@ def make_batch(
     progress: bool = False,
 ) -> tuple[CreatedPairs, dict[str, Any] | None]:
     """``count`` pairs of the creator ``method`` (its own training in ``work_dir``) and what the
-    screen did, if it read them: a generating creator under a ``screen`` draws more and keeps
-    the first ``count`` that pass; when too many fail, it draws again for the shortfall (at the
-    pass rate seen so far, from another seed, in ``work_dir/top_up_I``) up to the screen's
-    ``top_ups`` times. Copies of real pictures need no screen."""
+    screen did, if it read them (``fill``). Copies of real pictures need no screen."""
     entry = creator(method)
     cfg = cfg if cfg is not None else entry.config()
     screening = screen if entry.generates else None
@@ -126,21 +123,38 @@ def make_batch(
     made = entry.create(context, asked, work_dir, cfg, progress=progress)
     if screening is None:
         return made, None
-    batch, report = screened(made, count, screening)
+    return fill(entry, made, count, screening, context, work_dir, cfg, progress=progress)
+
+
+def fill(
+    entry: CreatorEntry,
+    made: CreatedPairs,
+    count: int,
+    screen: LegibilityScreen,
+    context: CreationContext,
+    work_dir: Path,
+    cfg: Any,
+    *,
+    progress: bool = False,
+) -> tuple[CreatedPairs, dict[str, Any]]:
+    """The first ``count`` of a generating creator's pairs ``made`` that pass the screen; when
+    too many fail, drawn again for the shortfall (at the pass rate seen so far, from new seeds)
+    up to the screen's ``top_ups`` times: ATTIC from the control network it trained
+    (``entry.more``), the others by creating again in ``work_dir/top_up_I``."""
+    batch, report = screened(made, count, screen)
     report["top_ups"] = 0
-    for i in range(1, screening.cfg.top_ups + 1):
+    for i in range(1, screen.cfg.top_ups + 1):
         short = count - len(batch)
         if short == 0:
             break
         rate = max(report["passed"] / report["candidates"], 0.05)
-        more = entry.create(
-            context,
-            screening.cfg.candidates(int(np.ceil(short / rate))),
-            work_dir / f"top_up_{i}",
-            dataclasses.replace(cfg, seed=cfg.seed + i),
-            progress=progress,
-        )
-        extra, seen = screened(more, short, screening)
+        asked = screen.cfg.candidates(int(np.ceil(short / rate)))
+        if entry.more is not None:
+            more = entry.more(context, asked, work_dir, cfg, i)
+        else:
+            again = dataclasses.replace(cfg, seed=top_up_seed(cfg.seed, i))
+            more = entry.create(context, asked, work_dir / f"top_up_{i}", again, progress=progress)
+        extra, seen = screened(more, short, screen)
         batch = batch.joined(extra)
         for key in ("candidates", "passed"):
             report[key] += seen[key]

@@ -1,10 +1,11 @@
 """Database connections for the annotation store: SQLite (one host) or PostgreSQL (many).
 
 The store writes one SQL dialect (``?`` placeholders, standard types); ``Database`` adapts it
-to the backend. Every write transaction is serialised: SQLite allows one writer anyway, and on
-PostgreSQL an advisory lock makes "assign a pair to at most k annotators" and "close a batch
-when its last pair is done" race-free across every process and host sharing the database,
-at the cost of one round trip per write transaction (answers share one: ``group_commit``).
+to the backend. SQLite allows one writer: every write transaction is serialised. On PostgreSQL
+an advisory lock, held by every write transaction, orders the two kinds across every process
+and host sharing the database: an annotator's transactions (``concurrent=True``: answer, skip,
+next task) hold it shared and run in parallel, each locking the rows it changes (the store
+says which); every other write (batches, annotators, undo) holds it alone.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql"
     url: str
 
-    def transaction(self, *, write: bool) -> AbstractContextManager[Cursor]: ...
+    def transaction(
+        self, *, write: bool, concurrent: bool = False
+    ) -> AbstractContextManager[Cursor]: ...
+    def retryable(self, exc: BaseException) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -84,7 +88,8 @@ class SQLiteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool, concurrent: bool = False) -> Iterator[Cursor]:
+        del concurrent  # one writer at a time in any case
         if write:
             with self._lock:
                 yield from _sqlite_transaction(self._writer, "BEGIN IMMEDIATE")
@@ -95,6 +100,9 @@ class SQLiteDatabase:
             with self._lock:
                 self._readers.append(conn)
         yield from _sqlite_transaction(conn, "BEGIN")
+
+    def retryable(self, exc: BaseException) -> bool:
+        return False  # one writer: no deadlocks
 
     def close(self) -> None:
         with self._lock:
@@ -128,6 +136,7 @@ class PostgresDatabase:
                 "PostgreSQL needs psycopg: pip install 'psycopg[binary]>=3.1'"
             ) from None
         self.url = url
+        self.pool_size = pool_size
         self._psycopg = psycopg
         self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
@@ -151,14 +160,15 @@ class PostgresDatabase:
         return conn
 
     @contextmanager
-    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool, concurrent: bool = False) -> Iterator[Cursor]:
         with self._slots:
             conn = self._get()
             try:
                 with conn.transaction(), conn.cursor() as raw:
                     cur = _PgCursor(raw)
                     if write:
-                        cur.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+                        lock = "_shared" if concurrent else ""
+                        cur.execute(f"SELECT pg_advisory_xact_lock{lock}(?)", (_WRITE_LOCK_KEY,))
                     yield cur
             except BaseException:
                 if conn.closed or conn.broken:
@@ -168,6 +178,12 @@ class PostgresDatabase:
                     self._pool.put(conn)
                 raise
             self._pool.put(conn)
+
+    def retryable(self, exc: BaseException) -> bool:
+        """A deadlock or serialisation failure: the transaction was rolled back and may be
+        run again."""
+        errors = self._psycopg.errors
+        return isinstance(exc, errors.DeadlockDetected | errors.SerializationFailure)
 
     def close(self) -> None:
         with self._guard:

@@ -105,7 +105,7 @@ def create_app(store: AnnotationStore, settings: ServiceSettings | None = None) 
     async def vote(request: Request) -> JSONResponse:
         # The busiest route, kept lean: a plain Starlette route (FastAPI's dependency solving
         # cost more CPU than the vote's SQL), and the vote, the next assignment and the progress
-        # in one group-committed transaction awaited on the event loop (no thread-pool hop).
+        # in one transaction (``service.writes``) awaited on the event loop (no thread-pool hop).
         who = await annotator(await caller(request))
         body = await json_body(request, VoteIn)
         ack, task, (done, left) = await asyncio.wrap_future(

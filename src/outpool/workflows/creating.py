@@ -5,9 +5,10 @@ that drew it), their pairs pair table NAME with the inferred labels (source ``sy
 ``pseudo`` for Real+, ``real`` for pool pairs, which name the pool's images), and
 ``DATASET/created/NAME/`` holds the creator's work (ATTIC's checkpoints and snapshots) and
 ``pairs.png``. A generating creator's pairs pass the legibility screen
-(``outpool.creators.screen``), whose net is trained once into ``DATASET/screen/`` on the
-generator's training table and reused. ``outpool data label DATASET --pairs NAME`` or
-``outpool annotate request DATASET --pairs NAME`` then asks for labels.
+(``outpool.creators.screen``; failures replaced from spares and top-ups), whose net is trained
+once into ``DATASET/screen/`` on the generator's training table and reused. ``outpool data
+label DATASET --pairs NAME`` or ``outpool annotate request DATASET --pairs NAME`` then asks for
+labels.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 
 from outpool.config import from_dict
 from outpool.creators import CreationContext, creator
-from outpool.creators.screen import ScreenConfig, fit_screen, screened
+from outpool.creators.screen import ScreenConfig, fit_screen
 from outpool.data import Dataset
 from outpool.errors import DataError
 from outpool.fileio import atomic_path, json_text
 from outpool.report.gallery import pair_grid, save_gallery
+from outpool.rounds.protocols import fill
 from outpool.train.generator import load_generator
 from outpool.train.ranker import RankerTrainConfig, load_deepstn
 
@@ -91,7 +93,7 @@ def create_into(
             Path(dataset_dir) / "screen",
             progress=progress,
         )
-        made, report = screened(made, budget, fitted)
+        made, report = fill(entry, made, budget, fitted, context, work, cfg, progress=progress)
     images, pairs = made.tables(name, source="pseudo" if method == "real_plus" else None)
     new_images = {name: images} if len(images) else {}  # pool pairs name the pool's images
     Dataset.add_tables(dataset_dir, images=new_images, pairs={name: pairs}, overwrite=force)

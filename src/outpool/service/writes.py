@@ -1,13 +1,17 @@
-"""Group commit: the writes that arrive while one commit is under way share the next one.
+"""How answers reach the database, acknowledged only once committed ("on disk").
 
-A vote's cost on the database is mostly the commit (an fsync on SQLite, a round trip and a
-WAL flush on PostgreSQL) and the one write lock every vote takes. One writer thread takes every
-job queued, runs them in one write transaction and commits once; each caller's future is
-resolved only after that commit, so "acknowledged" still means "on disk". A job that raises is
-undone alone and gets its error while the others commit: the group is rolled back and run
-again with each job in its own SAVEPOINT (savepoints only then: they cost round trips). Nothing
-waits for company: a job that finds the writer idle commits at once, so a lone vote is not
-delayed, and under load the groups grow with the queue.
+SQLite (``GroupCommit``): one writer. A vote's cost is mostly the commit (an fsync) and the one
+write lock, so the answers that arrive while one commit is under way share the next: one writer
+thread takes every job queued, runs them in one write transaction and commits once. A job that
+raises is undone alone and gets its error while the others commit: the group is rolled back and
+run again with each job in its own SAVEPOINT (savepoints only then). Nothing waits for company:
+a job that finds the writer idle commits at once, and under load the groups grow with the queue.
+
+PostgreSQL (``ParallelWrites``): one transaction per answer on a pool of threads, each locking
+the rows it changes, so answers on different pairs commit in parallel, from every process and
+host sharing the database (PostgreSQL groups the WAL flushes of concurrent commits itself).
+Groups would hold many pairs' row locks at once and deadlock each other across processes.
+A transaction the database rolled back for a deadlock is run again (``run_concurrent``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase
@@ -24,10 +28,45 @@ T = TypeVar("T")
 Job = tuple[Callable[[Cursor], Any], "Future[Any]"]
 
 MAX_GROUP = 64  # jobs per commit at most: bounds how long the write lock is held
+RETRIES = 5  # runs of a concurrent transaction the database keeps rolling back for deadlocks
+
+
+def run_concurrent(db: SQLiteDatabase | PostgresDatabase, fn: Callable[[Cursor], T]) -> T:
+    """``fn(cursor)`` in one concurrent write transaction, run again when the database rolled
+    it back for a deadlock."""
+    for attempt in range(1, RETRIES + 1):
+        try:
+            with db.transaction(write=True, concurrent=True) as cur:
+                return fn(cur)
+        except Exception as exc:
+            if attempt == RETRIES or not db.retryable(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+class ParallelWrites:
+    """``submit(fn)`` runs ``fn(cursor)`` in its own concurrent transaction on one of
+    ``workers`` threads."""
+
+    def __init__(self, db: SQLiteDatabase | PostgresDatabase, *, workers: int) -> None:
+        self.db = db
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="outpool-write")
+        self._closed = False
+
+    def submit(self, fn: Callable[[Cursor], T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        return self._pool.submit(run_concurrent, self.db, fn)
+
+    def close(self) -> None:
+        """Finish the queued jobs, then stop the threads."""
+        self._closed = True
+        self._pool.shutdown(wait=True)
 
 
 class GroupCommit:
-    """One writer thread over ``db``; ``submit(fn)`` runs ``fn(cursor)`` in the next group."""
+    """One writer thread over ``db``; ``submit(fn)`` runs ``fn(cursor)`` in the next group,
+    a concurrent write transaction."""
 
     def __init__(self, db: SQLiteDatabase | PostgresDatabase, *, max_group: int = MAX_GROUP):
         self.db = db
@@ -105,7 +144,7 @@ class GroupCommit:
         and a savepoint costs two round trips on PostgreSQL) the first failure rolls the whole
         group back (``_JobFailed``)."""
         outcomes: list[tuple[bool, Any]] = []
-        with self.db.transaction(write=True) as cur:
+        with self.db.transaction(write=True, concurrent=True) as cur:
             for fn, _ in live:
                 if not savepoints:
                     try:
