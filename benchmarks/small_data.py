@@ -178,7 +178,8 @@ def main() -> None:
                 cfg = dataclasses.replace(base, seed=seed)
                 run = Path(tmp) / f"{name}-{seed}"
                 for attribute in names:
-                    summary = train_run(dataset, attribute, cfg, run, model="auto", progress=False)[
+                    log(f"{name} seed {seed}: training {attribute} ...")
+                    summary = train_run(dataset, attribute, cfg, run, model="auto", progress=True)[
                         attribute
                     ]
                     chosen.append(summary["model"])
