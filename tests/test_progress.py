@@ -57,3 +57,28 @@ def test_training_writes_a_log_file_no_line_per_batch(monkeypatch: pytest.Monkey
     lines = err.getvalue().replace("\r", "\n").splitlines()
     assert 1 <= len([line for line in lines if "toy" in line]) <= 3  # not one per batch
     assert "200/200" in err.getvalue()
+
+
+def test_each_epoch_after_the_first_says_how_long_the_whole_run_may_take(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    from outpool.train.loop import Objective, Trainer, _duration
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    weight = torch.nn.Parameter(torch.tensor(1.0))
+    trainer = Trainer(
+        modules={"w": torch.nn.Module()},
+        optimizers={"w": torch.optim.SGD([weight], lr=0.01)},
+        objectives=[Objective("w", lambda _: (weight**2, {}))],
+        batches=lambda epoch: range(3),
+        epochs=3,
+        desc="toy",
+    )
+    trainer.train()
+    text = err.getvalue()
+    assert "toy epoch 1/3" in text and "toy epoch 1/3 (" not in text  # no pace yet
+    assert "toy epoch 2/3 (all epochs: at most" in text and "toy epoch 3/3 (all" in text
+    assert [_duration(s) for s in (45, 720, 5400)] == ["45 s", "12 min", "1.5 h"]

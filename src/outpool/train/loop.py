@@ -182,6 +182,7 @@ class Trainer:
     def train(self) -> TrainState:
         for h in self.hooks:
             h.before_train(self)
+        started, first = time.perf_counter(), self.state.epoch
         while self.state.epoch < self.epochs and not self.state.stop:
             epoch = self.state.epoch
             torch.manual_seed(epoch_seed(self.seed, epoch))
@@ -189,9 +190,13 @@ class Trainer:
                 m.train()
             sums: dict[str, float] = {}
             count = 0
+            label = f"{self.desc} epoch {epoch + 1}/{self.epochs}"
+            if epoch > first:  # the whole run at the pace of this process's epochs so far
+                left = (time.perf_counter() - started) / (epoch - first) * (self.epochs - epoch)
+                label += f" (all epochs: at most {_duration(left)} left)"
             bar = progress_bar(
                 self.batches(epoch),
-                f"{self.desc} epoch {epoch + 1}/{self.epochs}" if self.progress else "",
+                label if self.progress else "",
                 # epochs are (about) the same size: the last one's gives a total and an ETA
                 total=self._epoch_steps,
                 leave=False,
@@ -392,3 +397,12 @@ def run_training(
         module.load_state_dict(best["modules"][name])
         module.eval()
     return state
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min`` or ``1.5 h``: how long, as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
