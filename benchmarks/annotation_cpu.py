@@ -2,11 +2,14 @@
 in-process (no sockets), per vote, in one run.
 
     python benchmarks/annotation_cpu.py [--votes 2000] [--annotators 50] [--db sqlite|URL]
+        [--history N]
 
 Each of ``--annotators`` annotators answers the task they hold and takes the next (one
 transaction per vote, as ``POST /api/votes`` does), first through ``AnnotationStore.
 submit_and_next`` directly, then through the ASGI app called in-process with the same request a
-client sends. CPU time (this process) and wall time per vote; their difference in the store is
+client sends. ``--history N``: the store's annotators have first answered N pairs each of an
+earlier batch, since closed (what a vote reads about its annotator must not grow with that). CPU
+time (this process) and wall time per vote; their difference in the store is
 mostly waiting for the commit to reach the disk. What the app adds beyond the store is the web
 framework's routing, validation, thread hops and JSON; what a real server adds beyond that
 (HTTP parsing, sockets) is ``annotation_load.py``'s ``server_cpu_ms_per_vote`` minus this.
@@ -28,7 +31,7 @@ import numpy as np
 from outpool.bench import drop_schema, emit, log, machine, parser, postgres_schema
 from outpool.fileio import json_text
 from outpool.service.batch import BatchSpec
-from outpool.service.store import AnnotationStore, Submission
+from outpool.service.store import AnnotationStore, Annotator, Submission
 from outpool.service.web import create_app
 
 
@@ -48,9 +51,24 @@ def batch(name: str, pairs: int, images: int, seed: int) -> BatchSpec:
     )
 
 
-def store_votes(store: AnnotationStore, n_votes: int, n_people: int) -> tuple[float, float]:
+def answer_history(store: AnnotationStore, people: list[Annotator], n: int, seed: int) -> None:
+    """Each of ``people`` answers ``n`` pairs of a batch that is then closed."""
+    # one more pair each: the task each is given after their last answer
+    store.create_batch(batch("earlier", (n + 1) * len(people), 200, seed + 1), k=1)
+    for who in people:
+        task = store.next_task(who)
+        for _ in range(n):
+            assert task is not None
+            sub = Submission(secrets.token_hex(8), task.batch, task.pair_id, "equal", "very")
+            task = store.submit_and_next(who, sub)[1]
+    store.close_batch("earlier")
+
+
+def store_votes(
+    store: AnnotationStore, n_votes: int, people: list[Annotator]
+) -> tuple[float, float]:
     """(CPU ms, wall ms) per vote through the store alone."""
-    people = [store.create_annotator(f"s{i}")[0] for i in range(n_people)]
+    n_people = len(people)
     held = {p.id: store.next_task(p) for p in people}
     cpu, wall = time.process_time(), time.perf_counter()
     for i in range(n_votes):
@@ -123,9 +141,10 @@ def main() -> None:
     p.add_argument("--votes", type=int, default=2000, help="votes per measurement")
     p.add_argument("--annotators", type=int, default=50)
     p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a database URL")
+    p.add_argument("--history", type=int, default=0, help="earlier answers per annotator")
     args = p.parse_args()
-    if args.votes < 1 or args.annotators < 1:
-        p.error("--votes and --annotators must be at least 1")
+    if args.votes < 1 or args.annotators < 1 or args.history < 0:
+        p.error("--votes and --annotators must be at least 1, --history at least 0")
     schema = None
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "votes.db")
@@ -134,10 +153,14 @@ def main() -> None:
         store = AnnotationStore.open(url)
         try:
             # k 5 over enough pairs that nobody runs out: every vote is an ordinary one
+            people = [store.create_annotator(f"s{i}")[0] for i in range(args.annotators)]
+            if args.history:
+                log(f"{args.history} earlier answers per annotator ...")
+                answer_history(store, people, args.history, args.seed)
             pairs = 2 * args.votes // 5 + 4 * args.annotators
             store.create_batch(batch("bench", pairs, 200, args.seed), k=5)
             log(f"{args.votes} votes through the store ...")
-            store_cpu, store_wall = store_votes(store, args.votes, args.annotators)
+            store_cpu, store_wall = store_votes(store, args.votes, people)
             log(f"{args.votes} votes through the web app, in-process ...")
             app_cpu, app_wall = asyncio.run(app_votes(store, args.votes, args.annotators))
         finally:
@@ -150,6 +173,8 @@ def main() -> None:
             "machine": machine(),
             "db": "sqlite" if args.db == "sqlite" else "postgresql",
             "votes": args.votes,
+            "annotators": args.annotators,
+            "history_per_annotator": args.history,
             "store_cpu_ms_per_vote": round(store_cpu, 3),
             "store_wall_ms_per_vote": round(store_wall, 3),
             "app_cpu_ms_per_vote": round(app_cpu, 3),

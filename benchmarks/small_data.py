@@ -10,9 +10,8 @@ train (different people, different ranks, as the standard protocol); every model
 the standard protocol (all pairs of the 531 test images of different people and ranks). LFW:
 ``--lfw-pairs`` training pairs per attribute (the LFW loader's train/val/test tables, split by
 person), tested on its test pairs. Each setting trains with ``train-ranker --model auto``: the
-DeepSTN, the linear ranker and the one auto keeps (DeepSTN only where its val lead is beyond one
-standard error, ``workflows/ranker_runs.prefers_deepstn``) are all scored, and beside them the
-plain rule "the better on val" (``best_on_val``), to show what the one-standard-error rule buys.
+DeepSTN, the linear ranker and the one auto keeps (the better on val,
+``workflows/ranker_runs.prefers_deepstn``) are all scored.
 
 DeepSTN uses the PubFig benchmark's from-scratch face recipe (``benchmarks/pubfig.py``) with
 early stopping on the validation pairs. Last line: one JSON object with per setting and model
@@ -44,7 +43,7 @@ from outpool.train.ranker import RankerTrainConfig, load_ranker
 from outpool.workflows.ranker_runs import train_run
 from pubfig import DEFAULTS  # the from-scratch face recipe
 
-MODELS = ("deepstn", "linear", "auto", "best_on_val")  # best_on_val: the plain rule, for contrast
+MODELS = ("deepstn", "linear", "auto")
 VAL_SHARE = 0.2
 
 
@@ -186,12 +185,11 @@ def main() -> None:
                     for model_name, model in models_of(run / attribute).items():
                         scored = round(test(model, attribute), 2)
                         acc[model_name].setdefault(attribute, []).append(scored)
-                    deep_val, lin_val = summary["deepstn_val_acc"], summary["linear_val_acc"]
-                    plain = "deepstn" if deep_val > lin_val else "linear"
-                    acc["best_on_val"].setdefault(attribute, []).append(acc[plain][attribute][-1])
                     val_records.append(
-                        {"seed": seed, "attribute": attribute, "deepstn_val_acc": deep_val,
-                         "linear_val_acc": lin_val, "val_pairs": summary["val_pairs"],
+                        {"seed": seed, "attribute": attribute,
+                         "deepstn_val_acc": summary["deepstn_val_acc"],
+                         "linear_val_acc": summary["linear_val_acc"],
+                         "val_pairs": summary["val_pairs"],
                          "auto_chose": summary["model"]}
                     )  # fmt: skip
                 done += 1
@@ -219,9 +217,6 @@ def main() -> None:
                 "validation": val_records,
                 "auto_minus_best_pts": round(
                     means["auto"] - max(means["deepstn"], means["linear"]), 2
-                ),
-                "best_on_val_minus_best_pts": round(
-                    means["best_on_val"] - max(means["deepstn"], means["linear"]), 2
                 ),
             }
 

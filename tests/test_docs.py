@@ -23,7 +23,7 @@ def test_readme_and_results_stay_short() -> None:
 def test_every_result_file_is_cited_and_every_cited_file_exists() -> None:
     text = RESULTS.read_text()
     kept = {p.name for p in (ROOT / "benchmarks" / "results").iterdir()}
-    cited = set(re.findall(r"\d{4}-\d\d-\d\d_[\w.-]+\.(?:json|log|jsonl|csv)", text))
+    cited = set(re.findall(r"\d{4}-\d\d-\d\d_[\w.-]+\.(?:jsonl|json|log|csv)\b", text))
     assert kept - cited == set(), "result files RESULTS.md does not cite"
     assert cited - kept == set(), "RESULTS.md cites files that are not there"
 

@@ -556,3 +556,21 @@ def test_data_label_with_nothing_accepted_says_so_instead_of_a_next_step(
     code, out, err = run_cli(["data", "label", str(tmp_path), "--pairs", "random"])
     assert code == 0 and json.loads(out)["accepted"] == 0
     assert "next:" not in err and "accepted none of the random pairs" in err
+
+
+@pytest.mark.parametrize(("deep", "warned"), [(70.0, True), (70.5, False)])
+def test_train_ranker_says_when_auto_would_keep_the_linear_ranker(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deep: float, warned: bool
+) -> None:
+    import outpool.workflows.ranker_runs as ranker_runs
+
+    def fake_train_run(*args: object, **kwargs: object) -> dict[str, object]:
+        record = {"model": "deepstn", "deepstn_val_acc": deep, "linear_val_acc": 70.0}
+        return {ATTR: {**record, "val_pairs": 40}}
+
+    monkeypatch.setattr(ranker_runs, "train_run", fake_train_run)
+    argv = ["train-ranker", str(dataset_dir), "--out", str(tmp_path / "r"), "--val", "train"]
+    code, _, err = run_cli([*argv, "--train", "other"])
+    assert code == 0, err
+    assert f"val accuracy DeepSTN {deep:.1f}%, linear reference 70.0% (40 val pairs)" in err
+    assert ("--model auto would keep it" in err) is warned

@@ -534,7 +534,10 @@ def test_cli_export_and_import_label_studio(
 
     plan = {pid: [-1, 1, 0, REJECT][i % 4] for i, pid in enumerate(pairs.ids.tolist())}
     results = tmp_path / "project-1-at-2024.json"
-    results.write_text(json.dumps(ls_results(folder, plan)), encoding="utf-8")
+    unanswered = pairs.ids[-1]  # nobody answered the last pair in Label Studio
+    answers = [r for r in ls_results(folder, plan) if r["data"]["pair_id"] != unanswered]
+    results.write_text(json.dumps(answers), encoding="utf-8")
+    del plan[unanswered]
     rc, out, err = run(
         capsys, "annotate", "import", results, "--format", "label-studio",
         "--out", tmp_path / "votes.csv", "--dataset", ds, "--pairs", "train", "--name", "ls_people",
@@ -542,14 +545,16 @@ def test_cli_export_and_import_label_studio(
     assert rc == 0, err
     summary = json.loads(out)
     n_reject = sum(v == REJECT for v in plan.values())
-    assert summary["votes"] == len(pairs) and summary["pairs"] == "ls_people"
-    assert (summary["accepted"], summary["rejected"]) == (len(pairs) - n_reject, n_reject)
+    assert summary["votes"] == len(pairs) - 1 and summary["pairs"] == "ls_people"
+    accepted = len(pairs) - 1 - n_reject
+    assert (summary["accepted"], summary["rejected"]) == (accepted, n_reject)
+    assert (summary["pruned"], summary["unanswered"]) == (0, 1)  # not answered is not pruned
     votes = VoteTable.load(tmp_path / "votes.csv")
     assert set(votes.annotator.tolist()) == {"ls:7"}
     assert dict(zip(votes.pair_id.tolist(), votes.answer.tolist(), strict=True)) == plan
     table = Dataset.load(ds).pairs["ls_people"]
     assert table.label.tolist() == [plan[p] for p in table.ids.tolist()]
-    assert len(table) == len(pairs) - n_reject
+    assert len(table) == accepted
 
     # the same import again: refused (the table exists) before any file is written
     rc, _, err = run(

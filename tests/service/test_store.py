@@ -79,7 +79,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 7
+    assert SCHEMA_VERSION == 8
     versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (
@@ -129,6 +129,12 @@ def test_a_version_1_store_with_work_in_progress_migrates_to_the_latest(
                 "check_answer, state, n_votes) VALUES (?, ?, ?, 'red', ?, ?, 0, -9, ?, ?)",
                 (spec.name, pid, i, a, b, state, 2 if state == "done" else 0),
             )
+        # someone who answered the finished pair (their count of answers is made by version 8)
+        cur.execute("INSERT INTO annotators VALUES ('w-old', 'old', 'annotator', 'h', 0)")
+        cur.execute(
+            "INSERT INTO assignments VALUES (?, ?, 'w-old', 0, 0, 0, 600, 1)",
+            (spec.name, spec.ids[0]),
+        )
     old.close()
     monkeypatch.undo()
 
@@ -142,6 +148,8 @@ def test_a_version_1_store_with_work_in_progress_migrates_to_the_latest(
             assert task is not None and task.pair_id != spec.ids[0]
             answer(store, who, task)
     assert rows(store, "SELECT n_open, state FROM batches") == [(0, "closed")]
+    counts = set(rows(store, "SELECT id, n_answered FROM annotators"))
+    assert counts == {(annotators[0].id, 2), (annotators[1].id, 2), ("w-old", 1)}
 
 
 def test_a_newer_schema_version_is_refused(open_store: OpenStore) -> None:
@@ -762,8 +770,10 @@ def test_skip_frees_the_slot_and_undo_reopens_a_finished_pair(
     # ann answers the other pair (k = 1: it is done), then takes the answer back
     answer(store, ann, after, "left_more")
     assert store.progress("b1").done == 1
+    assert store.remaining(ann) == (1, 0)  # (answered, open pairs left that they have not had)
     again = store.undo_last(ann)
     assert again.pair_id == after.pair_id
+    assert store.remaining(ann) == (0, 0)  # the answer taken back; the pair is theirs again
     progress = store.progress("b1")
     assert (progress.done, progress.votes) == (0, 0)
     assert store.next_task(ann).pair_id == after.pair_id  # theirs to answer again

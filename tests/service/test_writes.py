@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -274,15 +275,20 @@ def test_an_assigner_looks_past_a_run_of_pairs_others_are_assigning(
     postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(store_module, "_CANDIDATES", 2)  # candidates tried per query
+    monkeypatch.setattr(store_module, "_WINDOW", 2)  # pairs read per query
     store = pg_store
     store.create_batch(make_spec("b1", 6, images=8), k=1)
     ann, bob = (store.create_annotator(n)[0] for n in ("ann", "bob"))
-    with ExitStack() as held:
-        for seq in range(5):  # more held pairs than one query tries
-            held.enter_context(assignment_under_way(postgres_url, seq))
-        task = store.next_task(ann)
-        assert task is not None and task.pair_id == "p005"
-        assert store.next_task(bob) is None  # (k = 1) every other pair is being assigned
-    task = store.next_task(bob)
-    assert task is not None and task.pair_id == "p000"  # released: first in line again
+    with ThreadPoolExecutor(1) as pool:
+        with ExitStack() as held:
+            for seq in range(5):  # more held pairs than one query reads
+                held.enter_context(assignment_under_way(postgres_url, seq))
+            task = store.next_task(ann)
+            assert task is not None and task.pair_id == "p005"
+            # (k = 1) every other pair is being assigned: bob waits for the first one, since
+            # "no task" would tell him there is no work left
+            waiting = pool.submit(store.next_task, bob)
+            time.sleep(0.5)
+            assert not waiting.done()
+        task = waiting.result(timeout=10)
+    assert task is not None and task.pair_id == "p000"  # released: first in line

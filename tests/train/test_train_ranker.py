@@ -259,6 +259,17 @@ def test_load_ranker_mismatched_weights(tmp_path: Path) -> None:
 # -- train_ranker --------------------------------------------------------------------------
 
 
+def test_the_training_bars_say_which_of_the_two_stages_runs(
+    tmp_path: Path, dataset: Dataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_ranker(dataset, ATTR, tiny_cfg(), tmp_path / "two", progress=True)
+    err = capsys.readouterr().err
+    assert "heel crop (stage 1 of 2) epoch 1/1" in err and "heel full (stage 2 of 2) epoch" in err
+    train_ranker(dataset, ATTR, tiny_cfg(epochs_crop=0), tmp_path / "one", progress=True)
+    err = capsys.readouterr().err
+    assert "heel full epoch 1/1" in err and "stage" not in err
+
+
 @pytest.mark.slow
 def test_train_ranker_writes_its_run_folder(tmp_path: Path, dataset: Dataset) -> None:
     run = tmp_path / "run"

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from outpool.annotate.aggregate import AGGREGATORS, aggregate
 from outpool.annotate.apply import accepted_pairs
 from outpool.annotate.protocol import STATUSES, LabelResult
@@ -243,7 +245,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         name, pairs, result = labelled
         _save_labels(args.dataset, name, pairs, result, force=args.force)
         summary["pairs"] = name
-        summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected", "pruned")}
+        # a pair nobody answered in the results is not one the answers pruned
+        answered = np.isin(pairs.ids, votes.pair_id)
+        summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected")}
+        summary["pruned"] = int(((result.status == "pruned") & answered).sum())
+        summary["unanswered"] = int((~answered).sum())
     print(json_text(summary))
     return 0
 

@@ -266,11 +266,8 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
                 f"linear reference {lin:.1f}% ({r['val_pairs']} val pairs)",
                 file=sys.stderr,
             )
-            if args.model == "deepstn" and prefers_deepstn(lin, deep, r["val_pairs"]):
-                warn(
-                    f"{name}: the linear ranker did better on val beyond the noise; "
-                    "--model auto would keep it"
-                )
+            if args.model == "deepstn" and not prefers_deepstn(deep, lin):
+                warn(f"{name}: the linear ranker did as well on val; --model auto would keep it")
     return 0
 
 
@@ -384,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODELS,
         default="deepstn",
-        help="deepstn (default), linear, or auto: both, ranker.pt DeepSTN only where its val "
-        "lead is beyond one standard error",
+        help="deepstn (default), linear, or auto: both, ranker.pt the one better on val "
+        "(linear on a tie)",
     )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)

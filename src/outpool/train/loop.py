@@ -193,7 +193,7 @@ class Trainer:
             label = f"{self.desc} epoch {epoch + 1}/{self.epochs}"
             if epoch > first:  # the whole run at the pace of this process's epochs so far
                 left = (time.perf_counter() - started) / (epoch - first) * (self.epochs - epoch)
-                label += f" (all epochs: at most {_duration(left)} left)"
+                label += f" (epochs left: at most {_duration(left)})"
             bar = progress_bar(
                 self.batches(epoch),
                 label if self.progress else "",

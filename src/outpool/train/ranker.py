@@ -361,7 +361,7 @@ def train_ranker(
         stages = [(s, e) for s, e in stages if s == "full"]
         if not stages:
             raise DataError("the ranker to start from is past every stage (epochs_full = 0)")
-    for stage, epochs in stages:  # a stage with 0 epochs is skipped
+    for i, (stage, epochs) in enumerate(stages, 1):  # a stage with 0 epochs is skipped
         folder = run_dir / f"stage_{stage}"
         model.set_stage(stage)
         if stage == "full" and (run_dir / "stage_crop" / "best.pt").exists():
@@ -387,7 +387,7 @@ def train_ranker(
             writer=job.main,
             barrier=job.barrier,
             progress=progress and job.main,
-            desc=f"{attribute} {stage}",
+            desc=f"{attribute} {stage}" + (f" (stage {i} of 2)" if len(stages) == 2 else ""),
             steps_per_epoch=steps_per_epoch,
         )
 
