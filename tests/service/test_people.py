@@ -29,6 +29,7 @@ import pytest
 from PIL import Image
 
 from outpool.annotate import PairRequest
+from outpool.annotate.protocol import LabelResult
 from outpool.annotate.votes import REJECT, VoteTable
 from outpool.cli import main
 from outpool.data import Dataset
@@ -361,6 +362,29 @@ def shown_answer(task: dict[str, Any], a: str, want: int) -> str:
     return "left_more" if (task["left"] == a) == (want == 1) else "left_less"
 
 
+def test_status_counts_tell_unanswered_pairs_from_pruned_ones() -> None:
+    from outpool.cli.annotate import status_counts
+
+    votes = VoteTable(
+        pair_id=np.array(["a", "b", "b", "d"]),
+        annotator=np.array(["w1", "w1", "w2", "w1"]),
+        answer=np.array([1, 1, -1, REJECT]),
+        confidence=np.ones(4),
+        rationale=np.array(["", "", "", ""]),
+    )
+    result = LabelResult(
+        pair_ids=np.array(["a", "b", "c", "d"]),
+        label=np.array([1, 0, 0, 0], dtype=np.int8),
+        confidence=np.ones(4, dtype=np.float32),
+        agreement=np.array([1, 0.5, 0, 1], dtype=np.float32),
+        status=np.array(["accepted", "pruned", "pruned", "rejected"]),  # c: no votes at all
+        votes=votes,
+    )
+    assert status_counts(result) == {
+        "accepted": 1, "rejected": 1, "pruned": 1, "pairs_pending": 0, "unanswered": 1
+    }  # fmt: skip
+
+
 @pytest.mark.slow
 def test_cli_request_is_pending_then_writes_the_labels(
     server: LiveServer,
@@ -409,6 +433,7 @@ def test_cli_request_is_pending_then_writes_the_labels(
         "rejected": n_reject,
         "pruned": 0,
         "pairs_pending": 0,
+        "unanswered": 0,
     }
     table = Dataset.load(ds).pairs["train_people"]
     keep = [i for i, pid in enumerate(pairs.ids.tolist()) if plan[pid] != REJECT]

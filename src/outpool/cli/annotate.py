@@ -124,6 +124,19 @@ def _pairs(dataset: Dataset, name_or_csv: str, where: Path) -> PairTable:
     raise UnknownNameError("pair table (or .csv file)", name_or_csv, dataset.pairs)
 
 
+def status_counts(result: LabelResult) -> dict[str, int]:
+    """How many pairs ended in each status; a pair nobody answered is "unanswered" (the
+    aggregators prune it), and one still open while people label is "pairs_pending"."""
+    answered = np.isin(result.pair_ids, result.votes.pair_id)
+    counts = {s: int((result.status == s).sum()) for s in STATUSES}
+    unanswered = int(((result.status == "pruned") & ~answered).sum())
+    counts["pruned"] -= unanswered
+    # "pending" already says whether the batch is; the pairs without a final answer yet:
+    return {("pairs_pending" if s == "pending" else s): n for s, n in counts.items()} | {
+        "unanswered": unanswered
+    }
+
+
 def cmd_request(args: argparse.Namespace) -> int:
     dataset = Dataset.load(args.dataset)
     pairs = _pairs(dataset, args.pairs, args.dataset)
@@ -138,9 +151,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     if not result.pending:
         _save_labels(args.dataset, out_name, pairs, result, force=args.force)
         summary["pairs"] = out_name
-    counts = {s: int((result.status == s).sum()) for s in STATUSES}
-    # "pending" already says whether the batch is; the pairs without a final answer yet:
-    summary |= {("pairs_pending" if s == "pending" else s): n for s, n in counts.items()}
+    summary |= status_counts(result)
     print(json_text(summary))
     if result.pending:
         print(
@@ -245,11 +256,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         name, pairs, result = labelled
         _save_labels(args.dataset, name, pairs, result, force=args.force)
         summary["pairs"] = name
-        # a pair nobody answered in the results is not one the answers pruned
-        answered = np.isin(pairs.ids, votes.pair_id)
-        summary |= {s: int((result.status == s).sum()) for s in ("accepted", "rejected")}
-        summary["pruned"] = int(((result.status == "pruned") & answered).sum())
-        summary["unanswered"] = int((~answered).sum())
+        summary |= status_counts(result)
     print(json_text(summary))
     return 0
 
