@@ -191,7 +191,7 @@ class Trainer:
             sums: dict[str, float] = {}
             count = 0
             label = f"{self.desc} epoch {epoch + 1}/{self.epochs}"
-            if epoch > first:  # the whole run at the pace of this process's epochs so far
+            if epoch > first:  # this trainer's epochs left, at the pace of its epochs so far
                 left = (time.perf_counter() - started) / (epoch - first) * (self.epochs - epoch)
                 label += f" (epochs left: at most {_duration(left)})"
             bar = progress_bar(

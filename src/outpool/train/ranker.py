@@ -387,7 +387,7 @@ def train_ranker(
             writer=job.main,
             barrier=job.barrier,
             progress=progress and job.main,
-            desc=f"{attribute} {stage}" + (f" (stage {i} of 2)" if len(stages) == 2 else ""),
+            desc=f"{attribute} {stage}" + (f" (stage {i} of 2)" if len(stages) > 1 else ""),
             steps_per_epoch=steps_per_epoch,
         )
 
