@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
@@ -239,3 +240,66 @@ def test_the_annotation_cpu_benchmark_prints_its_split(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["votes"] == 30 and result["db"] == "sqlite"
     assert 0 < result["store_cpu_ms_per_vote"] < result["app_cpu_ms_per_vote"]
+
+
+PAIRS_MAP = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_pairs_map.py"
+
+
+def test_the_pairs_map_checks_inferred_labels_only_where_the_oracle_sees_a_difference() -> None:
+    bench = benchmark_module(PAIRS_MAP)
+    diff = np.array([0.5, -0.5, 0.01, 0.3])  # the third is within the equal band
+    got = bench.label_figures(diff, np.array([1, 1, 1, 0]), 0.03)
+    assert got == {"inferred_equal_pct": 25.0, "inferred_agrees_pct": 50.0}
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    assert bench.nearest(points, points).tolist() == [0.0, 0.0, 0.0]
+    assert bench.nearest(points, points, itself=True).tolist() == [1.0, 1.0, 2.0]
+
+
+@pytest.mark.slow
+def test_the_pairs_map_refuses_a_folder_that_is_no_run(tmp_path: Path) -> None:
+    message = "config.json does not exist: --run names an attic_synth run folder"
+    assert message in refusal(PAIRS_MAP, ["--run", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_the_pairs_map_measures_created_pairs_with_the_oracle(tmp_path: Path) -> None:
+    """A run whose "created" pairs are test pairs of rendered shoes, one label in four
+    flipped: the oracle's figures must see through to the truth."""
+    from outpool import config
+    from outpool.creators.pairs import CreatedPairs, save_created
+    from outpool.experiments.config import ExperimentConfig
+    from outpool.synth.world import build
+
+    cfg = config.load(ExperimentConfig, Path(__file__).parent / "experiments" / "tiny.toml")
+    world = build(cfg.world)
+    run = tmp_path / "run"
+    world.dataset.save(run / "dataset", truth=world.truth)
+    record = {"config": {"world": config.to_dict(cfg.world), "experiment": {"n": 20}}}
+    (run / "config.json").write_text(json.dumps(record))
+    pairs = world.dataset.pairs["test"].for_attribute("heel").subset(np.arange(40))
+    label = pairs.label.copy()
+    label[::4] *= -1
+    made = CreatedPairs(
+        "heel", "attic", world.dataset.lookup(pairs.a), world.dataset.lookup(pairs.b), label
+    )
+    folder = "cells/heel/attic/normal/seed_0"
+    save_created(run / folder / "created.npz", made)
+    row = {"attribute": "heel", "method": "attic", "protocol": "normal", "seed": 0}
+    row |= {"accuracy_pct": {"test": 70.0}, "labels_spent": 20, "folder": folder}
+    (run / "results.jsonl").write_text(json.dumps(row) + "\n")
+    done = subprocess.run(
+        [sys.executable, str(PAIRS_MAP), "--run", str(run), "--figure", str(tmp_path / "m.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    kinds = json.loads(done.stdout.splitlines()[-1])["kinds"]
+    attic = kinds["attic/normal"]
+    assert attic["illegible_pct"] < 10.0
+    assert 65.0 <= attic["inferred_agrees_pct"] <= 85.0  # 75% of labels are true
+    assert "real_ranker_pct" not in attic  # this run has no Real cell
+    assert 35.0 <= kinds["test"]["off_catalogue_pct"] <= 65.0  # about half, by construction
+    assert kinds["real_pairs"]["off_catalogue_pct"] < kinds["test"]["off_catalogue_pct"]
+    assert kinds["test_fine"]["fine_pct"] > kinds["test"]["fine_pct"]
+    assert (tmp_path / "m.png").stat().st_size > 10_000

@@ -22,7 +22,7 @@ from outpool.cli.commands import main
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.experiments.config import ExperimentConfig, GridConfig, cells
 from outpool.experiments.results import RESULTS, append_cell, read_rows
-from outpool.experiments.runner import run_experiment
+from outpool.experiments.runner import prepare, run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = Path(__file__).with_name("tiny.toml")
@@ -109,6 +109,21 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"experiment\.n: 20 -> 30"):
         run_experiment(tiny("experiment.methods=['real']", "experiment.n=30"), tmp_path, **QUIET)
     assert (tmp_path / RESULTS).read_text() == before
+
+
+def test_a_shard_finding_only_another_shard_s_lock_and_logs_goes_on(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".prepare.lock").touch()  # a shard started a moment earlier has taken the lock
+    (run / "shard_0.log").write_text("rendering ...\n")
+    prepare(tiny("experiment.methods=['real']"), run, **QUIET)
+    assert (run / "config.json").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(DataError, match="not an experiment's run folder"):
+        prepare(tiny("experiment.methods=['real']"), mine, **QUIET)
+    assert not (mine / "config.json").exists() and (mine / "notes.txt").read_text() == "keep"
 
 
 def outpool(run: Path, *args: str) -> subprocess.Popen[bytes]:

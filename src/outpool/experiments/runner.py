@@ -66,12 +66,16 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
     """The run's config, world, generator and screen: made once, loaded after."""
     if run.exists() and not run.is_dir():
         raise DataError("the run folder is a file", path=run)
-    foreign = [p for p in run.iterdir() if p.suffix != ".log"] if run.is_dir() else []
-    if foreign and not (run / "config.json").exists():  # logs of the shards may come first
-        raise DataError("not an experiment's run folder (no config.json): choose another", path=run)
     run.mkdir(parents=True, exist_ok=True)
-    with exclusive(run / ".prepare.lock"):
+    lock = run / ".prepare.lock"
+    with exclusive(lock):  # shards started together: the first prepares, the others wait
         stored = run / "config.json"
+        # the shards' logs and the lock may come first; anything else is someone's folder
+        foreign = [p for p in run.iterdir() if p.suffix != ".log" and p != lock]
+        if foreign and not stored.exists():
+            raise DataError(
+                "not an experiment's run folder (no config.json): choose another", path=run
+            )
         record = {"config": to_dict(cfg)}
         for name in GROWABLE:  # a grid may grow: more cells in the same run
             del record["config"]["experiment"][name]
