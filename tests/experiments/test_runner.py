@@ -123,7 +123,8 @@ def test_a_shard_finding_only_another_shard_s_lock_and_logs_goes_on(tmp_path: Pa
     (mine / "notes.txt").write_text("keep")
     with pytest.raises(DataError, match="not an experiment's run folder"):
         prepare(tiny("experiment.methods=['real']"), mine, **QUIET)
-    assert not (mine / "config.json").exists() and (mine / "notes.txt").read_text() == "keep"
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]  # not even a lock left in it
+    assert (mine / "notes.txt").read_text() == "keep"
 
 
 def outpool(run: Path, *args: str) -> subprocess.Popen[bytes]:

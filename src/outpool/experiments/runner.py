@@ -66,16 +66,22 @@ def prepare(cfg: ExperimentConfig, run: Path, *, progress: bool, log: Log) -> Sh
     """The run's config, world, generator and screen: made once, loaded after."""
     if run.exists() and not run.is_dir():
         raise DataError("the run folder is a file", path=run)
-    run.mkdir(parents=True, exist_ok=True)
-    lock = run / ".prepare.lock"
-    with exclusive(lock):  # shards started together: the first prepares, the others wait
-        stored = run / "config.json"
-        # the shards' logs and the lock may come first; anything else is someone's folder
-        foreign = [p for p in run.iterdir() if p.suffix != ".log" and p != lock]
-        if foreign and not stored.exists():
+    stored, lock = run / "config.json", run / ".prepare.lock"
+
+    def refuse_foreign(ours: Callable[[Path], bool]) -> None:
+        if not stored.exists() and not all(ours(p) for p in run.iterdir()):
             raise DataError(
                 "not an experiment's run folder (no config.json): choose another", path=run
             )
+
+    # Shards started together: the first takes the lock and writes config.json before
+    # anything else, so until then the folder holds only the shards' logs, the lock and
+    # config.json's temporary file. Someone's folder is refused before the lock is made in it.
+    if run.is_dir():
+        refuse_foreign(lambda p: p.suffix == ".log" or p.name.startswith("."))
+    run.mkdir(parents=True, exist_ok=True)
+    with exclusive(lock):
+        refuse_foreign(lambda p: p.suffix == ".log" or p == lock)
         record = {"config": to_dict(cfg)}
         for name in GROWABLE:  # a grid may grow: more cells in the same run
             del record["config"]["experiment"][name]
