@@ -646,12 +646,18 @@ class AnnotationStore:
         # batch, so that each walks the pairs_open index in seq order and stops at the first
         # fit; one query over all batches sorted every open pair of every batch, on every
         # assignment.
+        # with each batch, the check pairs and all pairs this annotator has had in it (read
+        # here, not once a pair is found: one statement fewer per vote)
         open_batches = cur.execute(
-            "SELECT b.id, b.k, b.lease_s, b.check_every FROM batches b WHERE b.state = 'open' "
-            f"AND {_MAY_WORK_ON} ORDER BY b.created_at, b.id",
-            (who, who),
+            "SELECT b.id, b.k, b.lease_s, b.check_every, "
+            "(SELECT COALESCE(SUM(s.is_check), 0) FROM assignments s "
+            "  WHERE s.batch_id = b.id AND s.annotator_id = ?), "
+            "(SELECT COUNT(*) FROM assignments s WHERE s.batch_id = b.id AND s.annotator_id = ?) "
+            f"FROM batches b WHERE b.state = 'open' AND {_MAY_WORK_ON} "
+            "ORDER BY b.created_at, b.id",
+            (who, who, who, who),
         ).fetchall()
-        for batch, k, lease_s, check_every in open_batches:  # noqa: B007 (used after break)
+        for batch, k, lease_s, check_every, n_checks, n_all in open_batches:  # noqa: B007
             found = self._free_pair(cur, batch, k, who, now)
             if found is not None:
                 pair_row = found
@@ -660,12 +666,7 @@ class AnnotationStore:
             return None
         # One unseen check pair in every block of check_every ordinary pairs, at a place in
         # the block drawn per (batch, annotator, block): a check never comes predictably.
-        seen = cur.execute(
-            "SELECT COALESCE(SUM(is_check), 0), COUNT(*) FROM assignments "
-            "WHERE batch_id = ? AND annotator_id = ?",
-            (batch, who),
-        ).fetchone()
-        n_checks, n_all = (int(seen[0]), int(seen[1])) if seen else (0, 0)
+        n_checks, n_all = int(n_checks), int(n_all)
         block, place = divmod(n_all - n_checks, check_every)
         is_check = 0
         if n_checks < block or (
