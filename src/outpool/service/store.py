@@ -646,8 +646,8 @@ class AnnotationStore:
         # batch, so that each walks the pairs_open index in seq order and stops at the first
         # fit; one query over all batches sorted every open pair of every batch, on every
         # assignment.
-        # with each batch, the check pairs and all pairs this annotator has had in it (read
-        # here, not once a pair is found: one statement fewer per vote)
+        # Each batch comes with this annotator's check pairs and pairs in it (for the place of
+        # the next check pair below): read here, not in a statement of their own.
         open_batches = cur.execute(
             "SELECT b.id, b.k, b.lease_s, b.check_every, "
             "(SELECT COALESCE(SUM(s.is_check), 0) FROM assignments s "
