@@ -303,3 +303,28 @@ def test_the_pairs_map_measures_created_pairs_with_the_oracle(tmp_path: Path) ->
     assert kinds["real_pairs"]["off_catalogue_pct"] < kinds["test"]["off_catalogue_pct"]
     assert kinds["test_fine"]["fine_pct"] > kinds["test"]["fine_pct"]
     assert (tmp_path / "m.png").stat().st_size > 10_000
+
+
+NEARNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "val_nearness.py"
+
+
+def test_val_nearness_compares_val_images_with_the_typical_test_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(NEARNESS.parent))  # it reads small_data.py's split
+    bench = benchmark_module(NEARNESS)
+    got = bench.nearness(np.array([0.1, 1.0, 3.0, 5.0]), np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert got["test_median"] == 3.0 and got["val_median"] == 2.0
+    assert got["val_nearer_pct"] == 50.0  # 0.1 and 1.0 are nearer than 3.0
+    assert got["val_near_copies_pct"] == 25.0 and got["test_near_copies_pct"] == 0.0
+    ref, ref_groups = np.array([[0.0], [10.0]]), np.array(["ann", "bob"])
+    queries, groups = np.array([[1.0], [9.0], [4.0]]), np.array(["bob", "bob", "cy"])
+    same = bench.nearest_same_group(queries, groups, ref, ref_groups)
+    assert same[:2].tolist() == [9.0, 1.0] and np.isnan(same[2])  # cy has no training image
+
+
+@pytest.mark.slow
+def test_val_nearness_refuses_a_bad_fraction() -> None:
+    assert "--fractions must be in (0, 1]" in refusal(
+        NEARNESS, ["--pubfig", "x", "--fractions", "0"]
+    )
