@@ -8,7 +8,8 @@
 # RUN (default runs/attic_gpu) keeps everything; a second start skips what is done. The shards
 # start together: one renders the world and trains the generator and the screen while the
 # others wait for it. Run from the source tree (PYTHONPATH=src) with a CUDA build of PyTorch;
-# SHARDS (default 8) processes. Summaries: RUN/tables.json, RUN/active.json; report: RUN/report.
+# SHARDS (default 8) processes. Summaries: RUN/tables.json, RUN/active.json, RUN/pairs_map.json
+# (where the created pairs fall, with RUN/pairs_map.png); report: RUN/report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
@@ -35,4 +36,7 @@ grid() {  # grid NAME SCRIPT [options]: SHARDS shards on RUN, then the summary
 
 grid tables benchmarks/attic_synth.py "$@"
 grid active benchmarks/attic_active.py "$@"
-echo "wall ${SECONDS}s; summaries: $run/tables.json $run/active.json; report: $run/report"
+python benchmarks/attic_pairs_map.py --run "$run" --figure "$run/pairs_map.png" \
+    --out "$run/pairs_map.json" > "$run/pairs_map.log" 2>&1
+echo "wall ${SECONDS}s; summaries: $run/tables.json $run/active.json $run/pairs_map.json;" \
+    "report: $run/report"

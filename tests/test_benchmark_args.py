@@ -1,9 +1,11 @@
-"""The generator benchmarks refuse bad options before any work, naming the option."""
+"""The benchmarks: bad options refused before any work, naming the option; their summaries,
+figures and the GPU script, checked at toy sizes."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -328,3 +330,68 @@ def test_val_nearness_refuses_a_bad_fraction() -> None:
     assert "--fractions must be in (0, 1]" in refusal(
         NEARNESS, ["--pubfig", "x", "--fractions", "0"]
     )
+
+
+GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_gpu.sh"
+TOY = {  # the grids at toy sizes (tests/experiments/tiny.toml's settings)
+    "experiment.attributes": '["heel"]',
+    "experiment.seeds": "[0]",
+    "experiment.n": "20",
+    "experiment.batch": "6",
+    "experiment.rounds": "2",
+    "world.train_pairs": "40",
+    "world.val_pairs": "20",
+    "world.test_pairs": "100",
+    "world.generator.images": "100",
+    "world.train.images": "120",
+    "world.val.images": "40",
+    "world.test.images": "120",
+    "generator.epochs": "1",
+    "generator.model.z_dim": "8",
+    "generator.model.width": "4",
+    "generator.model.feature": "16",
+    "generator.model.y_embed": "8",
+    "generator.model.hidden": "16",
+    "generator.model.colour_layers": "2",
+    "ranker.epochs_crop": "1",
+    "ranker.epochs_full": "1",
+    "ranker.batch_size": "10",
+    "ranker.model.width": "4",
+    "screen.net.epochs": "1",
+    "screen.net.model.width": "4",
+    "screen.net.model.crop": "1.0",
+    "attic.epochs": "1",
+    "attic.snapshot_pairs": "4",
+    "attic.control.hidden": "16",
+    "attic.control.side_hidden": "8",
+}
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_both_grids_in_shards_started_together(tmp_path: Path) -> None:
+    """benchmarks/attic_gpu.sh end to end at toy sizes on the CPU: two shards per grid start
+    at once on one new run folder, then the summaries and the pairs map."""
+    sets = [arg for key, value in TOY.items() for arg in ("--set", f"{key}={value}")]
+    env = {
+        **os.environ,
+        "SHARDS": "2",
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    run = tmp_path / "run"
+    done = subprocess.run(
+        ["bash", str(GPU_SCRIPT), str(run), *sets],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    tables = json.loads((run / "tables.json").read_text())
+    methods = {key.split("/")[0] for key in tables["methods"]}
+    assert {"real", "attic", "semantic_jitter", "jitter", "real_plus", "random"} <= methods
+    active = json.loads((run / "active.json").read_text())
+    assert active["benchmark"] == "attic_active"
+    kinds = json.loads((run / "pairs_map.json").read_text())["kinds"]
+    assert {"test", "real_pairs", "attic/normal", "attic/auto"} <= set(kinds)
+    assert (run / "pairs_map.png").stat().st_size > 10_000
