@@ -48,6 +48,7 @@ import numpy as np
 from outpool.bench import emit, log, machine, parser
 from outpool.config import from_dict
 from outpool.data import Dataset
+from outpool.data.metrics import nearest_distance as nearest
 from outpool.experiments.results import read_rows
 from outpool.rounds.protocols import real_pairs
 from outpool.synth import PixelOracle
@@ -61,15 +62,6 @@ SHOWN = 25  # created pairs drawn per method and attribute in the map
 
 SPLITS = ("train", "test")  # the catalogue (real training images) and the test images
 Values = tuple[np.ndarray, np.ndarray]  # per pair: oracle values (P, 6) of the a and b images
-
-
-def nearest(points: np.ndarray, catalogue: np.ndarray, *, itself: bool = False) -> np.ndarray:
-    """Distance of each point to its nearest catalogue point (``itself``: the points are the
-    catalogue, each skips itself)."""
-    d = np.linalg.norm(points[:, None, :] - catalogue[None, :, :], axis=2)
-    if itself:
-        np.fill_diagonal(d, np.inf)
-    return d.min(axis=1)
 
 
 class World:

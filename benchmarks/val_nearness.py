@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from outpool.bench import emit, log, machine, parser
+from outpool.data.metrics import nearest_distance as nearest
 from outpool.data.sources.pubfig import load_pubfig
 from outpool.models.linear import LinearRankerConfig, image_features
 from small_data import pubfig_subset
@@ -29,10 +30,6 @@ from small_data import pubfig_subset
 def features(pixels: np.ndarray) -> np.ndarray:
     x = torch.from_numpy(np.array(pixels)).permute(0, 3, 1, 2).float() / 255.0
     return image_features(x, LinearRankerConfig()).numpy()
-
-
-def nearest(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(queries[:, None] - reference[None], axis=2).min(axis=1)
 
 
 def nearest_same_group(

@@ -252,9 +252,6 @@ def test_the_pairs_map_checks_inferred_labels_only_where_the_oracle_sees_a_diffe
     diff = np.array([0.5, -0.5, 0.01, 0.3])  # the third is within the equal band
     got = bench.label_figures(diff, np.array([1, 1, 1, 0]), 0.03)
     assert got == {"inferred_equal_pct": 25.0, "inferred_agrees_pct": 50.0}
-    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
-    assert bench.nearest(points, points).tolist() == [0.0, 0.0, 0.0]
-    assert bench.nearest(points, points, itself=True).tolist() == [1.0, 1.0, 2.0]
 
 
 @pytest.mark.slow

@@ -170,3 +170,12 @@ def test_wilson_interval_holds_the_accuracy_and_narrows_with_more_pairs() -> Non
     assert wilson_interval(100.0, 20)[1] == 100.0 and wilson_interval(0.0, 20)[0] == 0.0
     with pytest.raises(ValueError, match="at least one pair"):
         wilson_interval(50.0, 0)
+
+
+def test_nearest_distance_skips_the_point_itself_only_when_asked() -> None:
+    from outpool.data.metrics import nearest_distance
+
+    points = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0]])
+    assert nearest_distance(points, points).tolist() == [0.0, 0.0, 0.0]
+    assert nearest_distance(points, points, itself=True).tolist() == [1.0, 1.0, 2.0]
+    assert nearest_distance(points[:1], points[1:]).tolist() == [1.0]

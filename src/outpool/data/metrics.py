@@ -80,3 +80,14 @@ def roc_auc(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
         return float("nan")
     ranks = rankdata(s)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def nearest_distance(
+    points: np.ndarray, reference: np.ndarray, *, itself: bool = False
+) -> np.ndarray:
+    """Euclidean distance of each point (N, D) to its nearest reference point (M, D);
+    ``itself``: the points are the reference, each skips itself."""
+    d = np.linalg.norm(points[:, None, :] - reference[None, :, :], axis=2)
+    if itself:
+        np.fill_diagonal(d, np.inf)
+    return d.min(axis=1)
