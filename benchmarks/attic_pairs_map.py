@@ -49,6 +49,7 @@ from outpool.bench import emit, log, machine, parser
 from outpool.config import from_dict
 from outpool.data import Dataset
 from outpool.data.metrics import nearest_distance as nearest
+from outpool.errors import OutpoolError
 from outpool.experiments.results import read_rows
 from outpool.rounds.protocols import real_pairs
 from outpool.synth import PixelOracle
@@ -185,9 +186,12 @@ def main() -> None:
             p.error(f"{args.run / needed} does not exist: --run names an attic_synth run folder")
     started = time.perf_counter()
     oracle = PixelOracle(progress=False)
-    world = World(args.run, oracle)
+    try:
+        world = World(args.run, oracle)
+        rows = read_rows(args.run / "results.jsonl")
+    except (OutpoolError, KeyError, ValueError) as exc:  # a damaged or foreign run folder
+        p.error(f"{args.run}: not a readable attic_synth run ({exc})")
     band = world.settings.equal_band
-    rows = read_rows(args.run / "results.jsonl")
     seeds = sorted({r["seed"] for r in rows})
     kinds: dict[str, list[dict[str, float]]] = defaultdict(list)
     for k, attribute in enumerate(world.names):

@@ -23,6 +23,7 @@ import torch
 from outpool.bench import emit, log, machine, parser
 from outpool.data.metrics import nearest_distance as nearest
 from outpool.data.sources.pubfig import load_pubfig
+from outpool.errors import OutpoolError
 from outpool.models.linear import LinearRankerConfig, image_features
 from small_data import pubfig_subset
 
@@ -65,7 +66,10 @@ def main() -> None:
     if not all(0 < f <= 1 for f in args.fractions):
         p.error("--fractions must be in (0, 1]")
     started = time.perf_counter()
-    full = load_pubfig(args.pubfig)
+    try:
+        full = load_pubfig(args.pubfig)
+    except OutpoolError as exc:
+        p.error(str(exc))
     train, test = full.images["train"], full.images["test"]
     assert train.groups is not None and test.groups is not None
     log("features of the training and test images ...")

@@ -258,6 +258,10 @@ def test_the_pairs_map_checks_inferred_labels_only_where_the_oracle_sees_a_diffe
 def test_the_pairs_map_refuses_a_folder_that_is_no_run(tmp_path: Path) -> None:
     message = "config.json does not exist: --run names an attic_synth run folder"
     assert message in refusal(PAIRS_MAP, ["--run", str(tmp_path)])
+    (tmp_path / "dataset").mkdir()  # the files are there, but they are not a run's
+    (tmp_path / "results.jsonl").write_text("{}\n")
+    (tmp_path / "config.json").write_text('{"config": {}}')
+    assert "not a readable attic_synth run" in refusal(PAIRS_MAP, ["--run", str(tmp_path)])
 
 
 @pytest.mark.slow
@@ -327,6 +331,7 @@ def test_val_nearness_refuses_a_bad_fraction() -> None:
     assert "--fractions must be in (0, 1]" in refusal(
         NEARNESS, ["--pubfig", "x", "--fractions", "0"]
     )
+    assert "data.mat" in refusal(NEARNESS, ["--pubfig", "nowhere"])
 
 
 GPU_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "attic_gpu.sh"
