@@ -79,7 +79,7 @@ def test_migrations_create_the_latest_version_and_reopening_changes_nothing(
     open_store: OpenStore,
 ) -> None:
     store = open_store()
-    assert SCHEMA_VERSION == 8
+    assert SCHEMA_VERSION == 9
     versions = [(v,) for v in range(1, SCHEMA_VERSION + 1)]
     assert rows(store, "SELECT version FROM schema_version ORDER BY version") == versions
     tables = (
@@ -141,6 +141,8 @@ def test_a_version_1_store_with_work_in_progress_migrates_to_the_latest(
     store = open_store()
     assert store.migrate() == SCHEMA_VERSION
     assert rows(store, "SELECT n_open FROM batches") == [(2,)]  # counted by the migration
+    # version 9: the pair's seq and their counts in the batch on each assignment
+    assert rows(store, "SELECT pair_seq, n_upto, checks_upto FROM assignments") == [(0, 1, 0)]
     annotators = [store.create_annotator(f"w{i}")[0] for i in range(2)]
     for _ in range(2):
         for who in annotators:
@@ -785,6 +787,65 @@ def test_skip_frees_the_slot_and_undo_reopens_a_finished_pair(
     assert sorted(r["choice"] for r in store.vote_records("b1")) == ["equal", "equal"]
     with pytest.raises(NotFound, match="no answer"):
         store.undo_last(store.create_annotator("cal")[0])
+
+
+def brute_remaining(store: AnnotationStore, who: Annotator) -> tuple[int, int]:
+    """``remaining`` counted the slow way, from every row."""
+    done = rows(store, "SELECT COUNT(*) FROM assignments WHERE annotator_id = ? AND answered = 1",
+                (who.id,))[0][0]  # fmt: skip
+    left = rows(
+        store,
+        "SELECT COUNT(*) FROM pairs p JOIN batches b ON b.id = p.batch_id "
+        "WHERE b.state = 'open' AND p.state = 'open' AND p.is_check = 0 AND NOT EXISTS "
+        "(SELECT 1 FROM assignments s WHERE s.batch_id = p.batch_id AND s.pair_id = p.id "
+        "AND s.annotator_id = ?)",
+        (who.id,),
+    )[0][0]
+    return int(done), int(left)
+
+
+def test_progress_and_check_counts_match_a_count_of_every_row_through_any_history(
+    make_spec: MakeSpec, store: AnnotationStore
+) -> None:
+    # what a vote reads (their latest assignment's counts, their assignments from the batch's
+    # first open pair on) must equal what counting every row gives, whatever was answered,
+    # skipped, taken back or left held (a pair held from mid-way keeps the batch's first open
+    # pair there; pairs answered k times close the others)
+    store.create_batch(make_spec("b1", 24, checks=3), k=2, check_every=3)
+    store.create_batch(make_spec("b2", 10, checks=1, seed=1), k=1, check_every=4)
+    team = [store.create_annotator(f"w{i}")[0] for i in range(4)]
+    rng = random.Random(0)
+    for step in range(120):
+        if step == 40:
+            assert store.next_task(team[3]) is not None  # held from now on, never answered
+        who = team[rng.randrange(3)]
+        task, move = store.next_task(who), rng.random()
+        if task is not None and move < 0.7:
+            answer(store, who, task, rng.choice(["left_more", "equal"]))
+        elif task is not None and move < 0.85:
+            store.skip_and_next(who, task.batch, task.pair_id)
+        elif rows(store, "SELECT 1 FROM votes v JOIN batches b ON b.id = v.batch_id "
+                  "WHERE v.annotator_id = ? AND b.state = 'open'", (who.id,)):  # fmt: skip
+            store.undo_last(who)
+        for person in team:
+            assert store.remaining(person) == brute_remaining(store, person)
+            for batch in ("b1", "b2"):
+                latest = rows(
+                    store,
+                    "SELECT n_upto, checks_upto FROM assignments WHERE annotator_id = ? "
+                    "AND batch_id = ? ORDER BY n_upto DESC LIMIT 1",
+                    (person.id, batch),
+                )
+                counted = rows(
+                    store,
+                    "SELECT COUNT(*), SUM(is_check) FROM assignments "
+                    "WHERE annotator_id = ? AND batch_id = ?",
+                    (person.id, batch),
+                )
+                assert [tuple(map(int, r)) for r in latest] == (
+                    [tuple(map(int, counted[0]))] if counted[0][0] else []
+                )
+    assert store.progress("b1").done > 0 and store.progress("b2").done > 0
 
 
 def test_examples_are_stored_and_their_images_served_to_the_team(

@@ -48,7 +48,7 @@ from outpool.service.batch import NO_CHECK, BatchSpec, Example, decode_png, enco
 from outpool.service.db import Cursor, PostgresDatabase, SQLiteDatabase, connect
 from outpool.service.writes import GroupCommit, ParallelWrites, run_concurrent
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Each entry migrates from version i to i + 1; {blob} and {id} are filled in per dialect.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -177,6 +177,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE annotators SET n_answered = (SELECT COUNT(*) FROM assignments s "
         "WHERE s.annotator_id = annotators.id AND s.answered = 1)",
         "CREATE INDEX assignments_by_annotator_batch ON assignments (annotator_id, batch_id)",
+    ),
+    (
+        # Version 9: nor as their work in one batch grows. An assignment carries its pair's
+        # seq (their assignments to open pairs are among those at or after the batch's first
+        # open pair) and the annotator's counts of assignments and check assignments in the
+        # batch up to it (their latest holds their counts). Backfilled for open batches only:
+        # closed batches' counts are never read.
+        "ALTER TABLE assignments ADD COLUMN pair_seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE assignments ADD COLUMN n_upto INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE assignments ADD COLUMN checks_upto INTEGER NOT NULL DEFAULT 0",
+        "UPDATE assignments SET pair_seq = p.seq FROM pairs p "
+        "WHERE p.batch_id = assignments.batch_id AND p.id = assignments.pair_id",
+        "UPDATE assignments SET n_upto = c.n, checks_upto = c.checks FROM ("
+        "  SELECT s.annotator_id, s.batch_id, COUNT(*) AS n, SUM(s.is_check) AS checks "
+        "  FROM assignments s JOIN batches b ON b.id = s.batch_id AND b.state = 'open' "
+        "  GROUP BY s.annotator_id, s.batch_id) c "
+        "WHERE c.annotator_id = assignments.annotator_id AND c.batch_id = assignments.batch_id",
+        "DROP INDEX assignments_by_annotator_batch",
+        "CREATE INDEX assignments_by_seq ON assignments (annotator_id, batch_id, pair_seq)",
+        "CREATE INDEX assignments_latest ON assignments (annotator_id, batch_id, n_upto)",
     ),
 )
 KNOWN_TTL_S = 10.0  # how long a process trusts a token it looked up without asking again
@@ -646,14 +666,16 @@ class AnnotationStore:
         # batch, so that each walks the pairs_open index in seq order and stops at the first
         # fit; one query over all batches sorted every open pair of every batch, on every
         # assignment.
-        # Each batch comes with this annotator's check pairs and pairs in it (for the place of
-        # the next check pair below): read here, not in a statement of their own.
+        # Each batch comes with this annotator's counts of check pairs and of pairs in it (for
+        # the place of the next check pair below), from their latest assignment in it: read
+        # here, not in a statement of their own.
+        latest = (
+            "FROM assignments s WHERE s.annotator_id = ? AND s.batch_id = b.id "
+            "ORDER BY s.n_upto DESC LIMIT 1"
+        )
         open_batches = cur.execute(
-            "SELECT b.id, b.k, b.lease_s, b.check_every, "
-            "(SELECT COALESCE(SUM(s.is_check), 0) FROM assignments s "
-            "  WHERE s.batch_id = b.id AND s.annotator_id = ?), "
-            "(SELECT COUNT(*) FROM assignments s WHERE s.batch_id = b.id AND s.annotator_id = ?) "
-            f"FROM batches b WHERE b.state = 'open' AND {_MAY_WORK_ON} "
+            f"SELECT b.id, b.k, b.lease_s, b.check_every, (SELECT s.checks_upto {latest}), "
+            f"(SELECT s.n_upto {latest}) FROM batches b WHERE b.state = 'open' AND {_MAY_WORK_ON} "
             "ORDER BY b.created_at, b.id",
             (who, who, who, who),
         ).fetchall()
@@ -666,7 +688,7 @@ class AnnotationStore:
             return None
         # One unseen check pair in every block of check_every ordinary pairs, at a place in
         # the block drawn per (batch, annotator, block): a check never comes predictably.
-        n_checks, n_all = int(n_checks), int(n_all)
+        n_checks, n_all = int(n_checks or 0), int(n_all or 0)
         block, place = divmod(n_all - n_checks, check_every)
         is_check = 0
         if n_checks < block or (
@@ -687,8 +709,13 @@ class AnnotationStore:
         swapped = _swapped(batch, pair, who)
         cur.execute(
             "INSERT INTO assignments (batch_id, pair_id, annotator_id, is_check, swapped, "
-            "assigned_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (batch, pair, who, is_check, swapped, now, now + lease_s),
+            "assigned_at, expires_at, n_upto, checks_upto, pair_seq) "
+            "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, p.seq FROM pairs p "
+            "WHERE p.batch_id = ? AND p.id = ?",
+            (
+                *(batch, pair, who, is_check, swapped, now, now + lease_s),
+                *(n_all + 1, n_checks + is_check, batch, pair),
+            ),
         )
         return _task_of(batch, pair_row, bool(swapped))
 
@@ -773,7 +800,9 @@ class AnnotationStore:
         """(pairs this annotator answered, in any batch, closed ones included; ordinary pairs
         still open in the batches they may work on that they have not had). The second is an
         upper bound: others may fill those pairs first. Both cost this annotator's own
-        assignments, not a count over the batches' pairs."""
+        assignments from each open batch's first open pair on, not a count over the batches'
+        pairs (nor over all their work in them, while the batch's pairs close in about the
+        order they were given)."""
         with self.db.transaction(write=False) as cur:
             return self._remaining(cur, annotator)
 
@@ -782,11 +811,14 @@ class AnnotationStore:
             "SELECT a.n_answered, "
             "(SELECT COALESCE(SUM(b.n_open), 0) FROM batches b WHERE b.state = 'open' "
             f"  AND {_MAY_WORK_ON}), "
-            # per open batch, their assignments in it, each with a look-up of its pair
-            # (correlated scalar subqueries are not turned into joins, which would read every
-            # assignment of theirs or every open pair)
+            # per open batch, their assignments in it from its first open pair on (those
+            # before it are to closed pairs), each with a look-up of its pair (correlated
+            # scalar subqueries are not turned into joins, which would read every assignment
+            # of theirs or every open pair)
             "(SELECT COALESCE(SUM((SELECT COUNT(*) FROM assignments s "
             "  WHERE s.annotator_id = a.id AND s.batch_id = b.id AND s.is_check = 0 "
+            "  AND s.pair_seq >= (SELECT MIN(p.seq) FROM pairs p WHERE p.state = 'open' "
+            "    AND p.is_check = 0 AND p.batch_id = b.id) "
             "  AND (SELECT p.state FROM pairs p "
             "    WHERE p.batch_id = s.batch_id AND p.id = s.pair_id) = 'open')), 0) "
             "  FROM batches b WHERE b.state = 'open') "
