@@ -2,13 +2,14 @@
 in-process (no sockets), per vote, in one run.
 
     python benchmarks/annotation_cpu.py [--votes 2000] [--annotators 50] [--db sqlite|URL]
-        [--history N]
+        [--history N] [--in-batch N]
 
 Each of ``--annotators`` annotators answers the task they hold and takes the next (one
 transaction per vote, as ``POST /api/votes`` does), first through ``AnnotationStore.
 submit_and_next`` directly, then through the ASGI app called in-process with the same request a
 client sends. ``--history N``: the store's annotators have first answered N pairs each of an
-earlier batch, since closed (what a vote reads about its annotator must not grow with that). CPU
+earlier batch, since closed; ``--in-batch N``: they have first answered N pairs each of the
+measured batch (what a vote reads about its annotator must grow with neither). CPU
 time (this process) and wall time per vote; their difference in the store is
 mostly waiting for the commit to reach the disk. What the app adds beyond the store is the web
 framework's routing, validation, thread hops and JSON; what a real server adds beyond that
@@ -142,9 +143,12 @@ def main() -> None:
     p.add_argument("--annotators", type=int, default=50)
     p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a database URL")
     p.add_argument("--history", type=int, default=0, help="earlier answers per annotator")
+    p.add_argument(
+        "--in-batch", type=int, default=0, help="answers per annotator in the measured batch first"
+    )
     args = p.parse_args()
-    if args.votes < 1 or args.annotators < 1 or args.history < 0:
-        p.error("--votes and --annotators must be at least 1, --history at least 0")
+    if args.votes < 1 or args.annotators < 1 or args.history < 0 or args.in_batch < 0:
+        p.error("--votes and --annotators must be at least 1, --history and --in-batch at least 0")
     schema = None
     with tempfile.TemporaryDirectory() as tmp:
         url = str(Path(tmp) / "votes.db")
@@ -157,8 +161,11 @@ def main() -> None:
             if args.history:
                 log(f"{args.history} earlier answers per annotator ...")
                 answer_history(store, people, args.history, args.seed)
-            pairs = 2 * args.votes // 5 + 4 * args.annotators
+            pairs = 2 * args.votes // 5 + 4 * args.annotators + args.in_batch * args.annotators // 5
             store.create_batch(batch("bench", pairs, 200, args.seed), k=5)
+            if args.in_batch:
+                log(f"{args.in_batch} answers per annotator in the batch first ...")
+                store_votes(store, args.in_batch * args.annotators, people)
             log(f"{args.votes} votes through the store ...")
             store_cpu, store_wall = store_votes(store, args.votes, people)
             log(f"{args.votes} votes through the web app, in-process ...")
@@ -175,6 +182,7 @@ def main() -> None:
             "votes": args.votes,
             "annotators": args.annotators,
             "history_per_annotator": args.history,
+            "in_batch_per_annotator": args.in_batch,
             "store_cpu_ms_per_vote": round(store_cpu, 3),
             "store_wall_ms_per_vote": round(store_wall, 3),
             "app_cpu_ms_per_vote": round(app_cpu, 3),

@@ -235,12 +235,14 @@ ANNOTATION_CPU = Path(__file__).resolve().parents[1] / "benchmarks" / "annotatio
 def test_the_annotation_cpu_benchmark_prints_its_split(tmp_path: Path) -> None:
     assert "--votes and --annotators" in refusal(ANNOTATION_CPU, ["--votes", "0"])
     done = subprocess.run(
-        [sys.executable, str(ANNOTATION_CPU), "--votes", "30", "--annotators", "3"],
+        [sys.executable, str(ANNOTATION_CPU), "--votes", "30", "--annotators", "3",
+         "--in-batch", "4"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["votes"] == 30 and result["db"] == "sqlite"
+    assert result["in_batch_per_annotator"] == 4
     assert 0 < result["store_cpu_ms_per_vote"] < result["app_cpu_ms_per_vote"]
 
 

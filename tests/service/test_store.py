@@ -661,14 +661,17 @@ def test_votes_survive_closing_and_reopening_the_store(
 
 
 class ClosingSpy(AnnotationStore):
-    """Records, inside the very transaction, each vote that closed its batch."""
+    """Records, inside the very transaction, each vote that closed its batch (on SQLite: on
+    PostgreSQL votes are counted by the store's functions)."""
 
     closings: list[str]
 
-    def _count_vote(self, cur: Cursor, batch: str, pair: str, k: int, reject: bool) -> bool:
+    def _count_vote(
+        self, cur: Cursor, batch: str, pair: str, k: int, reject: bool, now: float
+    ) -> bool:
         state = "SELECT state FROM batches WHERE id = ?"
         before = cur.execute(state, (batch,)).fetchone()
-        closed = super()._count_vote(cur, batch, pair, k, reject)
+        closed = super()._count_vote(cur, batch, pair, k, reject, now)
         after = cur.execute(state, (batch,)).fetchone()
         assert before is not None and after is not None
         assert closed == (before[0] == "open" and after[0] == "closed")
@@ -739,7 +742,9 @@ def test_concurrent_annotators_never_over_assign(
         answered = list(zip(votes.pair_id.tolist(), votes.annotator.tolist(), strict=True))
         assert len(answered) == len(set(answered)) == k * n_pairs  # nobody answered twice
         assert all(not a.duplicate and b.duplicate and a.vote_id == b.vote_id for a, b in retries)
-        assert len(closings) == 1  # the batch closed exactly once
+        assert rows(store, "SELECT n_open FROM batches") == [(0,)]  # each pair done once
+        if not store_url.startswith("postgresql"):
+            assert len(closings) == 1  # the batch closed exactly once
         progress = store.progress("b1")
         assert (progress.state, progress.done, progress.votes) == ("closed", n_pairs, k * n_pairs)
         assert progress.closed_at is not None

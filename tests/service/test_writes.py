@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
+from outpool.service import pg_work
 from outpool.service import store as store_module
 from outpool.service.batch import BatchSpec
 from outpool.service.db import Cursor
 from outpool.service.store import AnnotationStore, Conflict, NotFound, Submission, Task
-from outpool.service.writes import run_concurrent
+from outpool.service.writes import RETRIES, run_statement
 
 pytest_plugins = ["service.store_fixtures"]
 
@@ -122,8 +123,8 @@ def test_a_failed_commit_fails_every_answer_of_its_group_and_stores_none(
     real = store.db.transaction
 
     @contextmanager
-    def failing(*, write: bool, concurrent: bool = False) -> Iterator[Any]:
-        with real(write=write, concurrent=concurrent) as cur:
+    def failing(*, write: bool) -> Iterator[Any]:
+        with real(write=write) as cur:
             yield cur
             raise OSError("disk full")  # inside the transaction: it rolls back
 
@@ -243,48 +244,96 @@ def test_a_vote_that_finds_its_pair_filled_meanwhile_is_refused_and_not_stored(
     assert store.progress("b1").votes == 1
 
 
-def test_a_transaction_rolled_back_for_a_deadlock_runs_again(pg_store: AnnotationStore) -> None:
+def test_a_call_rolled_back_for_a_deadlock_runs_again(pg_store: AnnotationStore) -> None:
     import psycopg
 
+    with pg_store.db.transaction(write=True) as cur:
+        cur.execute("CREATE TABLE tries (n INTEGER)")
+        # one statement that writes, then fails as a deadlock would, until its third run
+        cur.execute(
+            "CREATE FUNCTION try_once(n integer) RETURNS integer LANGUAGE plpgsql AS $$ BEGIN "
+            "INSERT INTO tries VALUES (n); IF n < 2 THEN RAISE EXCEPTION USING "
+            "ERRCODE = 'deadlock_detected', MESSAGE = 'deadlock detected'; END IF; "
+            "RETURN n; END $$"
+        )
     runs: list[int] = []
 
     def job(cur: Cursor) -> int:
-        cur.execute("CREATE TABLE IF NOT EXISTS tries (n INTEGER)")
-        cur.execute("INSERT INTO tries VALUES (?)", (len(runs),))
         runs.append(len(runs))
-        if len(runs) < 3:
-            raise psycopg.errors.DeadlockDetected("deadlock detected")
-        return len(runs)
+        row = cur.execute("SELECT try_once(?)", (runs[-1],)).fetchone()
+        assert row is not None
+        return int(row[0])
 
-    assert run_concurrent(pg_store.db, job) == 3
+    assert run_statement(pg_store.db, job) == 2  # type: ignore[arg-type]
     with pg_store.db.transaction(write=False) as cur:
         assert cur.execute("SELECT n FROM tries").fetchall() == [(2,)]  # the failed runs undone
 
+    attempts: list[int] = []
+
     def never(cur: Cursor) -> None:
-        raise psycopg.errors.DeadlockDetected("deadlock detected")
+        attempts.append(1)
+        cur.execute("SELECT try_once(?)", (0,))
 
     with pytest.raises(psycopg.errors.DeadlockDetected):
-        run_concurrent(pg_store.db, never)
+        run_statement(pg_store.db, never)  # type: ignore[arg-type]
+    assert len(attempts) == RETRIES
+
+    def refused(cur: Cursor) -> None:
+        attempts.append(1)
+        raise ValueError("no")
+
+    attempts.clear()
     with pytest.raises(ValueError):  # other errors are not retried
-        run_concurrent(pg_store.db, lambda cur: (_ for _ in ()).throw(ValueError("no")))
+        run_statement(pg_store.db, refused)  # type: ignore[arg-type]
+    assert attempts == [1]
+
+
+def test_the_functions_draw_sides_and_check_places_as_the_store_does(
+    pg_store: AnnotationStore,
+) -> None:
+    # the same hash of the same text: a store moved between backends keeps its draws
+    cases = [("b1", "p000", "w0001", 3, 10), ("batch é", "pair 7", "ånn", 0, 7)]
+    cases += [(f"b{i}", f"p{i * 7}", f"w{i % 5}", i, 2 + i % 9) for i in range(40)]
+    with pg_store.db.transaction(write=False) as cur:
+        for batch, pair, who, block, every in cases:
+            row = cur.execute(
+                "SELECT outpool_swapped(?, ?, ?), outpool_check_place(?, ?, ?, ?)",
+                (batch, pair, who, batch, who, block, every),
+            ).fetchone()
+            assert row == (
+                store_module._swapped(batch, pair, who),
+                store_module.check_place(batch, who, block, every),
+            )
+
+
+def test_a_statement_cursor_runs_one_statement(pg_store: AnnotationStore) -> None:
+    with pg_store.db.statement() as cur:  # type: ignore[union-attr]
+        cur.execute("SELECT 1")
+        with pytest.raises(RuntimeError, match="one statement"):
+            cur.execute("SELECT 2")
 
 
 def test_an_assigner_looks_past_a_run_of_pairs_others_are_assigning(
     make_spec: Callable[..., BatchSpec],
     pg_store: AnnotationStore,
     postgres_url: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(store_module, "_WINDOW", 2)  # pairs read per query
     store = pg_store
-    store.create_batch(make_spec("b1", 6, images=8), k=1)
+    store.create_batch(make_spec("b1", 70, images=8), k=1)
     ann, bob = (store.create_annotator(n)[0] for n in ("ann", "bob"))
     with ThreadPoolExecutor(1) as pool:
         with ExitStack() as held:
-            for seq in range(5):  # more held pairs than one query reads
-                held.enter_context(assignment_under_way(postgres_url, seq))
+            # more held pairs than one query of the assigner reads (pg_work._WINDOW)
+            assert pg_work._WINDOW < 69
+            held.enter_context(
+                held_elsewhere(
+                    postgres_url,
+                    "SELECT pg_advisory_xact_lock(hashtext('b1'), s) FROM generate_series(0, 68) s",
+                    (),
+                )
+            )
             task = store.next_task(ann)
-            assert task is not None and task.pair_id == "p005"
+            assert task is not None and task.pair_id == "p069"
             # (k = 1) every other pair is being assigned: bob waits for the first one, since
             # "no task" would tell him there is no work left
             waiting = pool.submit(store.next_task, bob)

@@ -2,10 +2,11 @@
 
 The store writes one SQL dialect (``?`` placeholders, standard types); ``Database`` adapts it
 to the backend. SQLite allows one writer: every write transaction is serialised. On PostgreSQL
-an advisory lock, held by every write transaction, orders the two kinds across every process
-and host sharing the database: an annotator's transactions (``concurrent=True``: answer, skip,
-next task) hold it shared and run in parallel, each locking the rows it changes (the store
-says which); every other write (batches, annotators, undo) holds it alone.
+an advisory lock (``WRITE_LOCK_KEY``) orders two kinds of writes across every process and host
+sharing the database: an annotator's transactions (answer, skip, next task: calls of the
+store's functions, ``pg_work``, each one ``statement``) hold it shared and run in parallel,
+each locking the rows it changes; every other write (batches, annotators, undo) is a
+``transaction(write=True)`` and holds it alone.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Protocol
 
 from outpool.errors import ConfigError
 
-_WRITE_LOCK_KEY = 0x6F7574706F6F6C  # "outpool": the PostgreSQL advisory lock of write transactions
+WRITE_LOCK_KEY = 0x6F7574706F6F6C  # "outpool": the PostgreSQL advisory lock of write transactions
 
 
 class Cursor(Protocol):
@@ -36,9 +37,7 @@ class Database(Protocol):
     dialect: str  # "sqlite" or "postgresql"
     url: str
 
-    def transaction(
-        self, *, write: bool, concurrent: bool = False
-    ) -> AbstractContextManager[Cursor]: ...
+    def transaction(self, *, write: bool) -> AbstractContextManager[Cursor]: ...
     def retryable(self, exc: BaseException) -> bool: ...
     def close(self) -> None: ...
 
@@ -88,8 +87,7 @@ class SQLiteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self, *, write: bool, concurrent: bool = False) -> Iterator[Cursor]:
-        del concurrent  # one writer at a time in any case
+    def transaction(self, *, write: bool) -> Iterator[Cursor]:
         if write:
             with self._lock:
                 yield from _sqlite_transaction(self._writer, "BEGIN IMMEDIATE")
@@ -124,7 +122,8 @@ def _sqlite_transaction(conn: sqlite3.Connection, begin: str) -> Iterator[Cursor
 
 class PostgresDatabase:
     """PostgreSQL through psycopg 3 with a small connection pool (``pool_size`` connections,
-    opened on demand). Needs ``pip install 'outpool[postgres]'``."""
+    opened on demand, in autocommit mode: a ``transaction`` says BEGIN and COMMIT, a
+    ``statement`` is its own transaction). Needs ``pip install 'outpool[postgres]'``."""
 
     dialect = "postgresql"
 
@@ -151,7 +150,7 @@ class PostgresDatabase:
         except queue.Empty:
             pass
         try:
-            conn = self._psycopg.connect(self.url)
+            conn = self._psycopg.connect(self.url, autocommit=True)
         except self._psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"cannot connect to PostgreSQL: {first}") from None
@@ -160,16 +159,26 @@ class PostgresDatabase:
         return conn
 
     @contextmanager
-    def transaction(self, *, write: bool, concurrent: bool = False) -> Iterator[Cursor]:
+    def transaction(self, *, write: bool) -> Iterator[Cursor]:
+        with self._connection() as conn, conn.transaction(), conn.cursor() as raw:
+            cur = _PgCursor(raw)
+            if write:
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK_KEY,))
+            yield cur
+
+    @contextmanager
+    def statement(self) -> Iterator[Cursor]:
+        """A cursor for one statement that is its own transaction: no BEGIN or COMMIT, one
+        round trip. For the store's functions, which take the write lock themselves."""
+        with self._connection() as conn, conn.cursor() as raw:
+            yield _PgCursor(raw, statements=1)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
         with self._slots:
             conn = self._get()
             try:
-                with conn.transaction(), conn.cursor() as raw:
-                    cur = _PgCursor(raw)
-                    if write:
-                        lock = "_shared" if concurrent else ""
-                        cur.execute(f"SELECT pg_advisory_xact_lock{lock}(?)", (_WRITE_LOCK_KEY,))
-                    yield cur
+                yield conn
             except BaseException:
                 if conn.closed or conn.broken:
                     with self._guard:
@@ -194,13 +203,22 @@ class PostgresDatabase:
 
 class _PgCursor:
     """A psycopg cursor speaking the store's ``?`` placeholders (the store's SQL never has a
-    literal ``?`` or ``%``)."""
+    literal ``?``, nor a literal ``%`` in a statement with parameters); ``statements``: how
+    many it may run (None: any)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, *, statements: int | None = None) -> None:
         self._raw = raw
+        self._left = statements
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> _PgCursor:
-        self._raw.execute(sql.replace("?", "%s"), tuple(params))
+        if self._left is not None:
+            if self._left == 0:
+                raise RuntimeError("one statement per transaction on this cursor")
+            self._left -= 1
+        if params:
+            self._raw.execute(sql.replace("?", "%s"), tuple(params))
+        else:  # no placeholders to fill: a literal % stays as it is
+            self._raw.execute(sql)
         return self
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

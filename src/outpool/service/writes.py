@@ -7,11 +7,12 @@ raises is undone alone and gets its error while the others commit: the group is 
 run again with each job in its own SAVEPOINT (savepoints only then). Nothing waits for company:
 a job that finds the writer idle commits at once, and under load the groups grow with the queue.
 
-PostgreSQL (``ParallelWrites``): one transaction per answer on a pool of threads, each locking
-the rows it changes, so answers on different pairs commit in parallel, from every process and
-host sharing the database (PostgreSQL groups the WAL flushes of concurrent commits itself).
-Groups would hold many pairs' row locks at once and deadlock each other across processes.
-A transaction the database rolled back for a deadlock is run again (``run_concurrent``).
+PostgreSQL (``ParallelWrites``): one transaction per answer, a call of the store's function
+(``pg_work``), on a pool of threads, each locking the rows it changes, so answers on different
+pairs commit in parallel, from every process and host sharing the database (PostgreSQL groups
+the WAL flushes of concurrent commits itself). Groups would hold many pairs' row locks at once
+and deadlock each other across processes. A call the database rolled back for a deadlock is
+run again (``run_statement``).
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ MAX_GROUP = 64  # jobs per commit at most: bounds how long the write lock is hel
 RETRIES = 5  # runs of a concurrent transaction the database keeps rolling back for deadlocks
 
 
-def run_concurrent(db: SQLiteDatabase | PostgresDatabase, fn: Callable[[Cursor], T]) -> T:
-    """``fn(cursor)`` in one concurrent write transaction, run again when the database rolled
-    it back for a deadlock."""
+def run_statement(db: PostgresDatabase, fn: Callable[[Cursor], T]) -> T:
+    """``fn(cursor)``, which runs one statement (its own transaction), run again when the
+    database rolled it back for a deadlock."""
     for attempt in range(1, RETRIES + 1):
         try:
-            with db.transaction(write=True, concurrent=True) as cur:
+            with db.statement() as cur:
                 return fn(cur)
         except Exception as exc:
             if attempt == RETRIES or not db.retryable(exc):
@@ -45,10 +46,10 @@ def run_concurrent(db: SQLiteDatabase | PostgresDatabase, fn: Callable[[Cursor],
 
 
 class ParallelWrites:
-    """``submit(fn)`` runs ``fn(cursor)`` in its own concurrent transaction on one of
+    """``submit(fn)`` runs ``fn(cursor)``, one statement, with ``run_statement`` on one of
     ``workers`` threads."""
 
-    def __init__(self, db: SQLiteDatabase | PostgresDatabase, *, workers: int) -> None:
+    def __init__(self, db: PostgresDatabase, *, workers: int) -> None:
         self.db = db
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="outpool-write")
         self._closed = False
@@ -56,7 +57,7 @@ class ParallelWrites:
     def submit(self, fn: Callable[[Cursor], T]) -> Future[T]:
         if self._closed:
             raise RuntimeError("the store is closed")
-        return self._pool.submit(run_concurrent, self.db, fn)
+        return self._pool.submit(run_statement, self.db, fn)
 
     def close(self) -> None:
         """Finish the queued jobs, then stop the threads."""
@@ -66,9 +67,9 @@ class ParallelWrites:
 
 class GroupCommit:
     """One writer thread over ``db``; ``submit(fn)`` runs ``fn(cursor)`` in the next group,
-    a concurrent write transaction."""
+    a write transaction."""
 
-    def __init__(self, db: SQLiteDatabase | PostgresDatabase, *, max_group: int = MAX_GROUP):
+    def __init__(self, db: SQLiteDatabase, *, max_group: int = MAX_GROUP):
         self.db = db
         self.max_group = max_group
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -144,7 +145,7 @@ class GroupCommit:
         and a savepoint costs two round trips on PostgreSQL) the first failure rolls the whole
         group back (``_JobFailed``)."""
         outcomes: list[tuple[bool, Any]] = []
-        with self.db.transaction(write=True, concurrent=True) as cur:
+        with self.db.transaction(write=True) as cur:
             for fn, _ in live:
                 if not savepoints:
                     try:
