@@ -543,6 +543,9 @@ def test_a_retried_submission_counts_once(make_spec: MakeSpec, store: Annotation
     assert first.vote_id == second.vote_id == third.vote_id
     assert len(store.votes("b1")) == 1
     assert store.progress("b1").votes == 1
+    again, _, (done, _) = store.answer(who, sub).result()  # re-sent, answer-and-next path
+    assert again.duplicate and again.vote_id == first.vote_id
+    assert done == store.remaining(who)[0] == 1  # their count of answers: one
     assert store.vote_records("b1")[0]["choice"] == "left_more"  # the first one stands
 
 

@@ -59,9 +59,12 @@ _WINDOW_SQL = (
     f"AND p.batch_id = v_batch AND p.seq > v_after ORDER BY p.seq LIMIT {_WINDOW}"
 )
 
-_HOLD = (
-    f"PERFORM pg_advisory_xact_lock_shared({WRITE_LOCK_KEY});\n"
-    "PERFORM 1 FROM annotators WHERE id = v_who FOR NO KEY UPDATE;"
+_SHARED_LOCK = f"PERFORM pg_advisory_xact_lock_shared({WRITE_LOCK_KEY});"
+_HOLD = f"{_SHARED_LOCK}\nPERFORM 1 FROM annotators WHERE id = v_who FOR NO KEY UPDATE;"
+_INSERT_VOTE = bind(
+    q.INSERT_VOTE,
+    *("v_sid", "v_batch", "v_pair", "v_who", "v_final", "v_choice", "r.swapped"),
+    *("v_confidence", "v_rationale", "r.is_check", "v_elapsed_ms", "v_now"),
 )
 
 FUNCTIONS: tuple[str, ...] = (
@@ -182,7 +185,10 @@ RETURN v_left <= 0;""",
         f"v_and_next boolean, OUT vote_id bigint, OUT duplicate boolean, {_TASK_OUT}, "
         "OUT done bigint, OUT left_ bigint)",
         "",
-        f"""{_HOLD}
+        f"""{_SHARED_LOCK}
+-- their count of answers first: its row lock orders one annotator's calls (a re-sent answer
+-- gives the count back; a refused one undoes the whole call)
+{bind(q.COUNT_ANSWER, "v_who")};
 duplicate := false;
 {bind(q.ANSWERED_TASK, "v_batch", "v_pair", "v_who")} INTO r;
 -- a re-sent answer finds its pair answered (or, sent under another id, not its task)
@@ -193,6 +199,7 @@ IF NOT FOUND OR r.answered = 1 THEN
       {_refuse(CONFLICT, q.ID_REUSED)}
     END IF;
     vote_id := prior.id; duplicate := true;
+    UPDATE annotators SET n_answered = n_answered - 1 WHERE id = v_who;
   ELSIF r.answered IS NULL THEN {_refuse(NOT_FOUND, q.NO_TASK)}
   ELSE {_refuse(CONFLICT, q.ANSWERED_ALREADY)}
   END IF;
@@ -204,27 +211,10 @@ IF NOT duplicate THEN
     {_refuse(CONFLICT, q.PAIR_FULL + " (%s)", "v_pair", "r.pair_state")}
   END IF;
   v_final := CASE WHEN r.swapped = 1 THEN v_answer_swapped ELSE v_answer END;
-  {
-            bind(
-                q.INSERT_VOTE,
-                "v_sid",
-                "v_batch",
-                "v_pair",
-                "v_who",
-                "v_final",
-                "v_choice",
-                "r.swapped",
-                "v_confidence",
-                "v_rationale",
-                "r.is_check",
-                "v_elapsed_ms",
-                "v_now",
-            )
-        }
+  {_INSERT_VOTE}
     INTO vote_id;
   IF vote_id IS NULL THEN {_refuse(CONFLICT, q.ID_REUSED)} END IF;
   {bind(q.MARK_ANSWERED, "v_batch", "v_pair", "v_who")};
-  {bind(q.COUNT_ANSWER, "v_who")};
 END IF;
 IF v_and_next THEN
   SELECT * INTO t_batch, t_swapped, t_pair, t_attribute, t_a, t_b, t_definition
