@@ -21,7 +21,10 @@ Throughput and latency cover the measured window only (after the warm-up, up to 
 failures caused by the kill are ``errors_at_kill``. ``server_cpu_ms_per_vote`` (CPU of the
 server processes per acknowledged vote) is the least noisy figure on a shared machine. Targets
 (``targets_met``): SQLite >= 1,000 votes/s with p99 < 50 ms, PostgreSQL >= 500 votes/s with
-p99 < 100 ms. PostgreSQL runs use a fresh schema, dropped at the end. Prints progress to stderr
+p99 < 100 ms. PostgreSQL runs use a fresh schema, dropped at the end, and report where the
+database's busy backends were during the window (``postgresql_backends``: the mean number
+running, and waiting, by wait event, sampled from ``pg_stat_activity`` every 20 ms: a WAL
+flush, ``LWLock:WALWrite`` and ``IO:WALSync``, is the disk). Prints progress to stderr
 and one JSON object as the last line of stdout; exits 1 when an acknowledged vote was lost, a
 vote was stored twice (by submission_id, or by pair and annotator), a retry did not come back
 as the same vote, or a pair got more than k votes."""
@@ -256,6 +259,7 @@ class Load:
     retries_bad: list[str] = field(default_factory=list)
     ran_out: int = 0  # annotators who got no task (the batch should be big enough)
     posts: int = 0
+    backends: dict[str, float] = field(default_factory=dict)  # PostgreSQL: see sample_backends
     server_cpu_s: float = 0.0  # CPU the servers and this client used in the measured window
     client_cpu_s: float = 0.0
 
@@ -347,7 +351,10 @@ async def run_load(
     window_start = time.perf_counter()
     cpu0, own0 = sum(s.cpu_s() for s in servers), time.process_time()
     log(f"warm-up over after {window_start - started:.1f} s; measuring {seconds:g} s ...")
-    await asyncio.sleep(seconds)
+    if args.db == "sqlite":
+        await asyncio.sleep(seconds)
+    else:
+        load.backends = await asyncio.to_thread(sample_backends, args.db, seconds)
     window_end = time.perf_counter()
     load.server_cpu_s = sum(s.cpu_s() for s in servers) - cpu0
     load.client_cpu_s = time.process_time() - own0
@@ -363,6 +370,27 @@ async def run_load(
     for c in conns:
         await c.close()
     return load, window_start, window_end
+
+
+def sample_backends(url: str, seconds: float, every_s: float = 0.02) -> dict[str, float]:
+    """The mean number of the database's busy client backends over ``seconds``, running or
+    waiting, by wait event ("type:event")."""
+    import psycopg
+
+    counts: Counter[str] = Counter()
+    samples = 0
+    end = time.perf_counter() + seconds
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.perf_counter() < end:
+            rows = conn.execute(
+                "SELECT wait_event_type, wait_event FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND datname = current_database() "
+                "AND state <> 'idle' AND pid <> pg_backend_pid()"
+            ).fetchall()
+            counts.update("running" if kind is None else f"{kind}:{event}" for kind, event in rows)
+            samples += 1
+            time.sleep(every_s)
+    return {name: round(n / max(samples, 1), 2) for name, n in counts.most_common()}
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -520,6 +548,7 @@ def summarise(
         # CPU per acknowledged vote in the window: less noisy than votes/s on a shared machine
         "server_cpu_ms_per_vote": round(1000 * load.server_cpu_s / max(in_window, 1), 3),
         "client_cpu_ms_per_vote": round(1000 * load.client_cpu_s / max(in_window, 1), 3),
+        **({"postgresql_backends": load.backends} if db_kind == "postgresql" else {}),
         "errors": len(load.errors),
         "errors_by_kind": dict(errors),
         "errors_at_kill": load.errors_at_kill,

@@ -399,3 +399,31 @@ def test_the_gpu_script_runs_both_grids_in_shards_started_together(tmp_path: Pat
     kinds = json.loads((run / "pairs_map.json").read_text())["kinds"]
     assert {"test", "real_pairs", "attic/normal", "attic/auto"} <= set(kinds)
     assert (run / "pairs_map.png").stat().st_size > 10_000
+
+
+ANNOTATION_LOAD = Path(__file__).resolve().parents[1] / "benchmarks" / "annotation_load.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_the_annotation_load_benchmark_loses_nothing_at_toy_size(db: str, tmp_path: Path) -> None:
+    url = "sqlite" if db == "sqlite" else os.environ.get("OUTPOOL_TEST_POSTGRES_URL")
+    if url is None:
+        pytest.skip("no PostgreSQL: set OUTPOOL_TEST_POSTGRES_URL to a server to run this")
+    args = ["--annotators", "4", "--rate", "0", "--seconds", "2", "--warmup", "1"]
+    args += ["--pairs", "300", "--images", "20", "--db", url, "--out", str(tmp_path / "r.json")]
+    done = subprocess.run(
+        [sys.executable, str(ANNOTATION_LOAD), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == json.loads((tmp_path / "r.json").read_text())
+    assert result["db"] == db and result["votes_per_s"] > 0
+    assert result["votes_lost"] == result["duplicates"] == 0
+    assert result["votes_found_after_restart"] == result["votes_acknowledged"] > 0
+    if db == "postgresql":  # where the database's busy backends were: running or waiting
+        backends = result["postgresql_backends"]
+        assert backends and all(n > 0 for n in backends.values())
+        assert all(k == "running" or ":" in k for k in backends)
+    else:
+        assert "postgresql_backends" not in result
