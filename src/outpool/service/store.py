@@ -312,9 +312,9 @@ class AnnotationStore:
         self._writes: GroupCommit | ParallelWrites
         if isinstance(db, PostgresDatabase):
             self._pgdb = db
-            self._writes = self._parallel = ParallelWrites(db, workers=max(1, db.pool_size - 2))
+            self._writes = ParallelWrites(db, workers=max(1, db.pool_size - 2))  # 2 for reads
         else:
-            self._writes = self._group = GroupCommit(db)
+            self._writes = GroupCommit(db)
         self.migrate()
 
     @classmethod
@@ -626,7 +626,7 @@ class AnnotationStore:
                 ack = Ack(sub.submission_id, int(row[0]), duplicate=bool(row[1]))
                 return ack, _task_of_row(row[2:9]), (int(row[9]), int(row[10]))
 
-            return self._parallel.submit(pg_job)
+            return self._writes.submit(pg_job)
 
         def job(cur: Cursor) -> tuple[Ack, Task | None, tuple[int, int]]:
             at = time.time() if now is None else now
@@ -638,7 +638,7 @@ class AnnotationStore:
                 task = self._next_task(cur, annotator.id, at)  # of the batch the vote closed
             return ack, task, remaining
 
-        return self._group.submit(job)
+        return self._writes.submit(job)
 
     def _pg_answer(
         self,
