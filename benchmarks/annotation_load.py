@@ -21,7 +21,10 @@ Throughput and latency cover the measured window only (after the warm-up, up to 
 failures caused by the kill are ``errors_at_kill``. ``server_cpu_ms_per_vote`` (CPU of the
 server processes per acknowledged vote) is the least noisy figure on a shared machine. Targets
 (``targets_met``): SQLite >= 1,000 votes/s with p99 < 50 ms, PostgreSQL >= 500 votes/s with
-p99 < 100 ms. PostgreSQL runs use a fresh schema, dropped at the end, and report where the
+p99 < 100 ms. PostgreSQL runs use a fresh schema, dropped at the end, gather its statistics
+(``ANALYZE``) at the end of the warm-up, as autovacuum does within about a minute of a real
+batch's start (without them the planner reads every assignment of an annotator in the batch
+for each check pair it considers), and report where the
 database's busy backends were during the window (``postgresql_backends``: the mean number
 running, and waiting, by wait event, sampled from ``pg_stat_activity`` every 20 ms: a WAL
 flush, ``LWLock:WALWrite`` and ``IO:WALSync``, is the disk). Prints progress to stderr
@@ -348,6 +351,8 @@ async def run_load(
         for i, c in enumerate(conns)
     ]
     await asyncio.sleep(warmup)
+    if args.db != "sqlite":  # the statistics autovacuum gathers within a minute of a real start
+        await asyncio.to_thread(analyze, servers[0].db_url)
     window_start = time.perf_counter()
     cpu0, own0 = sum(s.cpu_s() for s in servers), time.process_time()
     log(f"warm-up over after {window_start - started:.1f} s; measuring {seconds:g} s ...")
@@ -370,6 +375,14 @@ async def run_load(
     for c in conns:
         await c.close()
     return load, window_start, window_end
+
+
+def analyze(url: str) -> None:
+    """Gather the planner's statistics of the store's tables (``ANALYZE``)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
 
 
 def sample_backends(url: str, seconds: float, every_s: float = 0.02) -> dict[str, float]:
