@@ -234,6 +234,7 @@ ANNOTATION_CPU = Path(__file__).resolve().parents[1] / "benchmarks" / "annotatio
 @pytest.mark.slow
 def test_the_annotation_cpu_benchmark_prints_its_split(tmp_path: Path) -> None:
     assert "--votes and --annotators" in refusal(ANNOTATION_CPU, ["--votes", "0"])
+    assert "--in-batch at least 0" in refusal(ANNOTATION_CPU, ["--in-batch", "-1"])
     done = subprocess.run(
         [sys.executable, str(ANNOTATION_CPU), "--votes", "30", "--annotators", "3",
          "--in-batch", "4"],

@@ -61,6 +61,11 @@ _WINDOW_SQL = (
 
 _SHARED_LOCK = f"PERFORM pg_advisory_xact_lock_shared({WRITE_LOCK_KEY});"
 _HOLD = f"{_SHARED_LOCK}\nPERFORM 1 FROM annotators WHERE id = v_who FOR NO KEY UPDATE;"
+_ASSIGN = bind(
+    q.ASSIGN,
+    *("ob.id", "v_pair", "v_who", "v_is_check", "t_swapped", "v_now", "v_now + ob.lease_s"),
+    *("v_all + 1", "v_checks + v_is_check", "ob.id", "v_pair"),
+)
 _INSERT_VOTE = bind(
     q.INSERT_VOTE,
     *("v_sid", "v_batch", "v_pair", "v_who", "v_final", "v_choice", "r.swapped"),
@@ -129,26 +134,10 @@ IF v_checks < v_block OR (v_checks = v_block AND (v_all - v_checks) % ob.check_e
   IF FOUND THEN v_pair := c.id; v_is_check := 1; END IF;
 END IF;
 t_swapped := outpool_swapped(ob.id, v_pair, v_who);
-{
-            bind(
-                q.ASSIGN,
-                "ob.id",
-                "v_pair",
-                "v_who",
-                "v_is_check",
-                "t_swapped",
-                "v_now",
-                "v_now + ob.lease_s",
-                "v_all + 1",
-                "v_checks + v_is_check",
-                "ob.id",
-                "v_pair",
-            )
-        };
+{_ASSIGN};
 t_batch := ob.id;
-SELECT p.id, p.attribute, p.a, p.b, t.definition INTO t_pair, t_attribute, t_a, t_b,
-  t_definition FROM pairs p JOIN attributes t ON t.batch_id = p.batch_id
-  AND t.name = p.attribute WHERE p.batch_id = ob.id AND p.id = v_pair;""",
+SELECT {q.PAIR_COLUMNS} WHERE p.batch_id = ob.id AND p.id = v_pair
+  INTO t_pair, t_attribute, t_a, t_b, t_definition;""",
         "ob record; c record; v_pair text; v_checks bigint; v_all bigint; v_block bigint; "
         "v_is_check integer := 0;",
     ),
