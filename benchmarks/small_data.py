@@ -10,8 +10,9 @@ train (different people, different ranks, as the standard protocol); every model
 the standard protocol (all pairs of the 531 test images of different people and ranks). LFW:
 ``--lfw-pairs`` training pairs per attribute (the LFW loader's train/val/test tables, split by
 person), tested on its test pairs. Each setting trains with ``train-ranker --model auto``: the
-DeepSTN, the linear ranker and the one auto keeps (the better on val,
-``workflows/ranker_runs.prefers_deepstn``) are all scored.
+DeepSTN, the linear ranker and the one auto keeps (``workflows/ranker_runs.auto_choice``) are
+all scored, and every seed's record gives each candidate's val and test accuracy (the two and
+their blends). ``--keep DIR`` keeps the run folders; the same command again resumes from them.
 
 DeepSTN uses the PubFig benchmark's from-scratch face recipe (``benchmarks/pubfig.py``) with
 early stopping on the validation pairs. Last line: one JSON object with per setting and model
@@ -40,7 +41,7 @@ from outpool.data.sources.lfw import load_lfw
 from outpool.data.sources.pubfig import load_pubfig, ordering_accuracy
 from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.ranker import RankerTrainConfig, load_ranker
-from outpool.workflows.ranker_runs import train_run
+from outpool.workflows.ranker_runs import auto_candidates, train_run
 from pubfig import DEFAULTS  # the from-scratch face recipe
 
 MODELS = ("deepstn", "linear", "auto")
@@ -135,6 +136,9 @@ def main() -> None:
         "--attributes", nargs="+", help="case-insensitive; default: every attribute of each dataset"
     )
     p.add_argument("--set", dest="overrides", action="append", default=[], help="DeepSTN key=value")
+    p.add_argument(
+        "--keep", type=Path, help="keep the run folders here (a rerun resumes from them)"
+    )
     args = p.parse_args()
     if not args.pubfig and not args.lfw:
         p.error("name --pubfig ROOT, --lfw ROOT or both")
@@ -166,7 +170,8 @@ def main() -> None:
     results: dict[str, Any] = {}
     jobs = len(settings) * len(args.seeds)
     done = 0
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
         for name, make in settings:
             acc: dict[str, dict[str, list[float]]] = {m: {} for m in MODELS}
             chosen: list[str] = []
@@ -175,22 +180,29 @@ def main() -> None:
                 dataset, test = make(seed)
                 names = chosen_attributes(dataset, args.attributes)
                 cfg = dataclasses.replace(base, seed=seed)
-                run = Path(tmp) / f"{name}-{seed}"
+                run = tmp / f"{name}-{seed}"
                 for attribute in names:
                     log(f"{name} seed {seed}: training {attribute} ...")
                     summary = train_run(dataset, attribute, cfg, run, model="auto", progress=True)[
                         attribute
                     ]
                     chosen.append(summary["model"])
-                    for model_name, model in models_of(run / attribute).items():
+                    models = models_of(run / attribute)
+                    for model_name, model in models.items():
                         scored = round(test(model, attribute), 2)
                         acc[model_name].setdefault(attribute, []).append(scored)
+                    candidates = {  # every candidate's val and test accuracy, by DeepSTN's share
+                        f"{c.weight:g}": [round(c.val_acc, 2), round(test(c.model, attribute), 2)]
+                        for c in auto_candidates(
+                            models["deepstn"], models["linear"], dataset, attribute, "train", "val"
+                        )
+                    }
                     val_records.append(
                         {"seed": seed, "attribute": attribute,
-                         "deepstn_val_acc": summary["deepstn_val_acc"],
-                         "linear_val_acc": summary["linear_val_acc"],
                          "val_pairs": summary["val_pairs"],
-                         "auto_chose": summary["model"]}
+                         "auto_chose": summary["model"],
+                         "blend_weight": summary.get("blend_weight"),
+                         "candidates": candidates}
                     )  # fmt: skip
                 done += 1
                 log(
@@ -213,7 +225,7 @@ def main() -> None:
                 "acc_pct_per_attribute": {
                     m: {a: round(float(np.mean(v)), 2) for a, v in acc[m].items()} for m in MODELS
                 },
-                "auto_chose": {m: chosen.count(m) for m in ("deepstn", "linear")},
+                "auto_chose": {m: chosen.count(m) for m in ("deepstn", "linear", "blend")},
                 "validation": val_records,
                 "auto_minus_best_pts": round(
                     means["auto"] - max(means["deepstn"], means["linear"]), 2

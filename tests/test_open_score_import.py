@@ -574,3 +574,24 @@ def test_train_ranker_says_when_auto_would_keep_the_linear_ranker(
     assert code == 0, err
     assert f"val accuracy DeepSTN {deep:.1f}%, linear reference 70.0% (40 val pairs)" in err
     assert ("--model auto would keep it" in err) is warned
+
+
+def test_train_ranker_names_the_blend_auto_kept_and_every_blend_figure(
+    dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import outpool.workflows.ranker_runs as ranker_runs
+
+    def fake_train_run(*args: object, **kwargs: object) -> dict[str, object]:
+        blends = {"0.25": 71.0, "0.5": 74.5, "0.75": 73.0}
+        record = {"model": "blend", "blend_weight": 0.5, "blend_val_acc": blends}
+        return {ATTR: {**record, "deepstn_val_acc": 72.0, "linear_val_acc": 70.0, "val_pairs": 40}}
+
+    monkeypatch.setattr(ranker_runs, "train_run", fake_train_run)
+    argv = ["train-ranker", str(dataset_dir), "--out", str(tmp_path / "r"), "--val", "train"]
+    code, _, err = run_cli([*argv, "--train", "other", "--model", "auto"])
+    assert code == 0, err
+    assert (
+        f"{ATTR}: ranker.pt is blend (0.5 DeepSTN); val accuracy DeepSTN 72.0%, linear reference "
+        "70.0%, blend 0.25 DeepSTN 71.0%, blend 0.5 DeepSTN 74.5%, blend 0.75 DeepSTN 73.0% "
+        "(40 val pairs)"
+    ) in err

@@ -1,5 +1,5 @@
 """The linear ranker: its features, the RankSVM fit and the lambda chosen on val, its file, and
-the train-ranker choice between it and DeepSTN (``--model linear|auto``)."""
+the train-ranker choice among it, DeepSTN and their blends (``--model linear|auto``)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from outpool.data import Dataset, PairTable
 from outpool.data.dataset import AttributeInfo
 from outpool.data.images import ImageTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
+from outpool.models import BlendRanker
 from outpool.models.linear import LinearRanker, LinearRankerConfig, image_features
 from outpool.models.ranker import RankerConfig
 from outpool.train.evaluate import accuracy_on
 from outpool.train.linear import LinearTrainConfig, fit_weights, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_deepstn, load_ranker, save_ranker
-from outpool.workflows.ranker_runs import evaluate_run, prefers_deepstn, train_run
+from outpool.workflows import ranker_runs
+from outpool.workflows.ranker_runs import Candidate, auto_choice, evaluate_run, train_run
 
 TINY_DEEPSTN = RankerTrainConfig(
     model=RankerConfig(width=4), epochs_crop=1, epochs_full=1, device="cpu"
@@ -147,9 +149,61 @@ def test_auto_needs_val_and_unknown_models_are_named(tmp_path: Path) -> None:
         train_run(ds, "bright", TINY_DEEPSTN, tmp_path / "r", model="svm")
 
 
-def test_auto_keeps_the_model_better_on_val_and_linear_on_a_tie() -> None:
-    assert prefers_deepstn(80.0, 79.9)
-    assert not prefers_deepstn(70.0, 80.0)
-    assert not prefers_deepstn(75.0, 75.0)  # a tie: the model with fewer parameters
-    assert prefers_deepstn(75.0, None)  # no linear figure: nothing to prefer it on
-    assert not prefers_deepstn(None, 75.0)
+def right(n_right: int, n: int = 100, start: int = 0) -> np.ndarray:
+    """Per-pair results: pairs ``start`` .. ``start + n_right - 1`` (mod n) right."""
+    out = np.zeros(n, dtype=bool)
+    out[(start + np.arange(n_right)) % n] = True
+    return out
+
+
+def pick(linear: np.ndarray, deepstn: np.ndarray, *blends: np.ndarray) -> tuple[str, float]:
+    models = [Candidate("linear", LinearRanker(LinearRankerConfig()), linear, 0.0)]
+    models.append(Candidate("deepstn", LinearRanker(LinearRankerConfig()), deepstn))
+    for w, correct in zip((0.25, 0.5, 0.75), blends, strict=False):
+        models.append(Candidate("blend", LinearRanker(LinearRankerConfig()), correct, w))
+    chosen = auto_choice(models)
+    return chosen.kind, chosen.weight
+
+
+def test_auto_keeps_the_better_single_model_and_the_linear_ranker_on_a_tie() -> None:
+    assert pick(right(79), right(80)) == ("deepstn", 1.0)
+    assert pick(right(80), right(79)) == ("linear", 0.0)
+    assert pick(right(75), right(75, start=10)) == ("linear", 0.0)  # the fewest parameters
+
+
+def test_auto_keeps_a_blend_only_where_it_leads_by_more_than_the_noise() -> None:
+    # a lead of 10 pairs of 100, losing none the single model had: beyond one standard error
+    assert pick(right(60), right(70), right(80), right(78), right(75)) == ("blend", 0.25)
+    # the first of equal blends
+    assert pick(right(60), right(70), right(75), right(80), right(80)) == ("blend", 0.5)
+    # 2 pairs ahead but 12 won and 10 lost against DeepSTN: within the noise
+    deep = right(70)
+    noisy = deep.copy()
+    noisy[:10] = False  # 10 DeepSTN had right, wrong
+    noisy[70:82] = True  # 12 it had wrong, right
+    assert noisy.sum() == 72 and pick(right(60), deep, noisy) == ("deepstn", 1.0)
+    # the same 2-pair lead without a pair lost is beyond it
+    assert pick(right(60), deep, right(72)) == ("blend", 0.25)
+
+
+@pytest.mark.slow
+def test_auto_candidates_score_each_model_and_a_blend_it_keeps_is_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = brightness_dataset()
+    run = tmp_path / "auto"
+    monkeypatch.setattr(ranker_runs, "auto_choice", lambda c: c[-1])  # the 0.75 blend
+    r = train_run(ds, "bright", TINY_DEEPSTN, run, model="auto", progress=False)["bright"]
+    assert r["model"] == "blend" and r["blend_weight"] == 0.75
+    assert sorted(r["blend_val_acc"]) == ["0.25", "0.5", "0.75"]
+    assert r["best_val_acc"] == r["blend_val_acc"]["0.75"]
+    blend, payload = load_ranker(run / "bright" / "ranker.pt")
+    assert isinstance(blend, BlendRanker) and payload["record"]["blend_weight"] == 0.75
+    deep = load_deepstn(run / "bright" / "deepstn.pt")[0]
+    lin = load_ranker(run / "bright" / "linear.pt")[0]
+    val = ds.pairs["val"]
+    # the candidates' figures are what each saved model scores on val
+    assert accuracy_on(blend, ds, val) == pytest.approx(r["best_val_acc"], abs=0.01)
+    assert accuracy_on(deep, ds, val) == pytest.approx(r["deepstn_val_acc"], abs=0.01)
+    assert accuracy_on(lin, ds, val) == pytest.approx(r["linear_val_acc"], abs=0.01)
+    assert evaluate_run(run, ds, ("test",))["test"]["accuracy_pct"]["bright"] > 80

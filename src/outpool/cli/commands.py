@@ -27,7 +27,7 @@ from outpool.fileio import check_output_dir, json_text
 from outpool.judges import judge_settings
 from outpool.rounds.protocols import WaitingForLabels
 from outpool.synth import SynthConfig
-from outpool.workflows.ranker_runs import MODELS, prefers_deepstn
+from outpool.workflows.ranker_runs import MODELS
 
 FIT_HELP = (
     "how a frame that is not square becomes square: center (the central square), top (the top "
@@ -261,12 +261,16 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
             if val is None or args.model == "linear":
                 continue
             deep, lin = r["deepstn_val_acc"], r["linear_val_acc"]
+            kept = r["model"] + (f" ({r['blend_weight']:g} DeepSTN)" if "blend_weight" in r else "")
+            blends = "".join(
+                f", blend {w} DeepSTN {acc:.1f}%" for w, acc in r.get("blend_val_acc", {}).items()
+            )
             print(
-                f"{name}: ranker.pt is {r['model']}; val accuracy DeepSTN {deep:.1f}%, "
-                f"linear reference {lin:.1f}% ({r['val_pairs']} val pairs)",
+                f"{name}: ranker.pt is {kept}; val accuracy DeepSTN {deep:.1f}%, "
+                f"linear reference {lin:.1f}%{blends} ({r['val_pairs']} val pairs)",
                 file=sys.stderr,
             )
-            if args.model == "deepstn" and not prefers_deepstn(deep, lin):
+            if args.model == "deepstn" and lin >= deep:
                 warn(f"{name}: the linear ranker did as well on val; --model auto would keep it")
     return 0
 
@@ -356,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train rankers (one per attribute) into a run folder",
         description="Train a relative-attribute ranker per attribute on a dataset's pair "
         "tables: DeepSTN (default), a linear ranker on simple image features (RankSVM-style, "
-        "seconds; often better on a few hundred pairs) or --model auto (DeepSTN where it is "
-        "better on val beyond the noise, else linear). The linear ranker is fitted in every run "
+        "seconds; often better on a few hundred pairs) or --model auto (whichever of the two, or "
+        "of their blends, orders the val pairs best). The linear ranker is fitted in every run "
         "and its val accuracy reported beside DeepSTN's. Writes OUT/<attribute>/ (config.json, "
         "metrics.jsonl per stage, checkpoints, ranker.pt: the model chosen, linear.pt, "
         "crops.png, curves.png) and OUT/summary.json. Running the same command again resumes "
@@ -381,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODELS,
         default="deepstn",
-        help="deepstn (default), linear, or auto: both, ranker.pt the one better on val "
-        "(linear on a tie)",
+        help="deepstn (default), linear, or auto: both, ranker.pt the best on val of the two "
+        "and their blends (the simpler on a tie)",
     )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)

@@ -15,11 +15,14 @@ _BLOCK = 1024  # rows per block in ordering_accuracy: bounds memory at O(block *
 
 def pair_accuracy(score_a: np.ndarray, score_b: np.ndarray, label: np.ndarray) -> float:
     """Percent of non-equal pairs whose score order matches the label (ties are wrong)."""
+    correct = pairs_correct(score_a, score_b, label)
+    return 100.0 * float(correct.mean()) if len(correct) else float("nan")
+
+
+def pairs_correct(score_a: np.ndarray, score_b: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Per non-equal pair (in order), whether its score order matches the label."""
     decided = label != 0
-    if not decided.any():
-        return float("nan")
-    correct = np.sign(score_a[decided] - score_b[decided]) == label[decided]
-    return 100.0 * float(correct.mean())
+    return np.sign(score_a[decided] - score_b[decided]) == label[decided]
 
 
 def ordering_accuracy(scores: npt.ArrayLike, ranks: npt.ArrayLike, groups: npt.ArrayLike) -> float:

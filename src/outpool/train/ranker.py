@@ -24,6 +24,7 @@ from outpool.data import Dataset, PairTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import file_sha256
 from outpool.models import Ranker
+from outpool.models.blend import BlendConfig, BlendRanker
 from outpool.models.linear import LinearRanker, LinearRankerConfig
 from outpool.models.ranker import DeepSTN, RankerConfig, crop_penalty
 from outpool.models.resnet import load_backbone_weights
@@ -405,12 +406,24 @@ def train_ranker(
 
 def save_ranker(model: Ranker, path: Path, *, attribute: str, record: dict[str, Any]) -> None:
     """A checkpoint that reloads without the original command line: weights + config."""
+    stage: str | None
+    if isinstance(model, BlendRanker):
+        kind = "blend"
+        model_config = {
+            **to_dict(model.config),
+            "deepstn": to_dict(model.deepstn.config),
+            "linear": to_dict(model.linear.config),
+        }
+        stage = model.deepstn.stage
+    else:
+        kind = "linear" if isinstance(model, LinearRanker) else "deepstn"
+        model_config, stage = to_dict(model.config), getattr(model, "stage", None)
     payload = {
         "kind": "outpool-ranker",
-        "model": "linear" if isinstance(model, LinearRanker) else "deepstn",
+        "model": kind,
         "attribute": attribute,
-        "model_config": to_dict(model.config),
-        "stage": getattr(model, "stage", None),
+        "model_config": model_config,
+        "stage": stage,
         "state": model.state_dict(),
         "record": record,
     }
@@ -418,16 +431,23 @@ def save_ranker(model: Ranker, path: Path, *, attribute: str, record: dict[str, 
 
 
 def load_ranker(path: Path, *, device: str = "cpu") -> tuple[Ranker, dict[str, Any]]:
-    """Rebuild a ranker (DeepSTN or linear) from ``save_ranker``'s file; bad files raise
-    ``DataError``."""
+    """Rebuild a ranker (DeepSTN, linear or a blend of both) from ``save_ranker``'s file; bad
+    files raise ``DataError``."""
     from outpool.config import from_dict
 
     payload = read_checkpoint(path, "ranker", device=device)
+    kind, config = payload.get("model", "deepstn"), payload["model_config"]
     model: Ranker
-    if payload.get("model", "deepstn") == "linear":
-        model = LinearRanker(from_dict(LinearRankerConfig, payload["model_config"]))
+    if kind == "linear":
+        model = LinearRanker(from_dict(LinearRankerConfig, config))
+    elif kind == "blend":
+        deepstn = DeepSTN(from_dict(RankerConfig, config["deepstn"]))
+        deepstn.set_stage(payload["stage"])
+        linear = LinearRanker(from_dict(LinearRankerConfig, config["linear"]))
+        weight = {k: v for k, v in config.items() if k not in ("deepstn", "linear")}
+        model = BlendRanker(deepstn, linear, from_dict(BlendConfig, weight))
     else:
-        model = DeepSTN(from_dict(RankerConfig, payload["model_config"]))
+        model = DeepSTN(from_dict(RankerConfig, config))
         model.set_stage(payload["stage"])
     try:
         model.load_state_dict(payload["state"])
@@ -442,9 +462,11 @@ def load_deepstn(path: Path, *, device: str = "cpu") -> tuple[DeepSTN, dict[str,
     stages and crops); a linear ranker's file is a ``DataError`` that says so."""
     model, payload = load_ranker(path, device=device)
     if not isinstance(model, DeepSTN):
+        beside = path.parent / "deepstn.pt"
         raise DataError(
-            "holds a linear ranker; creating pairs and active rounds need a DeepSTN ranker "
-            "(train-ranker --model deepstn)",
+            f"holds a {payload['model']} ranker; creating pairs and active rounds need a "
+            "DeepSTN ranker"
+            + (f" ({beside} beside it)" if beside.exists() else " (train-ranker --model deepstn)"),
             path=path,
         )
     return model, payload

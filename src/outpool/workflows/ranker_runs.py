@@ -9,18 +9,21 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from outpool.data import Dataset
-from outpool.data.metrics import ordering_counts, wilson_interval
+from outpool.data.metrics import ordering_counts, pairs_correct, wilson_interval
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
+from outpool.models import BlendConfig, BlendRanker, DeepSTN, LinearRanker, Ranker
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
-from outpool.train.evaluate import accuracy_on, score_images
+from outpool.train.evaluate import accuracy_on, score_images, score_table
 from outpool.train.linear import LinearTrainConfig, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_ranker, save_ranker, train_ranker
 
@@ -56,11 +59,11 @@ def train_run(
 ) -> dict[str, Any]:
     """Train rankers into ``run/<attribute>/``; resumes attributes and stages already begun.
 
-    ``model``: ``deepstn``, ``linear`` (``models/linear.py``) or ``auto`` (both; the one
-    with the higher val accuracy, ``prefers_deepstn``). The
-    linear ranker is fitted in every run (seconds) as the reference DeepSTN is
-    reported beside (``linear.pt``); ``ranker.pt`` is the model chosen, and under ``auto`` a
-    DeepSTN that lost is kept as ``deepstn.pt``.
+    ``model``: ``deepstn``, ``linear`` (``models/linear.py``) or ``auto`` (both, and the one
+    of them or of their blends that ``auto_choice`` keeps on val). The linear ranker is
+    fitted in every run (seconds) as the reference DeepSTN is reported beside (``linear.pt``);
+    ``ranker.pt`` is the model chosen, and under ``auto`` a DeepSTN not chosen alone is kept as
+    ``deepstn.pt``.
     """
     if model not in MODELS:
         raise UnknownNameError("ranker model", model, MODELS)
@@ -92,16 +95,32 @@ def train_run(
             pairs = dataset.pairs[val or train].for_attribute(name)
             shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
             save_run_figures(deep, folder, np.asarray(dataset.lookup(shown)), name)
-        if model == "auto" and not prefers_deepstn(deep_acc, lin_acc):
+        if model != "auto":
+            continue
+        assert val is not None
+        candidates = auto_candidates(deep, lin, dataset, name, train, val)
+        blends = {f"{c.weight:g}": round(c.val_acc, 2) for c in candidates[2:]}
+        results[name]["blend_val_acc"] = blends
+        best = auto_choice(candidates)
+        if best.kind == "deepstn":
+            if main:
+                (folder / "deepstn.pt").unlink(missing_ok=True)  # an earlier choice, replaced
+            continue
+        if best.kind == "linear":
+            results[name] = {"attribute": name, **lin_summary}
+        else:
             results[name] = {
-                "attribute": name, **lin_summary, "deepstn_val_acc": deep_acc,
-                "linear_val_acc": lin_acc,
+                "attribute": name, "model": "blend", "blend_weight": best.weight,
+                "best_val_acc": round(best.val_acc, 2), "val_pairs": lin_summary["val_pairs"],
             }  # fmt: skip
-            if main:  # the DeepSTN that lost stays beside the winner
-                os.replace(folder / "ranker.pt", folder / "deepstn.pt")
-                save_ranker(lin, folder / "ranker.pt", attribute=name, record=results[name])
-        elif main:
-            (folder / "deepstn.pt").unlink(missing_ok=True)  # an earlier auto choice, replaced
+        results[name] |= {
+            "deepstn_val_acc": deep_acc,
+            "linear_val_acc": lin_acc,
+            "blend_val_acc": blends,
+        }
+        if main:  # the DeepSTN not chosen alone stays beside the choice
+            os.replace(folder / "ranker.pt", folder / "deepstn.pt")
+            save_ranker(best.model, folder / "ranker.pt", attribute=name, record=results[name])
     if not main:
         return results
     kept: dict[str, Any] = {}  # attributes trained into this run by an earlier command stay
@@ -115,15 +134,68 @@ def train_run(
     return results
 
 
-def prefers_deepstn(deep_acc: float | None, linear_acc: float | None) -> bool:
-    """``--model auto``'s choice: DeepSTN where its val accuracy is higher than the linear
-    ranker's, the linear ranker on a tie (the model with far fewer parameters).
+def auto_choice(candidates: Sequence[Candidate]) -> Candidate:
+    """The better on val of the linear ranker and DeepSTN (the linear ranker on a tie), or the
+    best blend where it leads that one by more than the noise of the difference: one standard
+    error of the paired per-pair difference (a blend is the more complex model, so it has to
+    earn its place; on a hundred val pairs a lead of two pairs does not)."""
+    single = max((c for c in candidates if c.kind != "blend"), key=lambda c: c.val_acc)
+    blends = [c for c in candidates if c.kind == "blend"]
+    if not blends:
+        return single
+    blend = max(blends, key=lambda c: c.val_acc)  # the first of equals
+    diff = blend.correct.astype(float) - single.correct.astype(float)
+    noise = 100.0 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
+    return blend if blend.val_acc - single.val_acc > noise else single
 
-    No margin for noise in either direction: both cost test accuracy on the benchmark's
-    settings (benchmarks/RESULTS.md, small data)."""
-    if deep_acc is None or linear_acc is None:
-        return linear_acc is None
-    return deep_acc > linear_acc
+
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)  # DeepSTN's share in the blends --model auto tries
+STANDARDISE_IMAGES = 2048  # training images a blend standardises its parts' scores on, at most
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model ``--model auto`` considers, with its accuracy on the val pairs (%)."""
+
+    kind: str  # linear | deepstn | blend
+    model: Ranker
+    correct: np.ndarray  # per non-equal val pair, whether the model orders it right
+    weight: float = 1.0  # DeepSTN's share (1 for DeepSTN alone, 0 for the linear ranker)
+
+    @property
+    def val_acc(self) -> float:
+        return 100.0 * float(self.correct.mean())
+
+
+def auto_candidates(
+    deep: DeepSTN, lin: LinearRanker, dataset: Dataset, attribute: str, train: str, val: str
+) -> list[Candidate]:
+    """``--model auto``'s candidates (``auto_choice``), the linear ranker first, then
+    DeepSTN, then their blends (``models/blend.py``, DeepSTN's share ``BLEND_WEIGHTS``), each
+    with its per-pair results on the val pairs."""
+    device = next(deep.parameters()).device
+    lin = lin.to(device)
+    val_pairs = dataset.pairs[val].for_attribute(attribute)
+    train_pairs = dataset.pairs[train].for_attribute(attribute)
+    ids = np.unique(np.concatenate([train_pairs.a, train_pairs.b]))
+    ids = ids[np.linspace(0, len(ids) - 1, min(len(ids), STANDARDISE_IMAGES)).astype(int)]
+    pixels = np.asarray(dataset.lookup(ids))
+    parts = [torch.from_numpy(score_images(m, pixels, device=device)) for m in (deep, lin)]
+
+    def correct(model: Ranker) -> np.ndarray:
+        scores = score_table(
+            model, dataset, np.concatenate([val_pairs.a, val_pairs.b]), device=device
+        )
+        sa = np.array([scores[i] for i in val_pairs.a])
+        sb = np.array([scores[i] for i in val_pairs.b])
+        return pairs_correct(sa, sb, val_pairs.label)
+
+    out = [Candidate("linear", lin, correct(lin), 0.0), Candidate("deepstn", deep, correct(deep))]
+    for w in BLEND_WEIGHTS:
+        blend = BlendRanker(deep, lin, BlendConfig(w)).to(device)
+        blend.standardise_on(*parts)
+        out.append(Candidate("blend", blend, correct(blend), w))
+    return out
 
 
 def rankers_in(path: Path) -> dict[str, Path]:
