@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from outpool.data import Dataset, PairTable
-from outpool.data.metrics import pair_accuracy
+from outpool.data.metrics import pair_accuracy, pairs_correct
 from outpool.models import Ranker
 from outpool.models.tensors import to_tensor
 
@@ -50,7 +50,19 @@ def accuracy_on(
     """Accuracy of ``model`` on ``pairs`` (one attribute's pairs)."""
     if len(pairs) == 0:
         return float("nan")
+    return pair_accuracy(*pair_scores(model, dataset, pairs, device=device), pairs.label)
+
+
+def correct_on(
+    model: Ranker, dataset: Dataset, pairs: PairTable, *, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """Per non-equal pair of ``pairs`` (in order), whether ``model`` orders it right."""
+    return pairs_correct(*pair_scores(model, dataset, pairs, device=device), pairs.label)
+
+
+def pair_scores(
+    model: Ranker, dataset: Dataset, pairs: PairTable, *, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores of each pair's a and b images (each image scored once)."""
     scores = score_table(model, dataset, np.concatenate([pairs.a, pairs.b]), device=device)
-    sa = np.array([scores[i] for i in pairs.a])
-    sb = np.array([scores[i] for i in pairs.b])
-    return pair_accuracy(sa, sb, pairs.label)
+    return np.array([scores[i] for i in pairs.a]), np.array([scores[i] for i in pairs.b])

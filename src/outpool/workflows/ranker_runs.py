@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from outpool.data import Dataset
-from outpool.data.metrics import ordering_counts, pairs_correct, wilson_interval
+from outpool.data.metrics import ordering_counts, wilson_interval
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
 from outpool.models import BlendConfig, BlendRanker, DeepSTN, LinearRanker, Ranker
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
-from outpool.train.evaluate import accuracy_on, score_images, score_table
+from outpool.train.evaluate import accuracy_on, correct_on, score_images
 from outpool.train.linear import LinearTrainConfig, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_ranker, save_ranker, train_ranker
 
@@ -183,12 +183,7 @@ def auto_candidates(
     parts = [torch.from_numpy(score_images(m, pixels, device=device)) for m in (deep, lin)]
 
     def correct(model: Ranker) -> np.ndarray:
-        scores = score_table(
-            model, dataset, np.concatenate([val_pairs.a, val_pairs.b]), device=device
-        )
-        sa = np.array([scores[i] for i in val_pairs.a])
-        sb = np.array([scores[i] for i in val_pairs.b])
-        return pairs_correct(sa, sb, val_pairs.label)
+        return correct_on(model, dataset, val_pairs, device=device)
 
     out = [Candidate("linear", lin, correct(lin), 0.0), Candidate("deepstn", deep, correct(deep))]
     for w in BLEND_WEIGHTS:
