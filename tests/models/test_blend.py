@@ -70,3 +70,15 @@ def test_blend_file_round_trips_and_is_no_deepstn(tmp_path: Path) -> None:
 def test_a_blend_weight_outside_0_1_is_refused(weight: float) -> None:
     with pytest.raises(ConfigError, match="weight must be in"):
         BlendConfig(weight)
+
+
+def test_a_blend_file_without_its_parts_is_a_clear_error(tmp_path: Path) -> None:
+    deep, lin = parts()
+    save_ranker(
+        BlendRanker(deep, lin, BlendConfig(0.5)), tmp_path / "r.pt", attribute="s", record={}
+    )
+    payload = torch.load(tmp_path / "r.pt", weights_only=False)
+    del payload["model_config"]["linear"]
+    torch.save(payload, tmp_path / "r.pt")
+    with pytest.raises(DataError, match="lacks its parts' configs"):
+        load_ranker(tmp_path / "r.pt")

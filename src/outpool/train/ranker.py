@@ -441,6 +441,8 @@ def load_ranker(path: Path, *, device: str = "cpu") -> tuple[Ranker, dict[str, A
     if kind == "linear":
         model = LinearRanker(from_dict(LinearRankerConfig, config))
     elif kind == "blend":
+        if not isinstance(config, dict) or not {"deepstn", "linear"} <= config.keys():
+            raise DataError("a blend ranker's file lacks its parts' configs", path=path)
         deepstn = DeepSTN(from_dict(RankerConfig, config["deepstn"]))
         deepstn.set_stage(payload["stage"])
         linear = LinearRanker(from_dict(LinearRankerConfig, config["linear"]))
