@@ -14,6 +14,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+
+from outpool.models.ranker import RankerConfig
+from outpool.train.ranker import RankerTrainConfig
+from outpool.workflows.ranker_runs import train_run
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generator.py"
 
@@ -228,6 +233,45 @@ def test_small_data_pubfig_subsets_keep_train_and_val_images_apart() -> None:
     )  # repeatable from the seed
 
 
+REPLAY = Path(__file__).resolve().parents[1] / "benchmarks" / "auto_replay.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PUBFIG.is_dir(), reason="PubFig is not in ../shared/data")
+def test_auto_replay_takes_the_choice_today_s_rule_makes_on_kept_runs(tmp_path: Path) -> None:
+    sys.path.insert(0, str(SMALL_DATA.parent))
+    try:
+        small = benchmark_module(SMALL_DATA)
+    finally:
+        sys.path.remove(str(SMALL_DATA.parent))
+    tiny = RankerTrainConfig(model=RankerConfig(width=4), epochs_crop=1, epochs_full=1, seed=3)
+    dataset = small.pubfig_subset(small.load_pubfig(PUBFIG), 0.25, seed=3)
+    run = tmp_path / "keep" / "pubfig_25pct-3"
+    trained = train_run(dataset, "Smiling", tiny, run, model="auto", progress=False)["Smiling"]
+    (tmp_path / "keep" / "notes").mkdir()  # not a run folder: passed over
+    (tmp_path / "keep" / "pubfig_25pct-4").mkdir()  # no attribute trained yet: nothing to score
+    out = tmp_path / "replay.json"
+    done = subprocess.run(
+        [sys.executable, str(REPLAY), "--keep", str(tmp_path / "keep"), "--pubfig", str(PUBFIG),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(out.read_text())["settings"]["pubfig_25pct"]
+    (record,) = got["runs"]
+    assert record["seed"] == 3 and record["attribute"] == "Smiling"
+    assert set(record["candidates"]) == {"0", "1", "0.25", "0.5", "0.75"}
+    kept = {"linear": "0", "deepstn": "1"}.get(trained["model"], f"{trained.get('blend_weight'):g}")
+    assert record["auto_kept"] == kept  # the rule the run was trained under, replayed
+    assert record["candidates"]["0"][0] == trained["linear_val_acc"]
+    assert got["mean_acc_pct"]["auto"] == record["candidates"][kept][1]
+    assert got["mean_acc_pct"]["linear"] == record["candidates"]["0"][1]
+    assert "no <setting>-<seed> run folders" in refusal(REPLAY, ["--keep", str(tmp_path)])
+    assert "pubfig_25pct-3 is a PubFig run: name --pubfig" in refusal(
+        REPLAY, ["--keep", str(tmp_path / "keep")]
+    )
+
+
 ANNOTATION_CPU = Path(__file__).resolve().parents[1] / "benchmarks" / "annotation_cpu.py"
 
 
@@ -327,6 +371,24 @@ def test_val_nearness_compares_val_images_with_the_typical_test_image(
     queries, groups = np.array([[1.0], [9.0], [4.0]]), np.array(["bob", "bob", "cy"])
     same = bench.nearest_same_group(queries, groups, ref, ref_groups)
     assert same[:2].tolist() == [9.0, 1.0] and np.isnan(same[2])  # cy has no training image
+    scores, people = np.array([1.0, 3.0, 10.0, 10.0]), np.array(["ann", "ann", "bob", "bob"])
+    assert bench.within_spread(scores, people) == pytest.approx(np.sqrt(0.5))  # (1 + 0) / 2
+
+    class Brightness(torch.nn.Module):  # scores an image by its mean pixel
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.flatten(1).mean(1)
+
+        score_views = forward
+
+    def images(levels: list[float]) -> np.ndarray:
+        return (np.array(levels)[:, None, None, None] * np.ones((1, 8, 8, 3))).astype(np.uint8)
+
+    pixels = {"train": images([0, 100, 100, 200]), "test": images([0, 50, 100, 150])}
+    groups = {"train": people, "test": people}
+    got = bench.spread(Brightness(), pixels, groups)
+    # in units of the training scores' spread: train scatters 50/70.7 within a person, test 25
+    assert got["train"] == pytest.approx(50 / np.std([0, 100, 100, 200]), abs=1e-3)
+    assert got["test"] == pytest.approx(25 / np.std([0, 100, 100, 200]), abs=1e-3)
 
 
 @pytest.mark.slow

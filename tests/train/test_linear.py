@@ -165,25 +165,29 @@ def pick(linear: np.ndarray, deepstn: np.ndarray, *blends: np.ndarray) -> tuple[
     return chosen.kind, chosen.weight
 
 
-def test_auto_keeps_the_better_single_model_and_the_linear_ranker_on_a_tie() -> None:
-    assert pick(right(79), right(80)) == ("deepstn", 1.0)
+def test_auto_keeps_the_linear_ranker_unless_another_leads_beyond_the_noise() -> None:
+    assert pick(right(70), right(80)) == ("deepstn", 1.0)  # 10 pairs ahead, none lost
     assert pick(right(80), right(79)) == ("linear", 0.0)
-    assert pick(right(75), right(75, start=10)) == ("linear", 0.0)  # the fewest parameters
-
-
-def test_auto_keeps_a_blend_only_where_it_leads_by_more_than_the_noise() -> None:
-    # a lead of 10 pairs of 100, losing none the single model had: beyond one standard error
-    assert pick(right(60), right(70), right(80), right(78), right(75)) == ("blend", 0.25)
-    # the first of equal blends
-    assert pick(right(60), right(70), right(75), right(80), right(80)) == ("blend", 0.5)
-    # 2 pairs ahead but 12 won and 10 lost against DeepSTN: within the noise
-    deep = right(70)
-    noisy = deep.copy()
-    noisy[:10] = False  # 10 DeepSTN had right, wrong
+    assert pick(right(75), right(75, start=10)) == ("linear", 0.0)  # a tie: the fewest parameters
+    assert pick(right(79), right(80, start=98)) == ("linear", 0.0)  # 2 won, 1 lost
+    # 2 pairs ahead but 12 won and 10 lost against the linear ranker: within the noise
+    lin = right(70)
+    noisy = lin.copy()
+    noisy[:10] = False  # 10 the linear ranker had right, wrong
     noisy[70:82] = True  # 12 it had wrong, right
-    assert noisy.sum() == 72 and pick(right(60), deep, noisy) == ("deepstn", 1.0)
+    assert noisy.sum() == 72 and pick(lin, noisy) == ("linear", 0.0)
+    assert pick(lin, right(50), noisy) == ("linear", 0.0)  # a blend, the same
     # the same 2-pair lead without a pair lost is beyond it
-    assert pick(right(60), deep, right(72)) == ("blend", 0.25)
+    assert pick(lin, right(72)) == ("deepstn", 1.0)
+    # ten val pairs: DeepSTN one ahead is noise
+    assert pick(right(8, n=10), right(9, n=10)) == ("linear", 0.0)
+
+
+def test_auto_keeps_the_best_of_deepstn_and_the_blends_that_leads() -> None:
+    assert pick(right(60), right(70), right(80), right(78), right(75)) == ("blend", 0.25)
+    # equals: the larger DeepSTN share
+    assert pick(right(60), right(70), right(80), right(80), right(75)) == ("blend", 0.5)
+    assert pick(right(60), right(80), right(75), right(80), right(80)) == ("deepstn", 1.0)
 
 
 @pytest.mark.slow

@@ -385,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         choices=MODELS,
         default="deepstn",
-        help="deepstn (default), linear, or auto: both, ranker.pt the best on val of the two "
-        "and their blends (the simpler on a tie)",
+        help="deepstn (default), linear, or auto: both, ranker.pt the linear ranker unless "
+        "DeepSTN or a blend of the two leads it on val beyond the noise",
     )
     _add_config_args(tr, "training")
     tr.set_defaults(func=cmd_train_ranker)

@@ -135,18 +135,19 @@ def train_run(
 
 
 def auto_choice(candidates: Sequence[Candidate]) -> Candidate:
-    """The better on val of the linear ranker and DeepSTN (the linear ranker on a tie), or the
-    best blend where it leads that one by more than the noise of the difference: one standard
-    error of the paired per-pair difference (a blend is the more complex model, so it has to
-    earn its place; on a hundred val pairs a lead of two pairs does not)."""
-    single = max((c for c in candidates if c.kind != "blend"), key=lambda c: c.val_acc)
-    blends = [c for c in candidates if c.kind == "blend"]
-    if not blends:
-        return single
-    blend = max(blends, key=lambda c: c.val_acc)  # the first of equals
-    diff = blend.correct.astype(float) - single.correct.astype(float)
+    """The linear ranker, unless DeepSTN or a blend leads it on val by more than the noise of
+    the difference (one standard error of the paired per-pair difference); then the best of
+    those on val (on a tie, the larger DeepSTN share). The linear ranker has the fewest
+    parameters and the steadiest val-to-test record on small data, so a more complex model has
+    to earn its place: on ten val pairs, or a hundred, a lead of a pair or two does not."""
+    simple = next(c for c in candidates if c.kind == "linear")
+    others = [c for c in candidates if c.kind != "linear"]
+    if not others:
+        return simple
+    best = max(others, key=lambda c: (c.val_acc, c.weight))
+    diff = best.correct.astype(float) - simple.correct.astype(float)
     noise = 100.0 * float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
-    return blend if blend.val_acc - single.val_acc > noise else single
+    return best if best.val_acc - simple.val_acc > noise else simple
 
 
 BLEND_WEIGHTS = (0.25, 0.5, 0.75)  # DeepSTN's share in the blends --model auto tries
