@@ -138,8 +138,8 @@ def auto_choice(candidates: Sequence[Candidate]) -> Candidate:
     """The linear ranker, unless DeepSTN or a blend leads it on val by more than the noise of
     the difference (one standard error of the paired per-pair difference); then the best of
     those on val (on a tie, the larger DeepSTN share). The linear ranker has the fewest
-    parameters and the steadiest val-to-test record on small data, so a more complex model has
-    to earn its place: on ten val pairs, or a hundred, a lead of a pair or two does not."""
+    parameters, so a more complex model has to earn its place: on ten val pairs, or a hundred,
+    a lead of a pair or two does not."""
     simple = next(c for c in candidates if c.kind == "linear")
     others = [c for c in candidates if c.kind != "linear"]
     if not others:
