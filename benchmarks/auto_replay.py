@@ -9,7 +9,7 @@ saved DeepSTN and linear ranker are loaded, every candidate of ``auto_candidates
 the same val pairs and test protocol as ``small_data.py``, and the model ``auto_choice`` keeps
 today is taken, so a change of the rule is measured on models trained before it. Last line: one
 JSON object with, per setting, the mean test accuracy over seeds of the linear ranker, DeepSTN
-and ``auto`` (every seed's, the worst), what auto kept, and the target (``auto`` never more than
+and ``auto`` (and every seed's), what auto kept, and the target (``auto`` never more than
 1 point below the better of the two); each seed-attribute's candidates (val, test accuracy).
 """
 
@@ -57,6 +57,8 @@ def main() -> None:
     p.add_argument("--lfw-crop", type=float, default=0.6, help="as small_data.py ran")
     p.add_argument("--seeds", type=int, nargs="+", help="default: every seed kept")
     args = p.parse_args()
+    if not args.keep.is_dir():
+        p.error(f"--keep: no folder {args.keep}")
     folders = sorted(d for d in args.keep.iterdir() if d.is_dir())
     runs = [(m, d) for d in folders if (m := FOLDER.match(d.name))]
     runs = [(m, d) for m, d in runs if args.seeds is None or int(m[4]) in args.seeds]

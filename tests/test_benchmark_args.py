@@ -261,12 +261,14 @@ def test_auto_replay_takes_the_choice_today_s_rule_makes_on_kept_runs(tmp_path: 
     (record,) = got["runs"]
     assert record["seed"] == 3 and record["attribute"] == "Smiling"
     assert set(record["candidates"]) == {"0", "1", "0.25", "0.5", "0.75"}
-    kept = {"linear": "0", "deepstn": "1"}.get(trained["model"], f"{trained.get('blend_weight'):g}")
+    shares = {"linear": "0", "deepstn": "1"}
+    kept = shares.get(trained["model"]) or f"{trained['blend_weight']:g}"
     assert record["auto_kept"] == kept  # the rule the run was trained under, replayed
     assert record["candidates"]["0"][0] == trained["linear_val_acc"]
     assert got["mean_acc_pct"]["auto"] == record["candidates"][kept][1]
     assert got["mean_acc_pct"]["linear"] == record["candidates"]["0"][1]
     assert "no <setting>-<seed> run folders" in refusal(REPLAY, ["--keep", str(tmp_path)])
+    assert "--keep: no folder" in refusal(REPLAY, ["--keep", str(tmp_path / "nowhere")])
     assert "pubfig_25pct-3 is a PubFig run: name --pubfig" in refusal(
         REPLAY, ["--keep", str(tmp_path / "keep")]
     )
