@@ -27,7 +27,7 @@ from outpool.data import Dataset
 from outpool.data.sources.lfw import load_lfw
 from outpool.data.sources.pubfig import load_pubfig
 from outpool.workflows.ranker_runs import auto_candidates, auto_choice
-from small_data import Scorer, models_of, pairs_test, pubfig_subset, pubfig_test
+from small_data import TestProtocol, models_of, pairs_test, pubfig_subset, pubfig_test
 
 FOLDER = re.compile(r"^(pubfig_(\d+)pct|lfw_(\d+)pairs)-(\d+)$")
 
@@ -73,7 +73,7 @@ def main() -> None:
             if full is None:
                 p.error(f"{run.name} is a PubFig run: name --pubfig")
             dataset: Dataset = pubfig_subset(full, int(match[2]) / 100, seed)
-            test: Scorer = pubfig_test(full)
+            test: TestProtocol = pubfig_test(full)
         else:
             if args.lfw is None:
                 p.error(f"{run.name} is an LFW run: name --lfw")
@@ -92,12 +92,10 @@ def main() -> None:
                 models["deepstn"], models["linear"], dataset, attribute, "train", "val"
             )
             kept = auto_choice(candidates)
-            tested = {f"{c.weight:g}": round(test(c.model, attribute), 2) for c in candidates}
             record["runs"].append(
                 {"seed": seed, "attribute": attribute, "val_pairs": len(kept.correct),
                  "auto_kept": f"{kept.weight:g}",
-                 "candidates": {w: [round(c.val_acc, 2), tested[w]]
-                                for w, c in zip(tested, candidates, strict=True)}}
+                 "candidates": test.candidates(candidates, attribute)}
             )  # fmt: skip
     for record in results.values():
         seeds = sorted({r["seed"] for r in record["runs"]})

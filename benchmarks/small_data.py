@@ -37,11 +37,18 @@ import numpy as np
 from outpool import config
 from outpool.bench import emit, eta_text, log, machine, parser
 from outpool.data import Dataset, PairTable
+from outpool.data.metrics import pair_accuracy
 from outpool.data.sources.lfw import load_lfw
 from outpool.data.sources.pubfig import load_pubfig, ordering_accuracy
-from outpool.train.evaluate import accuracy_on, score_images
+from outpool.models import Ranker
+from outpool.train.evaluate import score_images
 from outpool.train.ranker import RankerTrainConfig, load_ranker
-from outpool.workflows.ranker_runs import auto_candidates, train_run
+from outpool.workflows.ranker_runs import (
+    Candidate,
+    auto_candidates,
+    scores_from_parts,
+    train_run,
+)
 from pubfig import DEFAULTS  # the from-scratch face recipe
 
 MODELS = ("deepstn", "linear", "auto")
@@ -83,35 +90,65 @@ def pubfig_subset(full: Dataset, fraction: float, seed: int) -> Dataset:
     return Dataset(full.name, full.attributes, full.images, pairs, dict(full.meta))
 
 
-Scorer = Callable[[Any, str], float]  # (ranker, attribute) -> test accuracy, percent
+@dataclasses.dataclass(frozen=True)
+class TestProtocol:
+    """A setting's test: the images an attribute is tested on and the accuracy (percent) of
+    their scores."""
+
+    pixels: Callable[[str], np.ndarray]  # attribute -> uint8 images (N, 64, 64, 3)
+    accuracy: Callable[[np.ndarray, str], float]  # (scores of those images, attribute) -> %
+
+    def of(self, model: Ranker, attribute: str) -> float:
+        """Test accuracy of one ranker."""
+        return self.accuracy(score_images(model, self.pixels(attribute)), attribute)
+
+    def candidates(self, candidates: list[Candidate], attribute: str) -> dict[str, list[float]]:
+        """Every ``--model auto`` candidate's val and test accuracy, keyed by DeepSTN's share;
+        DeepSTN and the linear ranker score the test images once, the blends mix those."""
+        pixels = self.pixels(attribute)
+        linear, deepstn = (score_images(c.model, pixels) for c in candidates[:2])
+        return {
+            f"{c.weight:g}": [
+                round(c.val_acc, 2),
+                round(self.accuracy(scores_from_parts(c.model, deepstn, linear), attribute), 2),
+            ]
+            for c in candidates
+        }
 
 
-def pubfig_test(full: Dataset) -> Scorer:
+def pubfig_test(full: Dataset) -> TestProtocol:
     """The standard protocol: all pairs of test images of different people and ranks."""
     test = full.images["test"]
-
-    def score(model: Any, attribute: str) -> float:
-        scores = score_images(model, np.asarray(test.pixels))
-        return float(ordering_accuracy(scores, test.strength(attribute), test.groups))
-
-    return score
-
-
-def pairs_test(dataset: Dataset) -> Scorer:
-    """Accuracy on the dataset's ``test`` pair table."""
-    return lambda model, attribute: float(
-        accuracy_on(model, dataset, dataset.pairs["test"].for_attribute(attribute))
+    assert test.groups is not None
+    return TestProtocol(
+        pixels=lambda attribute: np.asarray(test.pixels),
+        accuracy=lambda scores, attribute: float(
+            ordering_accuracy(scores, test.strength(attribute), test.groups)
+        ),
     )
 
 
+def pairs_test(dataset: Dataset) -> TestProtocol:
+    """Accuracy on the dataset's ``test`` pair table."""
+
+    def ids(attribute: str) -> np.ndarray:
+        pairs = dataset.pairs["test"].for_attribute(attribute)
+        return np.unique(np.concatenate([pairs.a, pairs.b]))
+
+    def accuracy(scores: np.ndarray, attribute: str) -> float:
+        pairs, shown = dataset.pairs["test"].for_attribute(attribute), ids(attribute)
+        a, b = (scores[np.searchsorted(shown, side)] for side in (pairs.a, pairs.b))
+        return pair_accuracy(a, b, pairs.label)
+
+    return TestProtocol(lambda attribute: np.asarray(dataset.lookup(ids(attribute))), accuracy)
+
+
 def models_of(folder: Path) -> dict[str, Any]:
-    """The three rankers of an ``--model auto`` run folder of one attribute."""
-    auto, _ = load_ranker(folder / "ranker.pt")
+    """The DeepSTN and the linear ranker of an ``--model auto`` run folder of one attribute."""
     deepstn = folder / "deepstn.pt" if (folder / "deepstn.pt").exists() else folder / "ranker.pt"
     return {
         "deepstn": load_ranker(deepstn)[0],
         "linear": load_ranker(folder / "linear.pt")[0],
-        "auto": auto,
     }
 
 
@@ -147,7 +184,7 @@ def main() -> None:
     base = config.load(RankerTrainConfig, None, [*DEFAULTS, *args.overrides])
     started = time.perf_counter()
 
-    settings: list[tuple[str, Callable[[int], tuple[Dataset, Scorer]]]] = []
+    settings: list[tuple[str, Callable[[int], tuple[Dataset, TestProtocol]]]] = []
     if args.pubfig:
         log(f"loading PubFig from {args.pubfig} ...")
         full = load_pubfig(args.pubfig)
@@ -188,15 +225,19 @@ def main() -> None:
                     ]
                     chosen.append(summary["model"])
                     models = models_of(run / attribute)
-                    for model_name, model in models.items():
-                        scored = round(test(model, attribute), 2)
-                        acc[model_name].setdefault(attribute, []).append(scored)
-                    candidates = {  # every candidate's val and test accuracy, by DeepSTN's share
-                        f"{c.weight:g}": [round(c.val_acc, 2), round(test(c.model, attribute), 2)]
-                        for c in auto_candidates(
+                    candidates = test.candidates(
+                        auto_candidates(
                             models["deepstn"], models["linear"], dataset, attribute, "train", "val"
-                        )
-                    }
+                        ),
+                        attribute,
+                    )
+                    kept = {"deepstn": "1", "linear": "0"}.get(summary["model"])
+                    for model_name, share in (
+                        ("deepstn", "1"),
+                        ("linear", "0"),
+                        ("auto", kept or f"{summary['blend_weight']:g}"),
+                    ):
+                        acc[model_name].setdefault(attribute, []).append(candidates[share][1])
                     val_records.append(
                         {"seed": seed, "attribute": attribute,
                          "val_pairs": summary["val_pairs"],

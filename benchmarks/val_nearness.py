@@ -139,7 +139,7 @@ def main() -> None:
                     kind: {
                         "within_person": spread(model, pixels, groups),
                         "val_acc": round(accuracy_on(model, split, val_pairs), 2),
-                        "test_acc": round(score_test(model, attribute), 2),
+                        "test_acc": round(score_test.of(model, attribute), 2),
                     }
                     for kind, model in models.items()
                 }

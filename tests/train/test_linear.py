@@ -14,14 +14,20 @@ from outpool.data import Dataset, PairTable
 from outpool.data.dataset import AttributeInfo
 from outpool.data.images import ImageTable
 from outpool.errors import ConfigError, DataError, UnknownNameError
-from outpool.models import BlendRanker
+from outpool.models import BlendConfig, BlendRanker, DeepSTN
 from outpool.models.linear import LinearRanker, LinearRankerConfig, image_features
 from outpool.models.ranker import RankerConfig
-from outpool.train.evaluate import accuracy_on
+from outpool.train.evaluate import accuracy_on, score_images
 from outpool.train.linear import LinearTrainConfig, fit_weights, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_deepstn, load_ranker, save_ranker
 from outpool.workflows import ranker_runs
-from outpool.workflows.ranker_runs import Candidate, auto_choice, evaluate_run, train_run
+from outpool.workflows.ranker_runs import (
+    Candidate,
+    auto_choice,
+    evaluate_run,
+    scores_from_parts,
+    train_run,
+)
 
 TINY_DEEPSTN = RankerTrainConfig(
     model=RankerConfig(width=4), epochs_crop=1, epochs_full=1, device="cpu"
@@ -188,6 +194,23 @@ def test_auto_keeps_the_best_of_deepstn_and_the_blends_that_leads() -> None:
     # equals: the larger DeepSTN share
     assert pick(right(60), right(70), right(80), right(80), right(75)) == ("blend", 0.5)
     assert pick(right(60), right(80), right(75), right(80), right(80)) == ("deepstn", 1.0)
+
+
+def test_a_blends_scores_mixed_from_its_parts_scores_are_its_own() -> None:
+    torch.manual_seed(0)
+    deep = DeepSTN(RankerConfig(width=4))
+    lin = LinearRanker(LinearRankerConfig())
+    torch.nn.init.normal_(lin.weight)
+    pixels = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    d, li = score_images(deep, pixels), score_images(lin, pixels)
+    blend = BlendRanker(deep, lin, BlendConfig(0.25))
+    blend.standardise_on(torch.from_numpy(d[:6]), torch.from_numpy(li[:6]))
+    mixed = scores_from_parts(blend, d, li)
+    assert np.allclose(mixed, score_images(blend, pixels), atol=1e-5)
+    assert not np.allclose(mixed, d) and not np.allclose(mixed, li)
+    assert scores_from_parts(deep, d, li) is d and scores_from_parts(lin, d, li) is li
+    with pytest.raises(TypeError, match="not an --model auto candidate"):
+        scores_from_parts(torch.nn.Identity(), d, li)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow

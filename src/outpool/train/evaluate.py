@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from outpool.data import Dataset, PairTable
-from outpool.data.metrics import pair_accuracy, pairs_correct
+from outpool.data.metrics import pair_accuracy
 from outpool.models import Ranker
 from outpool.models.tensors import to_tensor
 
@@ -51,13 +51,6 @@ def accuracy_on(
     if len(pairs) == 0:
         return float("nan")
     return pair_accuracy(*pair_scores(model, dataset, pairs, device=device), pairs.label)
-
-
-def correct_on(
-    model: Ranker, dataset: Dataset, pairs: PairTable, *, device: torch.device | str = "cpu"
-) -> np.ndarray:
-    """Per non-equal pair of ``pairs`` (in order), whether ``model`` orders it right."""
-    return pairs_correct(*pair_scores(model, dataset, pairs, device=device), pairs.label)
 
 
 def pair_scores(

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from outpool.data import Dataset
-from outpool.data.metrics import ordering_counts, wilson_interval
+from outpool.data.metrics import ordering_counts, pairs_correct, wilson_interval
 from outpool.errors import ConfigError, DataError, UnknownNameError
 from outpool.fileio import atomic_dir, atomic_path, check_output_dir, json_text
 from outpool.models import BlendConfig, BlendRanker, DeepSTN, LinearRanker, Ranker
 from outpool.report.ranker_figures import save_run_figures
 from outpool.train.distributed import from_env
-from outpool.train.evaluate import accuracy_on, correct_on, score_images
+from outpool.train.evaluate import accuracy_on, pair_scores, score_images
 from outpool.train.linear import LinearTrainConfig, train_linear_ranker
 from outpool.train.ranker import RankerTrainConfig, load_ranker, save_ranker, train_ranker
 
@@ -173,7 +173,8 @@ def auto_candidates(
 ) -> list[Candidate]:
     """``--model auto``'s candidates (``auto_choice``), the linear ranker first, then
     DeepSTN, then their blends (``models/blend.py``, DeepSTN's share ``BLEND_WEIGHTS``), each
-    with its per-pair results on the val pairs."""
+    with its per-pair results on the val pairs. Each part scores the images once; the blends
+    mix those scores (``scores_from_parts``)."""
     device = next(deep.parameters()).device
     lin = lin.to(device)
     val_pairs = dataset.pairs[val].for_attribute(attribute)
@@ -182,9 +183,13 @@ def auto_candidates(
     ids = ids[np.linspace(0, len(ids) - 1, min(len(ids), STANDARDISE_IMAGES)).astype(int)]
     pixels = np.asarray(dataset.lookup(ids))
     parts = [torch.from_numpy(score_images(m, pixels, device=device)) for m in (deep, lin)]
+    (deep_a, deep_b), (lin_a, lin_b) = (
+        pair_scores(m, dataset, val_pairs, device=device) for m in (deep, lin)
+    )
 
     def correct(model: Ranker) -> np.ndarray:
-        return correct_on(model, dataset, val_pairs, device=device)
+        a, b = scores_from_parts(model, deep_a, lin_a), scores_from_parts(model, deep_b, lin_b)
+        return pairs_correct(a, b, val_pairs.label)
 
     out = [Candidate("linear", lin, correct(lin), 0.0), Candidate("deepstn", deep, correct(deep))]
     for w in BLEND_WEIGHTS:
@@ -192,6 +197,22 @@ def auto_candidates(
         blend.standardise_on(*parts)
         out.append(Candidate("blend", blend, correct(blend), w))
     return out
+
+
+def scores_from_parts(model: Ranker, deepstn: np.ndarray, linear: np.ndarray) -> np.ndarray:
+    """A candidate's scores of images that its DeepSTN and linear ranker scored (each with its
+    test-time views): the part itself, or a blend's mix, as the blend would score the images."""
+    if isinstance(model, DeepSTN):
+        return deepstn
+    if isinstance(model, LinearRanker):
+        return linear
+    if not isinstance(model, BlendRanker):
+        raise TypeError(f"not an --model auto candidate: {type(model).__name__}")
+    device = model.centre.device
+    mixed = model.mix(
+        torch.as_tensor(deepstn, device=device), torch.as_tensor(linear, device=device)
+    )
+    return mixed.cpu().numpy()
 
 
 def rankers_in(path: Path) -> dict[str, Path]:
