@@ -544,6 +544,44 @@ def test_train_ranker_on_a_folder_spec_warns_of_images_in_two_splits(tmp_path: P
     assert "'outpool data split'" in err
 
 
+def test_split_your_own_images_by_folder_or_by_a_groups_csv(tmp_path: Path) -> None:
+    images = tmp_path / "imgs"
+    names = [f"person{k}/{i}.png" for k in range(8) for i in range(3)]
+    for n, name in enumerate(names):
+        _save_rgb(images / name, (40, 50), n)
+    rng = np.random.default_rng(0)
+    rows = ["attribute,a,b,label"]
+    rows += [f"{ATTR},{names[a]},{names[b]},1" for a, b in rng.integers(0, 24, (120, 2)) if a != b]
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "mine"
+    spec = f"folder:{images},{tmp_path / 'pairs.csv'}"
+    assert run_cli(["data", "import", spec, "--out", str(out)])[0] == 0
+
+    def people_in(table: str) -> set[str]:
+        pairs = Dataset.load(out).pairs[table]
+        return {i.split("/")[0] for i in (*pairs.a.tolist(), *pairs.b.tolist())}
+
+    code, stdout, err = run_cli(["data", "split", str(out), "--by", "folder", "--seed", "1"])
+    assert code == 0, err
+    assert json.loads(stdout)["by"] == "folder" and "straddled two splits" in err
+    assert not people_in("train") & people_in("test")
+    # a groups file: two people per group, so the pairs within a group stay
+    groups = tmp_path / "groups.csv"
+    lines = [f"{name},g{int(name[6]) // 2}" for name in names]
+    groups.write_text("image,group\n" + "\n".join(lines) + "\n")
+    code, stdout, err = run_cli(["data", "split", str(out), "--groups", str(groups)])
+    assert code == 0, err
+    assert json.loads(stdout)["by"] == "group" and sum(json.loads(stdout)["units"].values()) == 4
+    assert not {int(p[6]) // 2 for p in people_in("train")} & {
+        int(p[6]) // 2 for p in people_in("test")
+    }
+    groups.write_text("image,group\n" + "\n".join(lines[3:]) + "\n")  # person0 has none
+    before = {n: p.ids.tolist() for n, p in Dataset.load(out).pairs.items()}
+    code, _, err = run_cli(["data", "split", str(out), "--groups", str(groups)])
+    assert code != 0 and "have no group: person0/0.png" in err
+    assert {n: p.ids.tolist() for n, p in Dataset.load(out).pairs.items()} == before
+
+
 def test_data_label_with_nothing_accepted_says_so_instead_of_a_next_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,12 +4,15 @@ counted, and the check that finds images in two splits."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from outpool.data import Dataset, PairTable
-from outpool.data.splits import leaks, split_pairs
+from outpool.data.dataset import AttributeInfo
+from outpool.data.images import ImageTable
+from outpool.data.splits import leaks, read_groups_csv, split_pairs
 from outpool.errors import DataError, UnknownNameError
 from outpool.synth import World
 
@@ -69,3 +72,84 @@ def test_bad_splits_are_named(small_world: World) -> None:
     )
     with pytest.raises(DataError, match="has no groups to split by"):
         split_pairs(no_groups, by="group")
+
+
+def people(n_people: int = 10, per_person: int = 4) -> Dataset:
+    """A folder import's shape: ids ``personK/N.jpg``, no group column, pairs across people."""
+    ids = np.asarray([f"p{k}/{i}.jpg" for k in range(n_people) for i in range(per_person)])
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, len(ids), (2, 300))
+    keep = a != b
+    pairs = PairTable.build(
+        attribute="x", a=ids[a[keep]], b=ids[b[keep]], label=np.ones(keep.sum(), int)
+    )
+    images = ImageTable(ids=ids, pixels=np.zeros((len(ids), 64, 64, 3), np.uint8))
+    return Dataset("mine", (AttributeInfo("x"),), {"images": images}, {"train": pairs})
+
+
+def test_a_folder_split_keeps_every_folder_in_one_split() -> None:
+    tables, report = split_pairs(people(), by="folder", test=0.3, val=0.2, seed=2)
+    seen = {s: {i.split("/")[0] for i in images_of(t)} for s, t in tables.items()}
+    assert all(seen.values()) and report["units"] == {"train": 5, "val": 2, "test": 3}
+    assert not (seen["train"] & seen["test"] or seen["train"] & seen["val"])
+    assert not seen["val"] & seen["test"]
+    flat = people()
+    ids = np.asarray([i.replace("/", "_") for i in flat.images["images"].ids.tolist()])
+    pairs = flat.pairs["train"]
+    flat = dataclasses.replace(
+        flat,
+        images={"images": dataclasses.replace(flat.images["images"], ids=ids)},
+        pairs={
+            "train": dataclasses.replace(
+                pairs, a=np.char.replace(pairs.a, "/", "_"), b=np.char.replace(pairs.b, "/", "_")
+            )
+        },
+    )
+    with pytest.raises(DataError, match="no image is in a folder"):
+        split_pairs(flat, by="folder")
+
+
+def test_a_groups_csv_keeps_its_groups_whole_and_must_place_every_paired_image(
+    tmp_path: Path,
+) -> None:
+    dataset = people()
+    path = tmp_path / "groups.csv"
+    # two people per group: the groups file, not the folders, decides
+    lines = [f"p{k}/{i}.jpg,g{k // 2}" for k in range(10) for i in range(4)]
+    path.write_text("image,group\n" + "\n".join(lines) + "\n")
+    groups = read_groups_csv(path)
+    tables, report = split_pairs(dataset, by="group", groups=groups, test=0.4, val=0.2, seed=1)
+    seen = {s: {groups[i] for i in images_of(t)} for s, t in tables.items()}
+    assert sum(report["units"].values()) == 5 and report["units"]["test"] == 2
+    assert not (seen["train"] & seen["test"] or seen["train"] & seen["val"])
+    assert leaks(dataclasses.replace(dataset, pairs=tables), by="group", groups=groups) == []
+    twice = dataclasses.replace(dataset, pairs={"train": tables["train"], "test": tables["train"]})
+    assert leaks(twice, by="group", groups=groups) == sorted(
+        {groups[i] for i in images_of(tables["train"])}
+    )
+    path.write_text("image,group\n" + "\n".join(lines[:-4]) + "\n")  # p9 has no group
+    with pytest.raises(DataError, match=r"4 paired image\(s\) have no group: p9/0.jpg"):
+        split_pairs(dataset, by="group", groups=read_groups_csv(path))
+    with pytest.raises(DataError, match="splits by group, not by folder"):
+        split_pairs(dataset, by="folder", groups=groups)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("image\na.jpg\n", "line 1: missing column\\(s\\) group"),
+        ("image,group\na.jpg,\n", "line 2, field 'group': empty"),
+        ("image,group\na.jpg,x,y\n", "line 2: expected 2 fields, got 3"),
+        (
+            "image,group\na.jpg,x\nb.jpg,y\na.jpg,z\n",
+            "line 4, field 'group': image 'a.jpg' is in group 'x' on line 2",
+        ),
+    ],
+)
+def test_a_bad_groups_csv_is_named_by_line_and_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "groups.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        read_groups_csv(path)

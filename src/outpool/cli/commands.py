@@ -121,20 +121,24 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from outpool.data.splits import SPLITS, leaks, split_pairs
+    from outpool.data.splits import SPLITS, leaks, read_groups_csv, split_pairs
 
+    groups = read_groups_csv(args.groups) if args.groups else None
+    by = args.by or ("group" if groups else "image")
     dataset = Dataset.load(args.dataset)
     # the tables as they were before the first split are the source of every later split
     first = {t: f"{t}_unsplit" for t in SPLITS if t in dataset.pairs}
     source = {t: dataset.pairs[u if u in dataset.pairs else t] for t, u in first.items()}
     pooled = dataclasses.replace(dataset, pairs={**dataset.pairs, **source})
-    tables, report = split_pairs(pooled, by=args.by, test=args.test, val=args.val, seed=args.seed)
+    tables, report = split_pairs(
+        pooled, by=by, test=args.test, val=args.val, seed=args.seed, groups=groups
+    )
     kept = {u: dataset.pairs[t] for t, u in first.items() if u not in dataset.pairs}
     Dataset.add_tables(args.dataset, images={}, pairs={**kept, **tables}, overwrite=True)
     after = Dataset.load(args.dataset)
     others = [n for n in after.pairs if n not in SPLITS and not n.endswith("_unsplit")]
     report["other_tables_crossing"] = {
-        n: len(leaks(after, by=args.by, tables=("train", n))) for n in others
+        n: len(leaks(after, by=by, tables=("train", n), groups=groups)) for n in others
     }
     report["originals"] = sorted(first.values())
     print(json_text(report))
@@ -149,7 +153,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         warn(
             f"{dropped} of {kept + dropped} pairs were dropped: the pairs join images across "
             "the whole set, so splitting the images cuts many; label pairs within each split, "
-            "or split by group (people, products) where the images have groups"
+            "or split by group (people, products: --by folder, --groups CSV)"
         )
     for split in ("val", "test"):
         if 0 < report["pairs"][split] < 50:
@@ -559,19 +563,25 @@ def build_parser() -> argparse.ArgumentParser:
         "split",
         help="image- or group-disjoint train / val / test pair tables",
         description="Pool the pairs of the dataset's train, val and test tables and split them "
-        "again so that no image (--by image) or no group, such as a person or a product "
-        "(--by group), appears in two splits; pairs that would straddle two splits are "
-        "dropped and counted. The tables before the first split are kept as TABLE_unsplit, "
-        "and every later split starts from them.",
+        "again so that no image (--by image), no group, such as a person or a product "
+        "(--by group), or no folder (--by folder) appears in two splits; pairs that would "
+        "straddle two splits are dropped and counted. The tables before the first split are "
+        "kept as TABLE_unsplit, and every later split starts from them.",
     )
     split.add_argument("dataset", type=Path, help="dataset folder")
     split.add_argument(
         "--by",
-        choices=("image", "group"),
-        default="image",
-        help="what stays whole: each image (default), or each group (a person, a product: "
-        "the image table's group column; LFW, PubFig and the built-in world have one, a "
-        "folder: import has none)",
+        choices=("image", "group", "folder"),
+        help="what stays whole: each image (the default), each group (a person, a product: "
+        "--groups, else the image table's group column, which LFW, PubFig and the built-in "
+        "world have), or each folder of a folder: import (alice/01.jpg is in group alice)",
+    )
+    split.add_argument(
+        "--groups",
+        type=Path,
+        metavar="CSV",
+        help="the group of each paired image: a CSV with the header image,group (implies "
+        "--by group)",
     )
     split.add_argument(
         "--test", type=float, default=0.3, help="share of images or groups in test (default 0.3)"
