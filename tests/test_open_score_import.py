@@ -482,8 +482,13 @@ def test_eval_image_table_uses_ordering_accuracy(
     assert code == 0, err
     result = json.loads(stdout)
     stored = json.loads((run / "eval.json").read_text())["evaluations"]
-    name = Dataset.load(dataset_dir).name
-    assert stored[f"{name}/test"] == {"dataset": name, "table": "test", **result["test"]}
+    name, source = Dataset.load(dataset_dir).name, str(dataset_dir.resolve())
+    assert stored[f"test of {source}"] == {
+        "dataset": name,
+        "source": source,
+        "table": "test",
+        **result["test"],
+    }
 
     ds = Dataset.load(dataset_dir)
     test = ds.images["test"]
@@ -508,8 +513,8 @@ def test_eval_image_table_uses_ordering_accuracy(
     assert code == 0 and json.loads(stdout) == result
     # both tables' evaluations are kept in eval.json, neither overwrites the other
     assert set(json.loads((run / "eval.json").read_text())["evaluations"]) >= {
-        f"{name}/test",
-        f"{name}/train",
+        f"test of {source}",
+        f"train of {source}",
     }
 
 
@@ -542,6 +547,36 @@ def test_train_ranker_on_a_folder_spec_warns_of_images_in_two_splits(tmp_path: P
     assert code == 0, err
     assert "outpool: warning: 1 images appear in pairs of two splits (e.g. im3.png)" in err
     assert "'outpool data split'" in err
+
+
+def test_eval_keeps_the_same_table_of_two_sources_that_share_a_dataset_name(
+    tmp_path: Path,
+) -> None:
+    images, pairs = write_folder_source(tmp_path)
+    spec, out = f"folder:{images},{pairs}", tmp_path / "mine"
+    assert run_cli(["data", "import", spec, "--out", str(out)])[0] == 0
+    assert (
+        run_cli(["data", "split", str(out), "--test", "0.5", "--val", "0", "--seed", "2"])[0] == 0
+    )
+    run = tmp_path / "r"
+    code, _, err = run_cli(
+        ["train-ranker", spec, "--out", str(run), "--model", "linear", "--val", "none"]
+    )
+    assert code == 0, err
+    results = {}
+    for source in (out, spec):  # both datasets are named after the image folder, "imgs"
+        code, stdout, err = run_cli(["eval", str(run), str(source), "--pairs", "test"])
+        assert code == 0, err
+        results[source] = json.loads(stdout)["test"]
+    stored = json.loads((run / "eval.json").read_text())["evaluations"]
+    imported, folder = (
+        f"test of {out.resolve()}",
+        f"test of folder:{images.resolve()},{pairs.resolve()}",
+    )
+    assert set(stored) == {imported, folder}
+    assert {r["dataset"] for r in stored.values()} == {"imgs"}
+    assert stored[imported]["pairs"] == results[out]["pairs"]
+    assert stored[folder]["pairs"] == results[spec]["pairs"] == {ATTR: 2}
 
 
 def test_split_your_own_images_by_folder_or_by_a_groups_csv(tmp_path: Path) -> None:

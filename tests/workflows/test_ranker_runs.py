@@ -110,9 +110,12 @@ def test_eval_reports_every_table(
         low, high = table["interval95_pct"][ATTR]
         assert low < accuracy[ATTR] < high or accuracy[ATTR] in (0.0, 100.0)
     stored = json.loads((trained / "eval.json").read_text())["evaluations"]
+    source = str(dataset_dir.resolve())
     assert {
-        k: {x: v for x, v in r.items() if x not in ("dataset", "table")} for k, r in stored.items()
-    } == {f"{dataset.name}/{name}": table for name, table in out.items()}
+        k: {x: v for x, v in r.items() if x not in ("dataset", "source", "table")}
+        for k, r in stored.items()
+    } == {f"{name} of {source}": table for name, table in out.items()}
+    assert {r["source"] for r in stored.values()} == {source}
     # the numbers are the ranker's accuracy on those pairs
     model, _ = load_ranker(trained / ATTR / "ranker.pt")
     for name in ("test", "test_fine"):

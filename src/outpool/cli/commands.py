@@ -18,7 +18,7 @@ from outpool.cli import annotate as cli_annotate
 from outpool.cli import experiment as cli_experiment
 from outpool.data import Dataset
 from outpool.data.duplicates import CONFLICT_POLICIES, DUPLICATE_POLICIES
-from outpool.data.open import open_dataset, open_dataset_with_truth
+from outpool.data.open import open_dataset, open_dataset_with_truth, spec_source
 from outpool.data.sources import LOADERS
 from outpool.data.sources.images import FITS
 from outpool.data.splits import leaks
@@ -332,7 +332,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     dataset = open_dataset(args.dataset)
     result = evaluate_run(args.run, dataset, args.pairs or ["test"])
     if args.run.is_dir():
-        record_evaluation(args.run, dataset, result)
+        record_evaluation(args.run, dataset, spec_source(args.dataset), result)
     print(json_text(result, indent=2))
     return 0
 

@@ -97,6 +97,17 @@ def open_dataset(
     return load_source(name, images_root=parts[0], pairs_csv=parts[1], crop=crop, **options)
 
 
+def spec_source(spec: str | Path) -> str:
+    """What ``spec`` reads, with absolute paths: two specs that name the same files give the
+    same text, two datasets that share a name (a folder import is named after its image
+    folder) do not."""
+    parsed = _parse(spec)
+    if parsed is None:
+        return str(Path(str(spec)).resolve())
+    name, parts = parsed
+    return f"{name}:" + ",".join(str(p.resolve()) for p in parts)
+
+
 def open_dataset_with_truth(
     spec: str | Path, *, crop: float | None = None, **folder_options: str | None
 ) -> tuple[Dataset, dict[str, Truth]]:

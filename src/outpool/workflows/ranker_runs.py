@@ -286,9 +286,12 @@ def evaluate_run(
     return out
 
 
-def record_evaluation(run: Path, dataset: Dataset, result: dict[str, dict[str, Any]]) -> Path:
-    """Add ``result`` to ``run/eval.json``, keyed by dataset and table: an evaluation of
-    another table or dataset is kept beside it, the same one is replaced."""
+def record_evaluation(
+    run: Path, dataset: Dataset, source: str, result: dict[str, dict[str, Any]]
+) -> Path:
+    """Add ``result`` to ``run/eval.json``, keyed ``TABLE of SOURCE`` (``source``: what the
+    dataset was read from, ``open.spec_source``): an evaluation of another table or source is
+    kept beside it, the same one is replaced."""
     path = run / "eval.json"
     kept: dict[str, Any] = {}
     if path.exists():
@@ -297,7 +300,12 @@ def record_evaluation(run: Path, dataset: Dataset, result: dict[str, dict[str, A
         except (OSError, ValueError, KeyError, TypeError):
             kept = {}  # an unreadable or older file: start again
     for table, record in result.items():
-        kept[f"{dataset.name}/{table}"] = {"dataset": dataset.name, "table": table, **record}
+        kept[f"{table} of {source}"] = {
+            "dataset": dataset.name,
+            "source": source,
+            "table": table,
+            **record,
+        }
     with atomic_path(path) as tmp:
         tmp.write_text(json_text({"evaluations": kept}, indent=2) + "\n")
     return path
