@@ -579,6 +579,19 @@ def test_eval_keeps_the_same_table_of_two_sources_that_share_a_dataset_name(
     assert stored[folder]["pairs"] == results[spec]["pairs"] == {ATTR: 2}
 
 
+def test_train_ranker_on_an_imported_folder_with_leaks_names_the_split_command(
+    tmp_path: Path,
+) -> None:
+    images, pairs = write_folder_source(tmp_path)  # im3 is in a train pair and a test pair
+    out = tmp_path / "mine"
+    assert run_cli(["data", "import", f"folder:{images},{pairs}", "--out", str(out)])[0] == 0
+    argv = ["train-ranker", str(out), "--out", str(tmp_path / "r"), "--model", "linear"]
+    code, _, err = run_cli([*argv, "--val", "none"])
+    assert code == 0, err
+    assert f"'outpool data split {out}' makes image-disjoint splits" in err
+    assert "import it" not in err
+
+
 def test_split_your_own_images_by_folder_or_by_a_groups_csv(tmp_path: Path) -> None:
     images = tmp_path / "imgs"
     names = [f"person{k}/{i}.png" for k in range(8) for i in range(3)]

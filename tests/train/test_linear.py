@@ -234,3 +234,23 @@ def test_auto_candidates_score_each_model_and_a_blend_it_keeps_is_saved(
     assert accuracy_on(deep, ds, val) == pytest.approx(r["deepstn_val_acc"], abs=0.01)
     assert accuracy_on(lin, ds, val) == pytest.approx(r["linear_val_acc"], abs=0.01)
     assert evaluate_run(run, ds, ("test",))["test"]["accuracy_pct"]["bright"] > 80
+
+
+@pytest.mark.slow
+def test_a_later_run_of_another_model_leaves_no_deepstn_file_of_an_earlier_auto_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = brightness_dataset()
+    run = tmp_path / "r"
+    with monkeypatch.context() as m:
+        m.setattr(ranker_runs, "auto_choice", lambda c: c[0])  # the linear ranker
+        train_run(ds, "bright", TINY_DEEPSTN, run, model="auto", progress=False)
+    folder = run / "bright"
+    assert (folder / "deepstn.pt").exists()
+    assert load_ranker(folder / "ranker.pt")[1]["model"] == "linear"
+    train_run(ds, "bright", TINY_DEEPSTN, run, model="deepstn", progress=False)
+    assert load_ranker(folder / "ranker.pt")[1]["model"] == "deepstn"
+    assert not (folder / "deepstn.pt").exists()
+    train_run(ds, "bright", TINY_DEEPSTN, run, model="linear", progress=False)
+    assert load_ranker(folder / "ranker.pt")[1]["model"] == "linear"
+    assert sorted(p.name for p in folder.glob("*.pt")) == ["linear.pt", "ranker.pt"]

@@ -255,7 +255,12 @@ def cmd_train_ranker(args: argparse.Namespace) -> int:
     if val is not None and val == args.train:
         raise ConfigError(f"--val {val} is the training table: validate on pairs not trained on")
     if from_env().main:
-        warn_leaks(dataset, "import it and run 'outpool data split' for image-disjoint splits")
+        fix = (
+            f"'outpool data split {args.dataset}' makes image-disjoint splits"
+            if str(args.dataset).partition(":")[0] not in LOADERS  # a dataset folder
+            else "import it and run 'outpool data split' for image-disjoint splits"
+        )
+        warn_leaks(dataset, fix)
     results = train_run(
         dataset, args.attribute, cfg, args.run, train=args.train, val=val, model=args.model
     )

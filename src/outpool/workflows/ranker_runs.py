@@ -81,6 +81,7 @@ def train_run(
             if main:
                 folder.mkdir(parents=True, exist_ok=True)
                 save_ranker(lin, folder / "ranker.pt", attribute=name, record=results[name])
+                (folder / "deepstn.pt").unlink(missing_ok=True)  # left by an earlier auto run
             continue
         deep, summary = train_ranker(
             dataset, name, cfg, folder, train=train, val=val, progress=progress
@@ -96,6 +97,8 @@ def train_run(
             shown = np.unique(np.concatenate([pairs.a, pairs.b]))[:24]
             save_run_figures(deep, folder, np.asarray(dataset.lookup(shown)), name)
         if model != "auto":
+            if main:
+                (folder / "deepstn.pt").unlink(missing_ok=True)  # left by an earlier auto run
             continue
         assert val is not None
         candidates = auto_candidates(deep, lin, dataset, name, train, val)
