@@ -297,6 +297,25 @@ def test_score_contact_sheets_show_every_image(ranker: Path, tmp_path: Path) -> 
         assert second.size[1] < first.size[1]  # 6 images: one row against eight
 
 
+def test_score_leaves_out_a_file_it_cannot_decode_and_names_it(
+    ranker: Path, tmp_path: Path
+) -> None:
+    images = tmp_path / "photos"
+    for i in range(3):
+        _save_rgb(images / f"im{i}.png", (32, 48), i)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "scored"
+    code, stdout, err = run_cli(["score", str(ranker), str(images), "--out", str(out)])
+    assert code == 0, err
+    assert "1 image file(s) could not be decoded and were left out: broken.jpg" in err
+    assert json.loads(stdout)["scored"] == 3
+    assert sorted(r["image"] for r in read_scores(out)) == ["im0.png", "im1.png", "im2.png"]
+    for i in range(3):
+        (images / f"im{i}.png").write_bytes(b"")
+    code, _, err = run_cli(["score", str(ranker), str(images), "--out", str(tmp_path / "o2")])
+    assert code == 2 and "none of the 4 image files could be decoded" in err
+
+
 @pytest.mark.slow
 def test_score_empty_folder_is_an_error(ranker: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"

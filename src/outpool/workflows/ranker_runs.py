@@ -324,12 +324,12 @@ def score_folder(
     force: bool = False,
 ) -> int:
     """Score every image in ``images`` with ``ranker``: ``out/scores.csv`` (highest first) and
-    contact sheets of every image in that order, 64 a page (``sheet_name``). Returns the number
-    of images scored."""
+    contact sheets of every image in that order, 64 a page (``sheet_name``). A file that cannot
+    be decoded is left out with a warning naming it. Returns the number of images scored."""
     import csv
 
     from outpool.data.sources.folder_csv import scan_images
-    from outpool.data.sources.images import load_images
+    from outpool.data.sources.images import load_images_skipping
     from outpool.report.gallery import image_grid, save_gallery
 
     check_output_dir(out, overwrite=force)
@@ -339,7 +339,21 @@ def score_folder(
     if not names:
         raise DataError("no .jpg/.jpeg/.png images found", path=images)
     files = [images / n for n in names]
-    pixels = np.asarray(load_images(files, source="score", crop=crop, fit=fit))
+    pixels, skipped_at = load_images_skipping(
+        files, source="score", crop=crop, fit=fit, optional=[True] * len(files)
+    )
+    if skipped_at:
+        skipped = [names[i] for i in skipped_at]
+        if len(skipped) == len(names):
+            raise DataError(f"none of the {len(names)} image files could be decoded", path=images)
+        listed = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        warnings.warn(
+            f"{images}: {len(skipped)} image file(s) could not be decoded and were left out: "
+            f"{listed}",
+            stacklevel=2,
+        )
+        names = [n for i, n in enumerate(names) if i not in set(skipped_at)]
+    pixels = np.asarray(pixels)
     scores = score_images(model, pixels)
     order = np.argsort(-scores, kind="stable")
     with atomic_dir(out, overwrite=force) as tmp:
