@@ -10,7 +10,8 @@ either order (``b,a`` with the label negated asks ``a,b``). Among the rows of on
   table, since no single label is the truth a ranker should learn; ``keep`` leaves them in.
 
 ``resolve`` applies the policy to one table and returns what it found, so an import can report
-counts and the first few rows (by CSV line where the rows came from a file).
+counts and the first few rows (by CSV line where the rows came from a file). ``shared`` finds
+the questions two tables both ask (a test pair that is also a training pair measures memory).
 """
 
 from __future__ import annotations
@@ -52,11 +53,9 @@ def _questions(pairs: PairTable) -> tuple[list[list[int]], np.ndarray]:
     """Row indices grouped by question (in order of first row), and each row's label as seen
     from the question's canonical order (the smaller image id first)."""
     groups: dict[tuple[str, str, str], list[int]] = {}
-    flipped = pairs.a > pairs.b
-    for i, (attr, a, b) in enumerate(zip(pairs.attribute, pairs.a, pairs.b, strict=True)):
-        key = (str(attr), str(b), str(a)) if flipped[i] else (str(attr), str(a), str(b))
+    keys, oriented = _keys(pairs)
+    for i, key in enumerate(keys):
         groups.setdefault(key, []).append(i)
-    oriented = np.where(flipped, -pairs.label.astype(np.int16), pairs.label.astype(np.int16))
     return list(groups.values()), oriented
 
 
@@ -109,3 +108,27 @@ def resolve(
             confidence[first] = float(pairs.confidence[rows].mean())
     merged = dataclasses.replace(pairs, confidence=confidence)
     return merged.subset(keep), pairs.subset(out), report
+
+
+def _keys(pairs: PairTable) -> tuple[list[tuple[str, str, str]], np.ndarray]:
+    """Each row's question (attribute, smaller image id, larger) and its label in that order."""
+    flipped = pairs.a > pairs.b
+    keys = [
+        (str(attr), str(b), str(a)) if f else (str(attr), str(a), str(b))
+        for attr, a, b, f in zip(pairs.attribute, pairs.a, pairs.b, flipped, strict=True)
+    ]
+    oriented = np.where(flipped, -pairs.label.astype(np.int16), pairs.label.astype(np.int16))
+    return keys, oriented
+
+
+def shared(first: PairTable, second: PairTable) -> tuple[list[tuple[int, int]], int]:
+    """The rows of ``second`` that ask a question ``first`` asks, as (row of first, row of
+    second), and how many of them answer it otherwise."""
+    keys, labels = _keys(first)
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, key in enumerate(keys):
+        seen.setdefault(key, i)
+    other_keys, other_labels = _keys(second)
+    found = [(seen[k], j) for j, k in enumerate(other_keys) if k in seen]
+    disagree = sum(int(labels[i] != other_labels[j]) for i, j in found)
+    return found, disagree

@@ -212,6 +212,7 @@ warm,green.png,tall.png,1,,train
 warm,tall.png,green.png,1,,train
 bright,red.jpg,tall.png,-1,,train
 warm,red.jpg,tall.png,1,,test
+warm,tall.png,red.jpg,1,,val
 """
 
 
@@ -226,19 +227,32 @@ def test_duplicates_merge_and_conflicts_are_kept_out(folder: Path) -> None:
     assert train.confidence.tolist() == pytest.approx([0.8, 1.0])
     conflicts = ds.pairs["train_conflicts"]  # green vs tall, answered both ways
     assert conflicts.a.tolist() == ["green.png", "tall.png"]
-    assert len(ds.pairs["test"]) == 1  # splits are checked apart
+    assert len(ds.pairs["test"]) == len(ds.pairs["val"]) == 1  # each split resolved apart
     found = ds.meta["duplicates"]["train"]
     assert found["duplicate_rows"] == 2 and found["reversed_rows"] == 1
     assert found["conflicting_questions"] == 1 and found["conflicting_rows"] == 2
     message = str(caught[0].message)
     assert "line 3, line 4 repeat line 2" in message
     assert "line 5: +1, line 6: +1" in message and "train_conflicts" in message
+    # a pair asked in two splits is reported too: the test would measure memory
+    assert ds.meta["duplicates"]["across_splits"] == {
+        "train/val": {"rows": 1, "opposite_answers": 1},
+        "train/test": {"rows": 1, "opposite_answers": 0},
+        "val/test": {"rows": 1, "opposite_answers": 1},
+    }
+    across = [str(w.message) for w in caught if "ask what a pair of" in str(w.message)]
+    assert (
+        "1 pair(s) of split 'test' ask what a pair of 'train' asks (0 with the opposite "
+        "answer): line 8 asks line 2" in across[1]
+    )
+    assert "(1 with the opposite answer): line 9 asks line 2" in across[0]
 
 
 def test_duplicates_policy_keep(folder: Path) -> None:
     (folder / "pairs.csv").write_text(DUPLICATED)
-    with pytest.warns(UserWarning, match="kept"):
+    with pytest.warns(UserWarning) as caught:
         ds = _load(folder, duplicates="keep", conflicts="keep")
+    assert "kept (--duplicates keep)" in str(caught[0].message)
     assert len(ds.pairs["train"]) == 6 and "train_conflicts" not in ds.pairs
     with pytest.raises(UnknownNameError, match="duplicates policy"):
         _load(folder, duplicates="vote")

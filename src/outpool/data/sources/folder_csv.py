@@ -46,6 +46,7 @@ missing or corrupt image.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -54,7 +55,7 @@ import numpy as np
 import numpy.typing as npt
 
 from outpool.data.dataset import AttributeInfo, Dataset
-from outpool.data.duplicates import DuplicateReport, resolve
+from outpool.data.duplicates import EXAMPLES, DuplicateReport, resolve, shared
 from outpool.data.images import ImageTable, parse_float, read_header, read_rows
 from outpool.data.pairs import PairTable, parse_label_fields
 from outpool.data.sources.images import Origin, check_crop, check_fit, load_images_skipping
@@ -193,6 +194,22 @@ def resolve_duplicates(
         if report:
             found[split] = report.as_dict()
             warnings.warn(_describe(split, report, duplicates, conflicts), stacklevel=3)
+    for earlier, later in itertools.combinations([s for s in SPLITS if s in tables], 2):
+        rows, disagree = shared(tables[earlier], tables[later])
+        if not rows:
+            continue
+        found.setdefault("across_splits", {})[f"{earlier}/{later}"] = {
+            "rows": len(rows), "opposite_answers": disagree
+        }  # fmt: skip
+        examples = "; ".join(
+            f"line {lines[later][j]} asks line {lines[earlier][i]}" for i, j in rows[:EXAMPLES]
+        )
+        warnings.warn(
+            f"{len(rows)} pair(s) of split '{later}' ask what a pair of '{earlier}' asks "
+            f"({disagree} with the opposite answer): {examples}; a ranker would be scored on "
+            "pairs it trained on ('outpool data split' makes disjoint splits)",
+            stacklevel=3,
+        )
     return out, found
 
 
