@@ -2,7 +2,7 @@
 
     python benchmarks/small_data.py --pubfig PUBFIG_ROOT --lfw LFW_ROOT
         [--fractions 0.1 0.25 1.0] [--lfw-pairs 200] [--seeds 0 1 2]
-        [--attributes Smiling Young ...] [--set key=value (DeepSTN)]
+        [--attributes Smiling Young ...] [--recipe faces|defaults] [--set key=value (DeepSTN)]
 
 PubFig, for each fraction f of the 241 training images (drawn per seed): a fifth of the drawn
 images (taking people in turn, so several people) becomes the validation set, pairs among the rest
@@ -14,8 +14,9 @@ DeepSTN, the linear ranker and the one auto keeps (``workflows/ranker_runs.auto_
 all scored, and every seed's record gives each candidate's val and test accuracy (the two and
 their blends). ``--keep DIR`` keeps the run folders; the same command again resumes from them.
 
-DeepSTN uses the PubFig benchmark's from-scratch face recipe (``benchmarks/pubfig.py``) with
-early stopping on the validation pairs. Last line: one JSON object with per setting and model
+DeepSTN uses the PubFig benchmark's from-scratch face recipe (``benchmarks/pubfig.py``;
+``--recipe defaults``: ``train-ranker``'s own defaults, no augmentation) with early stopping on
+the validation pairs. Last line: one JSON object with per setting and model
 the mean test accuracy over seeds, every seed's, and the targets: ``auto`` never more than 1
 point below the better of the two, DeepSTN above linear at 100% of PubFig.
 
@@ -172,6 +173,12 @@ def main() -> None:
     p.add_argument(
         "--attributes", nargs="+", help="case-insensitive; default: every attribute of each dataset"
     )
+    p.add_argument(
+        "--recipe",
+        choices=("faces", "defaults"),
+        default="faces",
+        help="DeepSTN's settings: the PubFig face recipe, or train-ranker's defaults",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], help="DeepSTN key=value")
     p.add_argument(
         "--keep", type=Path, help="keep the run folders here (a rerun resumes from them)"
@@ -181,7 +188,8 @@ def main() -> None:
         p.error("name --pubfig ROOT, --lfw ROOT or both")
     if any(not 0 < f <= 1 for f in args.fractions):
         p.error("--fractions must be in (0, 1]")
-    base = config.load(RankerTrainConfig, None, [*DEFAULTS, *args.overrides])
+    recipe = list(DEFAULTS) if args.recipe == "faces" else []
+    base = config.load(RankerTrainConfig, None, [*recipe, *args.overrides])
     started = time.perf_counter()
 
     settings: list[tuple[str, Callable[[int], tuple[Dataset, TestProtocol]]]] = []
@@ -290,6 +298,7 @@ def main() -> None:
             "targets": targets,
             "seeds": args.seeds,
             "attributes": args.attributes or "all",
+            "recipe": args.recipe,
             "deepstn_config": config.to_dict(base),
             "wall_s": round(time.perf_counter() - started, 1),
         },
