@@ -352,7 +352,8 @@ def score_folder(
             f"{listed}",
             stacklevel=2,
         )
-        names = [n for i, n in enumerate(names) if i not in set(skipped_at)]
+        gone = set(skipped_at)
+        names = [n for i, n in enumerate(names) if i not in gone]
     pixels = np.asarray(pixels)
     scores = score_images(model, pixels)
     order = np.argsort(-scores, kind="stable")
