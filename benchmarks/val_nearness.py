@@ -72,12 +72,9 @@ def within_spread(scores: np.ndarray, groups: np.ndarray) -> float:
     return float(np.sqrt(np.mean([scores[groups == g].var() for g in np.unique(groups)])))
 
 
-def spread(
-    model: Any, pixels: dict[str, np.ndarray], groups: dict[str, np.ndarray]
-) -> dict[str, float]:
-    """``model``'s within-person score spread on each image set, in units of its scores'
-    spread on the ``train`` set."""
-    scores = {name: score_images(model, p) for name, p in pixels.items()}
+def spread(scores: dict[str, np.ndarray], groups: dict[str, np.ndarray]) -> dict[str, float]:
+    """A model's within-person score spread on each image set (``scores`` of each), in units of
+    its scores' spread on the ``train`` set."""
     unit = float(scores["train"].std()) or 1.0
     return {name: round(within_spread(s / unit, groups[name]), 3) for name, s in scores.items()}
 
@@ -135,14 +132,14 @@ def main() -> None:
                 if kept and (kept / "ranker.pt").exists():
                     models["deepstn"] = models_of(kept)["deepstn"]
                 val_pairs = split.pairs["val"].for_attribute(attribute)
-                record.setdefault("spread", {})[attribute] = {
-                    kind: {
-                        "within_person": spread(model, pixels, groups),
+                per_model = record.setdefault("spread", {}).setdefault(attribute, {})
+                for kind, model in models.items():
+                    scores = {n: score_images(model, p) for n, p in pixels.items()}
+                    per_model[kind] = {
+                        "within_person": spread(scores, groups),
                         "val_acc": round(accuracy_on(model, split, val_pairs), 2),
-                        "test_acc": round(score_test.of(model, attribute), 2),
+                        "test_acc": round(score_test.accuracy(scores["test"], attribute), 2),
                     }
-                    for kind, model in models.items()
-                }
             settings[f"{name}/seed_{seed}"] = record
     emit(
         {
