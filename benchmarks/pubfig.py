@@ -34,30 +34,9 @@ from outpool.models.tensors import pick_device
 from outpool.train.evaluate import score_images
 from outpool.train.ranker import RankerTrainConfig, train_ranker
 
-# From-scratch recipe for 241 face images of 8 people (benchmarks/RESULTS.md): every pair
-# among a batch's images (PubFig's pairs are dense, so a batch of 32 sampled pairs trains on
-# ~1,500), strong label-preserving jitter, SGD with a
-# cosine decay, a slow localisation net (at the full rate the ranker learns far slower), and
-# a test score averaged over the mirror image (faces' attributes survive a flip) and a view
-# magnified by 1.125, the jitter's mean magnification (training shows faces that much larger).
-DEFAULTS = (
-    "all_pairs_in_batch=true",
-    "batch_size=32",
-    "pairs_per_epoch=2048",
-    "epochs_crop=4",
-    "epochs_full=28",
-    "optimizer='sgd'",
-    "lr=0.05",
-    "lr_schedule='cosine'",
-    "loc_lr_factor=0.01",
-    "flip=true",
-    "shift=0.08",
-    "zoom=0.25",
-    "rotate=10.0",
-    "color=0.3",
-    "model.mirror_average=true",
-    "model.test_zooms=[1.125]",
-)
+# The from-scratch face recipe (what each setting does: the file's comments; RESULTS.md): with
+# PubFig's dense pairs, a batch of 32 sampled pairs trains on ~1,500 (all_pairs_in_batch).
+FACES = Path(__file__).resolve().parents[1] / "configs" / "ranker_faces.toml"
 
 
 _DATASET: Dataset | None = None  # one loaded copy per worker process
@@ -104,7 +83,7 @@ def main() -> None:
     )
     args = p.parse_args()
     started = time.perf_counter()
-    cfg = config.load(RankerTrainConfig, None, [*DEFAULTS, *args.overrides])
+    cfg = config.load(RankerTrainConfig, FACES, args.overrides)
     log(f"loading PubFig from {args.data} ...")
     _load(args.data, args.cache)  # decodes into the cache once, before any worker starts
     assert _DATASET is not None

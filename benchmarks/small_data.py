@@ -14,7 +14,7 @@ DeepSTN, the linear ranker and the one auto keeps (``workflows/ranker_runs.auto_
 all scored, and every seed's record gives each candidate's val and test accuracy (the two and
 their blends). ``--keep DIR`` keeps the run folders; the same command again resumes from them.
 
-DeepSTN uses the PubFig benchmark's from-scratch face recipe (``benchmarks/pubfig.py``;
+DeepSTN uses the from-scratch face recipe (``configs/ranker_faces.toml``, as the PubFig benchmark;
 ``--recipe defaults``: ``train-ranker``'s own defaults, no augmentation) with early stopping on
 the validation pairs. Last line: one JSON object with per setting and model
 the mean test accuracy over seeds, every seed's, and the targets: ``auto`` never more than 1
@@ -50,7 +50,7 @@ from outpool.workflows.ranker_runs import (
     scores_from_parts,
     train_run,
 )
-from pubfig import DEFAULTS  # the from-scratch face recipe
+from pubfig import FACES  # the from-scratch face recipe
 
 MODELS = ("deepstn", "linear", "auto")
 VAL_SHARE = 0.2
@@ -188,8 +188,8 @@ def main() -> None:
         p.error("name --pubfig ROOT, --lfw ROOT or both")
     if any(not 0 < f <= 1 for f in args.fractions):
         p.error("--fractions must be in (0, 1]")
-    recipe = list(DEFAULTS) if args.recipe == "faces" else []
-    base = config.load(RankerTrainConfig, None, [*recipe, *args.overrides])
+    recipe = FACES if args.recipe == "faces" else None
+    base = config.load(RankerTrainConfig, recipe, args.overrides)
     started = time.perf_counter()
 
     settings: list[tuple[str, Callable[[int], tuple[Dataset, TestProtocol]]]] = []

@@ -157,7 +157,19 @@ def test_batches_limit_keeps_exactly_limit_pairs(dataset: Dataset) -> None:
         got = order_of(data, 0, 0, limit=limit)
         assert len(got) == limit == len(set(got))
     assert order_of(data, 0, 0, limit=9) != order_of(data, 1, 0, limit=9)
-    assert len(order_of(data, 0, 0, limit=10_000)) == len(base)
+
+
+def test_batches_limit_beyond_the_table_passes_over_it_again(dataset: Dataset) -> None:
+    base = dataset.pairs["train"].for_attribute(ATTR)
+    pairs = dataclasses.replace(base, confidence=np.linspace(0.1, 1.0, len(base)))
+    data = PairData.build(dataset, pairs, use_confidence=True)
+    n = len(base)
+    got = order_of(data, 0, 0, limit=2 * n + 3)
+    assert len(got) == 2 * n + 3
+    # two whole passes, each every pair once and shuffled afresh, then the start of a third
+    assert sorted(got[:n]) == sorted(got[n : 2 * n]) == sorted(data.weight.tolist())
+    assert got[:n] != got[n : 2 * n]
+    assert got[:n] == order_of(data, 0, 0)  # the first pass is the epoch's usual order
 
 
 # -- optimiser -----------------------------------------------------------------------------

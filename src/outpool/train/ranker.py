@@ -69,7 +69,9 @@ class RankerTrainConfig:
     zoom: float = 0.0  # random magnification by up to this fraction
     rotate: float = 0.0  # random rotation by up to this many degrees
     color: float = 0.0  # brightness, contrast and saturation scaled by up to 1 +- this
-    pairs_per_epoch: int = 0  # 0: every pair once per epoch; else a fresh sample of this many
+    # 0: every pair once per epoch; else a fresh sample of this many, repeating pairs where there
+    # are fewer, so that an epoch is as many steps on a small table as on a large one
+    pairs_per_epoch: int = 0
     # also train on every other labelled pair whose two images are both in the batch (free:
     # each image is scored once; worth most where pairs are dense, as in PubFig)
     all_pairs_in_batch: bool = False
@@ -161,11 +163,14 @@ class PairData:
     def batches(
         self, epoch: int, *, size: int, seed: int, limit: int = 0, all_pairs: bool = False
     ) -> Iterator[tuple[np.ndarray, ...]]:
-        """The epoch's batches of ``size`` pairs, shuffled by (seed, epoch); ``limit`` > 0 keeps
-        that many pairs; ``all_pairs`` adds every other pair among the batch's images."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.a))
-        if limit > 0:
-            order = order[:limit]
+        """The epoch's batches of ``size`` pairs, shuffled by (seed, epoch); ``limit`` > 0 takes
+        that many pairs, passing over the table more than once (each pass shuffled afresh) when
+        it has fewer; ``all_pairs`` adds every other pair among the batch's images."""
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(len(self.a))
+        if limit > 0 and len(order):
+            passes = [order, *(rng.permutation(len(self.a)) for _ in range(limit // len(order)))]
+            order = np.concatenate(passes)[:limit]
         for i in range(0, len(order), size):
             rows = order[i : i + size]
             if all_pairs:
@@ -350,7 +355,7 @@ def train_ranker(
         # jittered one at a time, as they are used: the torch RNG runs in step order
         return (rank_batch(b, device, cfg) for b in all_batches[job.rank : usable : job.world])
 
-    pairs_used = min(cfg.pairs_per_epoch, len(data.a)) if cfg.pairs_per_epoch else len(data.a)
+    pairs_used = cfg.pairs_per_epoch or len(data.a)
     steps_per_epoch = -(-pairs_used // cfg.batch_size) // job.world
 
     def evaluate() -> dict[str, float]:
